@@ -1,0 +1,42 @@
+# shellcheck shell=bash
+# Installs what Lookout needs on a Debian 12 machine. Sourced by scripts/setup.
+
+# Debian packages needed to build and run the daemon and its tests.
+LOOKOUT_BUILD_PACKAGES=(
+  build-essential pkg-config clang libclang-dev curl ca-certificates
+  libglib2.0-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  libgstreamer-plugins-bad1.0-dev libgstrtspserver-1.0-dev
+)
+LOOKOUT_RUNTIME_PACKAGES=(
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-nice
+  gstreamer1.0-libav gstreamer1.0-rtsp v4l-utils
+)
+LOOKOUT_TEST_PACKAGES=(chromium chromium-driver ffmpeg procps)
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Installs the named Debian packages that are missing, in one apt run.
+apt_install_missing() {
+  local missing=()
+  local pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "setup: installing ${missing[*]}" >&2
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# Makes sure a Rust toolchain is on PATH (rustup's default when none is).
+ensure_rust() {
+  # shellcheck disable=SC1091
+  [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+  command -v cargo >/dev/null && return 0
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+  # shellcheck disable=SC1091
+  . "$HOME/.cargo/env"
+}

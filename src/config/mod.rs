@@ -1,0 +1,252 @@
+//! The daemon's typed configuration: TOML in, validated tree out.
+//!
+//! Every default is written once, in the `Default` impls below; unknown keys are rejected by
+//! serde; [`Config::validate`] then checks what types cannot and names the field at fault.
+//! Used by `main` (load, `check-config`) and handed to `lib::serve`.
+
+mod source;
+mod units;
+mod validate;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use source::{SourceSpec, redact_userinfo as source_redacted};
+pub use units::PortRange;
+pub use validate::Problem;
+
+/// Why a config could not be used; `Invalid` lists every problem, not just the first.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {} problem(s):\n{}", problems.len(), validate::render(problems))]
+    Invalid { path: PathBuf, problems: Vec<Problem> },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub http: Http,
+    pub storage: Storage,
+    pub webrtc: WebRtc,
+    #[serde(rename = "camera")]
+    pub cameras: Vec<Camera>,
+}
+
+/// Where the web page, API and WHEP endpoints listen.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http {
+    pub listen: SocketAddr,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        // Port 8080 so a developer can run it unprivileged; the image's config says 80.
+        Http { listen: SocketAddr::from(([0, 0, 0, 0], 8080)) }
+    }
+}
+
+/// Where recordings and snapshots live.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Storage {
+    pub path: PathBuf,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage { path: PathBuf::from("./data") }
+    }
+}
+
+/// WebRTC transport settings shared by every viewer session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebRtc {
+    /// STUN servers, `stun:host:port`.
+    pub stun: Vec<String>,
+    /// TURN relays for viewers that cannot reach the device directly.
+    pub turn: Vec<TurnServer>,
+    /// Local UDP ports ICE may use; unset means any ephemeral port.
+    pub udp_ports: Option<PortRange>,
+    /// Extra addresses announced as host candidates (NAT 1:1: a public address that forwards
+    /// the same ports to this device, or the host side of QEMU user networking).
+    pub announce: Vec<IpAddr>,
+    /// Offer ICE-TCP candidates too, for networks that block UDP.
+    pub ice_tcp: bool,
+    /// Viewer sessions allowed per camera; more get 503.
+    pub max_viewers: usize,
+    /// How long a viewer may go without sending RTCP (closed tab, lost network) before its
+    /// session is ended.
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+}
+
+impl Default for WebRtc {
+    fn default() -> Self {
+        WebRtc {
+            stun: Vec::new(),
+            turn: Vec::new(),
+            udp_ports: None,
+            announce: Vec::new(),
+            ice_tcp: true,
+            // A Pi 4 encodes once; each viewer costs a payloader and SRTP, so 16 is far
+            // below what the CPU allows and still bounds a runaway client.
+            max_viewers: 16,
+            // Browsers send RTCP receiver reports about every second; 20 s leaves margin for
+            // a congested Wi-Fi link and still ends a vanished viewer within 30 s.
+            session_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// A TURN relay with its long-term credentials.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnServer {
+    /// `turn:host:port` (UDP) or `turn:host:port?transport=tcp`.
+    pub url: String,
+    pub username: String,
+    pub credential: String,
+}
+
+/// Which H.264 encoder a camera uses; `auto` picks the best the machine has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncoderChoice {
+    #[default]
+    Auto,
+    /// The Pi's V4L2 memory-to-memory encoder (`v4l2h264enc`).
+    Hardware,
+    X264,
+    Openh264,
+}
+
+/// One camera and how to encode it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Camera {
+    /// Used in URLs and file names: `[a-z0-9-]`.
+    pub name: String,
+    pub source: SourceSpec,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub bitrate_kbps: u32,
+    #[serde(with = "humantime_serde")]
+    pub keyframe_interval: Duration,
+    pub encoder: EncoderChoice,
+    /// No frame for this long means the camera is gone and its pipeline is rebuilt.
+    #[serde(with = "humantime_serde")]
+    pub stall_timeout: Duration,
+}
+
+impl Default for Camera {
+    fn default() -> Self {
+        Camera {
+            name: "cam".into(),
+            source: SourceSpec::Auto,
+            width: 1280,
+            height: 720,
+            fps: 30,
+            // 4 Mbit/s gives clean 720p30 from x264 ultrafast and the Pi encoder alike.
+            bitrate_kbps: 4000,
+            keyframe_interval: Duration::from_secs(2),
+            encoder: EncoderChoice::Auto,
+            // An RTSP camera over Wi-Fi can pause ~1 s; 4 s is "gone" without false alarms.
+            stall_timeout: Duration::from_secs(4),
+        }
+    }
+}
+
+impl Config {
+    /// The configuration used when no file is given: one `auto` camera, data in `./data`.
+    pub fn embedded_default() -> Config {
+        Config { cameras: vec![Camera::default()], ..Config::default() }
+    }
+
+    /// Parses TOML text; `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        let problems = config.validate();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid { path: origin.to_owned(), problems })
+        }
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Every problem serde could not catch, each naming its field.
+    pub fn validate(&self) -> Vec<Problem> {
+        validate::check(self)
+    }
+
+    /// Looks a camera up by its URL name.
+    pub fn camera(&self, name: &str) -> Option<&Camera> {
+        self.cameras.iter().find(|c| c.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::embedded_default();
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        assert_eq!(c.cameras[0].source, SourceSpec::Auto);
+        assert_eq!(c.http.listen.port(), 8080);
+    }
+
+    #[test]
+    fn readme_example_parses() {
+        let text = r#"
+            [http]
+            listen = "0.0.0.0:8080"
+            [storage]
+            path = "/data"
+            [[camera]]
+            name = "cam"
+            source = "auto"
+            width = 1280
+            height = 720
+            fps = 30
+            bitrate_kbps = 4000
+            keyframe_interval = "2s"
+            [[camera]]
+            name = "door"
+            source = { pipeline = "videotestsrc ! video/x-raw" }
+        "#;
+        let c = Config::from_toml(text, Path::new("t.toml")).unwrap();
+        assert_eq!(c.cameras.len(), 2);
+        assert_eq!(c.cameras[0].keyframe_interval, Duration::from_secs(2));
+        assert!(matches!(c.cameras[1].source, SourceSpec::Pipeline(_)));
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name() {
+        let err = Config::from_toml("[http]\nlisten = \"0.0.0.0:1\"\nport = 3\n", Path::new("t"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("port"), "{err}");
+    }
+}

@@ -1,0 +1,128 @@
+//! Checks a parsed config for what serde's types cannot express; each problem names its field.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::{Config, SourceSpec};
+
+/// One thing wrong with the config, e.g. `camera[1].fps: must be between 1 and 120`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted path of the offending key, as written in the file.
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// One problem per line, for `check-config` and error messages.
+pub fn render(problems: &[Problem]) -> String {
+    problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
+}
+
+struct Report(Vec<Problem>);
+
+impl Report {
+    fn fail(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem { field: field.into(), message: message.into() });
+    }
+    fn range(&mut self, field: String, value: u32, lo: u32, hi: u32, unit: &str) {
+        if !(lo..=hi).contains(&value) {
+            self.fail(field, format!("{value} is out of range: must be {lo}-{hi} {unit}"));
+        }
+    }
+}
+
+/// Runs every check and returns all problems found.
+pub fn check(config: &Config) -> Vec<Problem> {
+    let mut r = Report(Vec::new());
+    if config.storage.path.as_os_str().is_empty() {
+        r.fail("storage.path", "must not be empty");
+    }
+    check_webrtc(config, &mut r);
+    if config.cameras.is_empty() {
+        r.fail("camera", "at least one [[camera]] is needed");
+    }
+    let mut names = HashSet::new();
+    for (i, cam) in config.cameras.iter().enumerate() {
+        let at = |key: &str| format!("camera[{i}].{key}");
+        if !valid_name(&cam.name) {
+            r.fail(at("name"), format!("`{}` must be 1-32 characters of a-z, 0-9 and -", cam.name));
+        } else if !names.insert(cam.name.as_str()) {
+            r.fail(at("name"), format!("`{}` is used by another camera", cam.name));
+        }
+        match &cam.source {
+            SourceSpec::Unknown(s) => r.fail(
+                at("source"),
+                format!("`{s}` is not auto, test, libcamera, /dev/videoN, rtsp://... or {{ pipeline = \"...\" }}"),
+            ),
+            SourceSpec::Pipeline(p) if p.trim().is_empty() => {
+                r.fail(at("source.pipeline"), "must not be empty")
+            }
+            _ => {}
+        }
+        // Bounds: the Pi encoder's limits (1920x1080, level 4.2) with headroom for USB cameras
+        // that offer more and sources passed through untouched.
+        r.range(at("width"), cam.width, 16, 4096, "pixels");
+        r.range(at("height"), cam.height, 16, 4096, "pixels");
+        if cam.width % 2 != 0 || cam.height % 2 != 0 {
+            r.fail(at("width"), "width and height must be even for 4:2:0 video");
+        }
+        r.range(at("fps"), cam.fps, 1, 120, "frames per second");
+        r.range(at("bitrate_kbps"), cam.bitrate_kbps, 100, 50_000, "kbit/s");
+        if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&cam.keyframe_interval) {
+            r.fail(at("keyframe_interval"), "must be between 100ms and 60s");
+        }
+        if cam.stall_timeout < Duration::from_secs(1) {
+            r.fail(at("stall_timeout"), "must be at least 1s");
+        }
+    }
+    r.0
+}
+
+fn check_webrtc(config: &Config, r: &mut Report) {
+    let w = &config.webrtc;
+    for (i, url) in w.stun.iter().enumerate() {
+        if !url.starts_with("stun:") {
+            r.fail(format!("webrtc.stun[{i}]"), format!("`{url}` must start with stun:"));
+        }
+    }
+    for (i, t) in w.turn.iter().enumerate() {
+        if !(t.url.starts_with("turn:") || t.url.starts_with("turns:")) {
+            r.fail(format!("webrtc.turn[{i}].url"), format!("`{}` must start with turn: or turns:", t.url));
+        }
+    }
+    if w.max_viewers == 0 {
+        r.fail("webrtc.max_viewers", "must be at least 1");
+    }
+    if w.session_timeout < Duration::from_secs(2) || w.session_timeout > Duration::from_secs(30) {
+        r.fail("webrtc.session_timeout", "must be between 2s and 30s");
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Camera, Config};
+
+    #[test]
+    fn each_problem_names_its_field() {
+        let mut c = Config::embedded_default();
+        c.cameras.push(Camera { name: "Front Door".into(), fps: 0, ..Camera::default() });
+        c.cameras.push(Camera { name: "cam".into(), ..Camera::default() });
+        c.webrtc.max_viewers = 0;
+        let fields: Vec<_> = c.validate().into_iter().map(|p| p.field).collect();
+        assert_eq!(
+            fields,
+            ["webrtc.max_viewers", "camera[1].name", "camera[1].fps", "camera[2].name"]
+        );
+    }
+}

@@ -1,0 +1,76 @@
+//! The event bus: the spine every module reports through.
+//!
+//! Producers: `media::pipeline` (camera online/offline, stats, encoder chosen) and
+//! `media::webrtc` (viewers joining and leaving). Consumers: `status` (the snapshot behind
+//! `/api/state`) and the log. Later: WebSocket, webhooks, metrics and the LED.
+//!
+//! A consumer that falls behind gets `RecvError::Lagged`; it must treat that as "some events
+//! were missed" and carry on, since every event that describes a state (`CameraOnline`,
+//! `CameraStats`) is repeated or superseded soon after.
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// Something that happened; past tense, self-contained, cheap to clone.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A camera pipeline reached PLAYING and produced its first frame.
+    CameraOnline {
+        camera: String,
+        source: String,
+        encoder: String,
+        encoder_reason: String,
+        width: u32,
+        height: u32,
+    },
+    /// A camera stopped delivering or could not start; `reason` is for a person.
+    CameraWentOffline { camera: String, reason: String, retry_in_ms: u64 },
+    /// Measured every couple of seconds while a camera is online.
+    CameraStats { camera: String, fps: f64, bitrate_kbps: f64, restarts: u64 },
+    /// A WHEP viewer session was created.
+    ViewerJoined { camera: String, session: String, viewers: usize },
+    /// A viewer session ended, by DELETE, timeout or failure.
+    ViewerLeft { camera: String, session: String, reason: String, viewers: usize, dropped_frames: u64 },
+}
+
+impl Event {
+    /// The camera the event concerns.
+    pub fn camera(&self) -> &str {
+        match self {
+            Event::CameraOnline { camera, .. }
+            | Event::CameraWentOffline { camera, .. }
+            | Event::CameraStats { camera, .. }
+            | Event::ViewerJoined { camera, .. }
+            | Event::ViewerLeft { camera, .. } => camera,
+        }
+    }
+}
+
+/// Cloneable handle to the broadcast channel.
+#[derive(Clone)]
+pub struct Bus {
+    tx: broadcast::Sender<Event>,
+}
+
+/// Capacity chosen so a consumer can stall ~10 s at the stats rate of 8 cameras before lagging.
+const BUS_CAPACITY: usize = 1024;
+
+impl Default for Bus {
+    fn default() -> Self {
+        Bus { tx: broadcast::channel(BUS_CAPACITY).0 }
+    }
+}
+
+impl Bus {
+    /// Publishes an event; having no subscriber is fine.
+    pub fn publish(&self, event: Event) {
+        tracing::debug!(?event, "event");
+        let _ = self.tx.send(event);
+    }
+
+    /// A new receiver that sees events published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+}

@@ -1,0 +1,109 @@
+//! The `lookout` binary: command line, logging, config loading. Errors end here as anyhow.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use lookout::config::{Config, ConfigError};
+
+#[derive(Parser)]
+#[command(version, about = "Lookout camera appliance daemon")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Config file for `run` (the default command); without one the embedded default is used.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the appliance (default).
+    Run,
+    /// Validate a config file and print every problem with the field it concerns.
+    CheckConfig { file: PathBuf },
+    /// List V4L2 capture devices with their formats, sizes and rates, and the encoders found.
+    Devices,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run(cli.config),
+        Command::CheckConfig { file } => return check_config(&file),
+        Command::Devices => devices(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lookout: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(file: &PathBuf) -> ExitCode {
+    match Config::load(file) {
+        Ok(c) => {
+            println!("{}: ok ({} camera(s))", file.display(), c.cameras.len());
+            ExitCode::SUCCESS
+        }
+        Err(ConfigError::Invalid { path, problems }) => {
+            eprintln!("{}: {} problem(s)", path.display(), problems.len());
+            for p in problems {
+                eprintln!("  {p}");
+            }
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn devices() -> anyhow::Result<()> {
+    lookout::media::init()?;
+    print!("{}", lookout::media::devices::describe(&lookout::media::probe::Machine::probe()));
+    Ok(())
+}
+
+fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = match config {
+        Some(path) => Config::load(&path)?,
+        None => {
+            tracing::info!("no --config given: running the embedded default (data in ./data, port 8080)");
+            Config::embedded_default()
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
+        lookout::serve(config, listener, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! One camera's encoded stream shared by every output, and the taps that watch it.
+//!
+//! The camera pipeline ends in an appsink wrapped by `gst_utils::StreamProducer`; each output
+//! (WebRTC viewer now; recorder, RTSP and snapshots later) is an appsrc in its own pipeline,
+//! attached here. A consumer waits for a keyframe and asks upstream for one; its appsrc is a
+//! bounded, leaky queue (500 ms), so a slow output drops its own frames and never stalls the
+//! camera or the others. When the camera pipeline is rebuilt, [`Fanout::set_producer`] moves
+//! every consumer to the new producer, so outputs survive camera restarts untouched.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use gst::prelude::*;
+use gst_utils::{ConsumptionLink, StreamProducer};
+
+use super::keyframe::{KeyframeLimiter, Verdict};
+
+/// Identifies an attached consumer.
+pub type ConsumerId = u64;
+
+/// Counters updated from the streaming thread, read by the supervisor.
+#[derive(Debug, Default)]
+pub struct Taps {
+    pub frames: AtomicU64,
+    pub bytes: AtomicU64,
+    /// Milliseconds since `epoch` when the last frame passed; 0 before the first.
+    pub last_frame_ms: AtomicU64,
+    pub epoch: Mutex<Option<Instant>>,
+}
+
+impl Taps {
+    fn mark(&self, bytes: usize) {
+        let epoch = *self.epoch.lock().expect("taps lock never poisoned").get_or_insert_with(Instant::now);
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        let ms = epoch.elapsed().as_millis() as u64 + 1;
+        self.last_frame_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// When the last frame passed, if any.
+    pub fn last_frame(&self) -> Option<Instant> {
+        let ms = self.last_frame_ms.load(Ordering::Relaxed);
+        let epoch = (*self.epoch.lock().expect("taps lock never poisoned"))?;
+        (ms > 0).then(|| epoch + std::time::Duration::from_millis(ms - 1))
+    }
+}
+
+/// The shared stream of one camera.
+pub struct Fanout {
+    name: String,
+    producer: Mutex<Option<StreamProducer>>,
+    consumers: Mutex<HashMap<ConsumerId, ConsumptionLink>>,
+    next_id: AtomicU64,
+    limiter: Arc<Mutex<KeyframeLimiter>>,
+}
+
+impl Fanout {
+    /// An empty fan-out for the named camera; nothing flows until a producer is set.
+    pub fn new(name: &str) -> Fanout {
+        Fanout {
+            name: name.to_owned(),
+            producer: Mutex::new(None),
+            consumers: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            limiter: Arc::new(Mutex::new(KeyframeLimiter::default())),
+        }
+    }
+
+    /// Wraps a camera pipeline's appsink: installs the frame taps and the keyframe limiter,
+    /// and moves every consumer onto it. Returns the counters of the new pipeline.
+    pub fn set_producer(&self, appsink: &gst_app::AppSink) -> Arc<Taps> {
+        let taps = Arc::new(Taps::default());
+        install_probes(appsink, taps.clone(), self.limiter.clone());
+        let producer = StreamProducer::with(appsink, gst_utils::streamproducer::ProducerSettings { sync: false });
+        producer.set_forward_preroll(false);
+        *self.producer.lock().expect("fanout lock never poisoned") = Some(producer.clone());
+        let mut consumers = self.consumers.lock().expect("fanout lock never poisoned");
+        for link in consumers.values_mut() {
+            if let Err(e) = link.change_producer(&producer, false) {
+                tracing::warn!(camera = %self.name, "re-attaching consumer: {e}");
+            }
+        }
+        taps
+    }
+
+    /// Detaches every consumer from the current producer (camera pipeline going down); they
+    /// stay registered and resume when the next producer is set.
+    pub fn clear_producer(&self) {
+        self.producer.lock().expect("fanout lock never poisoned").take();
+        for link in self.consumers.lock().expect("fanout lock never poisoned").values_mut() {
+            link.disconnect();
+        }
+    }
+
+    /// Attaches an output's appsrc. It starts at the next keyframe (requested at once).
+    pub fn attach(&self, appsrc: &gst_app::AppSrc) -> ConsumerId {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut link = ConsumptionLink::disconnected(appsrc.clone());
+        if let Some(producer) = self.producer.lock().expect("fanout lock never poisoned").clone()
+            && let Err(e) = link.change_producer(&producer, true)
+        {
+            tracing::warn!(camera = %self.name, "attaching consumer: {e}");
+        }
+        self.consumers.lock().expect("fanout lock never poisoned").insert(id, link);
+        id
+    }
+
+    /// Detaches an output; returns how many frames it dropped (waiting for a keyframe or
+    /// because its queue was full).
+    pub fn detach(&self, id: ConsumerId) -> u64 {
+        let link = self.consumers.lock().expect("fanout lock never poisoned").remove(&id);
+        link.map_or(0, |link| dropped_by(&link))
+    }
+
+    /// Frames dropped so far by one output.
+    pub fn dropped(&self, id: ConsumerId) -> u64 {
+        self.consumers.lock().expect("fanout lock never poisoned").get(&id).map_or(0, dropped_by)
+    }
+
+    /// Keyframe requests (forwarded, dropped) so far.
+    pub fn keyframe_requests(&self) -> (u64, u64) {
+        self.limiter.lock().expect("limiter lock never poisoned").counts()
+    }
+}
+
+fn dropped_by(link: &ConsumptionLink) -> u64 {
+    link.dropped() + link.appsrc().property::<u64>("dropped")
+}
+
+/// Counts frames, remembers when the last one passed, and rate-limits keyframe requests.
+fn install_probes(appsink: &gst_app::AppSink, taps: Arc<Taps>, limiter: Arc<Mutex<KeyframeLimiter>>) {
+    let pad = appsink.static_pad("sink").expect("appsink always has a sink pad");
+    let frame_limiter = limiter.clone();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+        if let Some(buffer) = info.buffer() {
+            taps.mark(buffer.size());
+            let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+            let issue = frame_limiter.lock().expect("limiter lock never poisoned").on_frame(Instant::now(), keyframe);
+            if issue {
+                // Pushed on the pad, not sent to the element: that would take the state lock.
+                pad.push_event(gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build());
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+    pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_pad, info| {
+        let is_fku = info.event().is_some_and(|e| gst_video::UpstreamForceKeyUnitEvent::parse(e).is_ok());
+        if !is_fku {
+            return gst::PadProbeReturn::Ok;
+        }
+        match limiter.lock().expect("limiter lock never poisoned").on_request(Instant::now()) {
+            Verdict::Forward => gst::PadProbeReturn::Ok,
+            Verdict::Drop => gst::PadProbeReturn::Drop,
+        }
+    });
+}

@@ -1,0 +1,109 @@
+//! Everything GStreamer: sources, encoders, the per-camera pipeline and fan-out, and the
+//! outputs that consume it. Nothing outside this module touches GStreamer.
+//!
+//! [`Media::start`] spawns one supervisor per camera (`pipeline::supervise`); `web` reaches a
+//! camera's outputs through [`Media::camera`].
+
+pub mod devices;
+pub mod encoder;
+pub mod fanout;
+pub mod keyframe;
+pub mod pipeline;
+pub mod probe;
+pub mod restart;
+pub mod source;
+pub mod webrtc;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use gst::prelude::*;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Camera, Config};
+use crate::events::Bus;
+
+use fanout::Fanout;
+use webrtc::ViewerSet;
+
+/// GStreamer could not be initialised (libraries missing or broken).
+#[derive(Debug, thiserror::Error)]
+#[error("GStreamer failed to initialise: {0}")]
+pub struct InitError(String);
+
+/// Initialises GStreamer once; safe to call repeatedly.
+pub fn init() -> Result<(), InitError> {
+    gst::init().map_err(|e| InitError(e.to_string()))
+}
+
+/// One clock and base time shared by every pipeline, so buffers handed from a camera
+/// pipeline to a viewer pipeline keep meaningful timestamps, across camera restarts too.
+#[derive(Clone, Debug)]
+pub struct MediaClock {
+    clock: gst::Clock,
+    base: gst::ClockTime,
+}
+
+impl MediaClock {
+    fn new() -> MediaClock {
+        let clock = gst::SystemClock::obtain();
+        let base = clock.time();
+        MediaClock { clock, base }
+    }
+
+    /// Makes a pipeline run on the shared clock and base time.
+    pub fn apply(&self, pipeline: &gst::Pipeline) {
+        pipeline.use_clock(Some(&self.clock));
+        pipeline.set_start_time(gst::ClockTime::NONE);
+        pipeline.set_base_time(self.base);
+    }
+}
+
+/// One camera's shared stream and its outputs.
+pub struct CameraMedia {
+    pub config: Camera,
+    pub fanout: Arc<Fanout>,
+    pub viewers: Arc<ViewerSet>,
+}
+
+/// All cameras, running.
+pub struct Media {
+    cameras: BTreeMap<String, Arc<CameraMedia>>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Media {
+    /// Starts every camera's supervisor. Cameras that cannot start are reported offline and
+    /// retried; only a broken GStreamer installation is an error here.
+    pub fn start(config: &Config, bus: &Bus) -> Result<Media, InitError> {
+        init()?;
+        let clock = MediaClock::new();
+        let tasks = TaskTracker::new();
+        let shutdown = CancellationToken::new();
+        let mut cameras = BTreeMap::new();
+        for cam in &config.cameras {
+            let fanout = Arc::new(Fanout::new(&cam.name));
+            let viewers = Arc::new(ViewerSet::new(&cam.name, fanout.clone(), clock.clone(), &config.webrtc, bus.clone()));
+            tasks.spawn(pipeline::supervise(cam.clone(), fanout.clone(), clock.clone(), bus.clone(), shutdown.clone()));
+            cameras.insert(cam.name.clone(), Arc::new(CameraMedia { config: cam.clone(), fanout, viewers }));
+        }
+        Ok(Media { cameras, tasks, shutdown })
+    }
+
+    /// A camera by URL name.
+    pub fn camera(&self, name: &str) -> Option<Arc<CameraMedia>> {
+        self.cameras.get(name).cloned()
+    }
+
+    /// Ends every viewer, stops every camera pipeline, and waits until they are down.
+    pub async fn stop(&self) {
+        for cam in self.cameras.values() {
+            cam.viewers.close().await;
+        }
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}

@@ -1,0 +1,231 @@
+//! One camera's pipeline (source → encoder → appsink) and the supervisor that keeps it alive.
+//!
+//! The supervisor plans the source and encoder on a fresh [`Machine`] probe each attempt (a
+//! camera plugged in later is found), starts the pipeline, and watches frames arriving rather
+//! than trusting elements to report errors: no frame within `START_TIMEOUT`, or none for the
+//! camera's `stall_timeout`, is a fault like a bus error or EOS. A fault tears the pipeline
+//! down, reports the camera offline with the reason, waits per [`Backoff`] and starts again.
+//! Consumers stay attached to the [`Fanout`] throughout and resume by themselves.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use gst::prelude::*;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Camera;
+use crate::events::{Bus, Event};
+
+use super::MediaClock;
+use super::encoder::{self, Encoder, EncoderPlan};
+use super::fanout::{Fanout, Taps};
+use super::probe::Machine;
+use super::restart::Backoff;
+use super::source::{self, Output};
+
+/// A source that has not produced a frame this long after starting is considered failed.
+/// RTSP cameras need a TCP connect, DESCRIBE and a keyframe: 10 s covers slow ones.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often frames arriving is checked; bounds how late a stall is noticed.
+const WATCH_TICK: Duration = Duration::from_millis(250);
+/// How often measured fps and bitrate are published.
+const STATS_EVERY: Duration = Duration::from_secs(2);
+
+/// A built, not yet playing, camera pipeline.
+struct Built {
+    pipeline: gst::Pipeline,
+    appsink: gst_app::AppSink,
+    source: String,
+    encoder: EncoderPlan,
+}
+
+/// Sets the pipeline to NULL when dropped, so no exit path leaks a running camera.
+struct Running(gst::Pipeline);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.set_state(gst::State::Null);
+    }
+}
+
+fn build(cam: &Camera, machine: &Machine, clock: &MediaClock) -> Result<Built, String> {
+    let plan = source::plan(cam, machine).map_err(|e| e.to_string())?;
+    let source_bin = gst::parse::bin_from_description(&plan.launch(cam.fps), true)
+        .map_err(|e| format!("source {}: {e}", plan.describe()))?;
+    source_bin.set_property("name", format!("source-{}", cam.name));
+    let output = match plan.output() {
+        Output::Unknown => probe_output(&source_bin)?,
+        known => known,
+    };
+    let encoder = match output {
+        Output::H264 => EncoderPlan { encoder: Encoder::Passthrough, reason: "source delivers H.264".into() },
+        _ => encoder::choose(cam, machine).map_err(|e| e.to_string())?,
+    };
+    let (w, h) = plan.size().unwrap_or((cam.width, cam.height));
+    let fps = cam.fps;
+    let encode = encoder.encoder.launch(cam, w, h, fps);
+    let tail = format!(
+        "{encode}{sep}h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au \
+         ! appsink name=fanout-{name} max-buffers=2",
+        sep = if encode.is_empty() { "" } else { " ! " },
+        name = cam.name,
+    );
+    let tail_bin = gst::parse::bin_from_description(&tail, true).map_err(|e| format!("encoder {}: {e}", encoder.encoder.name()))?;
+    tail_bin.set_property("name", format!("encoder-{}", cam.name));
+    let appsink = tail_bin
+        .by_name(&format!("fanout-{}", cam.name))
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or("internal: appsink missing from encoder bin")?;
+
+    let pipeline = gst::Pipeline::with_name(&format!("camera-{}", cam.name));
+    pipeline.add_many([source_bin.upcast_ref::<gst::Element>(), tail_bin.upcast_ref()]).map_err(|e| e.to_string())?;
+    source_bin.link(&tail_bin).map_err(|_| format!("{} cannot feed the {} encoder", plan.describe(), encoder.encoder.name()))?;
+    clock.apply(&pipeline);
+    Ok(Built { pipeline, appsink, source: plan.describe(), encoder })
+}
+
+/// For a user pipeline: does it end in raw video or H.264?
+fn probe_output(bin: &gst::Bin) -> Result<Output, String> {
+    let pad = bin.static_pad("src").ok_or("custom pipeline has no unlinked video output")?;
+    let caps = pad.query_caps(None);
+    let names: Vec<&str> = caps.iter().map(|s| s.name().as_str()).collect();
+    if !names.is_empty() && names.iter().all(|n| *n == "video/x-h264") {
+        Ok(Output::H264)
+    } else if names.contains(&"video/x-raw") {
+        Ok(Output::Raw)
+    } else {
+        Err(format!("custom pipeline must end in raw or H.264 video, it ends in {caps}"))
+    }
+}
+
+/// How a running pipeline ended.
+enum Ended {
+    Shutdown,
+    Fault(String),
+}
+
+/// Keeps one camera running until `shutdown`.
+pub async fn supervise(cam: Camera, fanout: Arc<Fanout>, clock: MediaClock, bus: Bus, shutdown: CancellationToken) {
+    let mut backoff = Backoff::default();
+    let mut restarts = 0u64;
+    loop {
+        let machine = tokio::task::spawn_blocking(Machine::probe).await.unwrap_or_default();
+        let reason = match build(&cam, &machine, &clock) {
+            Err(reason) => reason,
+            Ok(built) => {
+                tracing::info!(camera = %cam.name, source = %built.source, encoder = built.encoder.encoder.name(),
+                    reason = %built.encoder.reason, "starting camera");
+                let taps = fanout.set_producer(&built.appsink);
+                let running = Running(built.pipeline.clone());
+                let ended = match built.pipeline.set_state(gst::State::Playing) {
+                    Err(_) => Ended::Fault(first_error(&built.pipeline).unwrap_or_else(|| "pipeline refused to start".into())),
+                    Ok(_) => watch(&cam, &built, &taps, &bus, &mut backoff, restarts, &shutdown).await,
+                };
+                fanout.clear_producer();
+                let _ = tokio::task::spawn_blocking(move || drop(running)).await;
+                match ended {
+                    Ended::Shutdown => return,
+                    Ended::Fault(reason) => reason,
+                }
+            }
+        };
+        let delay = backoff.on_failure(Instant::now());
+        restarts += 1;
+        tracing::warn!(camera = %cam.name, retry_in = ?delay, "camera offline: {reason}");
+        bus.publish(Event::CameraWentOffline { camera: cam.name.clone(), reason, retry_in_ms: delay.as_millis() as u64 });
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// The first error message waiting on a pipeline's bus, for a refused state change.
+fn first_error(pipeline: &gst::Pipeline) -> Option<String> {
+    let bus = pipeline.bus()?;
+    while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+        if let gst::MessageView::Error(e) = msg.view() {
+            return Some(describe_error(&msg, e));
+        }
+    }
+    None
+}
+
+fn describe_error(msg: &gst::Message, e: &gst::message::Error) -> String {
+    let src = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
+    format!("{src}: {}", e.error())
+}
+
+async fn watch(
+    cam: &Camera,
+    built: &Built,
+    taps: &Taps,
+    bus: &Bus,
+    backoff: &mut Backoff,
+    restarts: u64,
+    shutdown: &CancellationToken,
+) -> Ended {
+    let Some(gst_bus) = built.pipeline.bus() else { return Ended::Fault("pipeline has no bus".into()) };
+    let mut messages = gst_bus.stream();
+    let mut tick = tokio::time::interval(WATCH_TICK);
+    let started = Instant::now();
+    let mut online = false;
+    let mut last_stats = (Instant::now(), 0u64, 0u64);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ended::Shutdown,
+            msg = messages.next() => match msg.as_ref().map(|m| m.view()) {
+                Some(gst::MessageView::Error(e)) => return Ended::Fault(describe_error(msg.as_ref().expect("matched Some"), &e)),
+                Some(gst::MessageView::Eos(_)) => return Ended::Fault("source ended the stream".into()),
+                None => return Ended::Fault("pipeline bus closed".into()),
+                _ => {}
+            },
+            _ = tick.tick() => {
+                let now = Instant::now();
+                match (online, taps.last_frame()) {
+                    (false, Some(_)) => {
+                        online = true;
+                        backoff.on_running(now);
+                        let (width, height) = frame_size(&built.appsink).unwrap_or((cam.width, cam.height));
+                        tracing::info!(camera = %cam.name, width, height, "camera online");
+                        bus.publish(Event::CameraOnline {
+                            camera: cam.name.clone(),
+                            source: built.source.clone(),
+                            encoder: built.encoder.encoder.name().into(),
+                            encoder_reason: built.encoder.reason.clone(),
+                            width,
+                            height,
+                        });
+                    }
+                    (false, None) if now.duration_since(started) > START_TIMEOUT => {
+                        return Ended::Fault(format!("no frames within {}s of starting {}", START_TIMEOUT.as_secs(), built.source));
+                    }
+                    (true, Some(last)) if now.duration_since(last) > cam.stall_timeout => {
+                        return Ended::Fault(format!("no frames for {:.1}s: camera stalled or disconnected", now.duration_since(last).as_secs_f64()));
+                    }
+                    _ => {}
+                }
+                if online && now.duration_since(last_stats.0) >= STATS_EVERY {
+                    let frames = taps.frames.load(Ordering::Relaxed);
+                    let bytes = taps.bytes.load(Ordering::Relaxed);
+                    let secs = now.duration_since(last_stats.0).as_secs_f64();
+                    bus.publish(Event::CameraStats {
+                        camera: cam.name.clone(),
+                        fps: ((frames - last_stats.1) as f64 / secs * 10.0).round() / 10.0,
+                        bitrate_kbps: ((bytes - last_stats.2) as f64 * 8.0 / 1000.0 / secs).round(),
+                        restarts,
+                    });
+                    last_stats = (now, frames, bytes);
+                }
+            }
+        }
+    }
+}
+
+fn frame_size(appsink: &gst_app::AppSink) -> Option<(u32, u32)> {
+    let caps = appsink.static_pad("sink")?.current_caps()?;
+    let s = caps.structure(0)?;
+    Some((s.get::<i32>("width").ok()? as u32, s.get::<i32>("height").ok()? as u32))
+}

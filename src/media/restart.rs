@@ -1,0 +1,51 @@
+//! When to try a failed camera again. Sans-IO: the supervisor asks, then sleeps.
+
+use std::time::{Duration, Instant};
+
+/// First retry after a failure: fast, so an unplug-replug or an RTSP hiccup heals quickly.
+const FIRST_DELAY: Duration = Duration::from_secs(1);
+/// Longest wait between retries: a camera plugged in later is picked up within this.
+const MAX_DELAY: Duration = Duration::from_secs(30);
+/// Having run this long counts as healthy: the next failure starts again at `FIRST_DELAY`.
+const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+
+/// Exponential backoff that resets after a healthy run.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    failures: u32,
+    started: Option<Instant>,
+}
+
+impl Backoff {
+    /// The pipeline started delivering frames at `now`.
+    pub fn on_running(&mut self, now: Instant) {
+        self.started = Some(now);
+    }
+
+    /// The pipeline failed at `now`; returns how long to wait before the next attempt.
+    pub fn on_failure(&mut self, now: Instant) -> Duration {
+        if self.started.take().is_some_and(|s| now.duration_since(s) >= HEALTHY_AFTER) {
+            self.failures = 0;
+        }
+        let delay = FIRST_DELAY.saturating_mul(1 << self.failures.min(5)).min(MAX_DELAY);
+        self.failures += 1;
+        delay
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_double_up_to_the_cap_and_reset_after_a_healthy_run() {
+        let t = Instant::now();
+        let mut b = Backoff::default();
+        let delays: Vec<u64> = (0..7).map(|_| b.on_failure(t).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
+        b.on_running(t);
+        assert_eq!(b.on_failure(t + Duration::from_secs(5)).as_secs(), 30, "short run is not healthy");
+        b.on_running(t);
+        assert_eq!(b.on_failure(t + Duration::from_secs(31)).as_secs(), 1);
+    }
+}

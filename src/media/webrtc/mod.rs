@@ -1,0 +1,225 @@
+//! WebRTC viewers of one camera: WHEP sessions, each a `webrtcbin` fed from the fan-out.
+//!
+//! [`ViewerSet`] is the actor-like owner of a camera's sessions: `web::whep` calls
+//! [`ViewerSet::join`] and [`ViewerSet::leave`]; each session runs in its own task (see
+//! `session::run`) and removes itself when it ends, publishing `ViewerLeft` with the reason.
+
+mod sdp;
+mod session;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::config::{PortRange, WebRtc};
+use crate::events::{Bus, Event};
+
+use super::MediaClock;
+use super::fanout::Fanout;
+
+pub use sdp::{OfferError, announce_addresses, inspect_offer};
+
+/// ICE settings in the form webrtcbin takes them.
+#[derive(Debug, Clone, Default)]
+pub struct IceSettings {
+    /// `stun://host:port`; webrtcbin takes one.
+    pub stun: Option<String>,
+    /// `turn://user:pass@host:port`.
+    pub turn: Vec<String>,
+    pub udp_ports: Option<PortRange>,
+    pub announce: Vec<IpAddr>,
+    pub tcp: bool,
+}
+
+impl IceSettings {
+    /// Converts the config's URLs (`stun:host:port`) to webrtcbin's (`stun://host:port`).
+    pub fn from_config(w: &WebRtc) -> IceSettings {
+        let stun = w.stun.first().map(|u| format!("stun://{}", u.trim_start_matches("stun:")));
+        let turn = w
+            .turn
+            .iter()
+            .map(|t| {
+                let (scheme, rest) = t.url.split_once(':').unwrap_or(("turn", &t.url));
+                let (hostport, query) = rest.split_once('?').map_or((rest, None), |(h, q)| (h, Some(q)));
+                let user = urlencode(&t.username);
+                let pass = urlencode(&t.credential);
+                let mut url = format!("{scheme}://{user}:{pass}@{hostport}");
+                if let Some(q) = query {
+                    url.push('?');
+                    url.push_str(q);
+                }
+                url
+            })
+            .collect();
+        IceSettings { stun, turn, udp_ports: w.udp_ports.clone(), announce: w.announce.clone(), tcp: w.ice_tcp }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Why a viewer could not join or leave; `web` maps each to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewerError {
+    #[error(transparent)]
+    BadOffer(#[from] OfferError),
+    #[error("camera {camera} already has {limit} viewers (webrtc.max_viewers)")]
+    TooMany { camera: String, limit: usize },
+    #[error("no such viewer session")]
+    UnknownSession,
+    #[error("WebRTC negotiation failed: {0}")]
+    Negotiation(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// A session accepted by [`ViewerSet::join`].
+#[derive(Debug)]
+pub struct Joined {
+    pub session: String,
+    pub answer: String,
+}
+
+struct Slot {
+    stop: Option<oneshot::Sender<String>>,
+}
+
+/// All viewer sessions of one camera.
+pub struct ViewerSet {
+    camera: String,
+    fanout: Arc<Fanout>,
+    clock: MediaClock,
+    ice: IceSettings,
+    limit: usize,
+    timeout: Duration,
+    bus: Bus,
+    sessions: Mutex<HashMap<String, Slot>>,
+    tasks: tokio_util::task::TaskTracker,
+}
+
+impl ViewerSet {
+    /// An empty set for a camera.
+    pub fn new(camera: &str, fanout: Arc<Fanout>, clock: MediaClock, w: &WebRtc, bus: Bus) -> ViewerSet {
+        ViewerSet {
+            camera: camera.to_owned(),
+            fanout,
+            clock,
+            ice: IceSettings::from_config(w),
+            limit: w.max_viewers,
+            timeout: w.session_timeout,
+            bus,
+            sessions: Mutex::new(HashMap::new()),
+            tasks: tokio_util::task::TaskTracker::new(),
+        }
+    }
+
+    /// Number of sessions, including ones still negotiating.
+    pub fn count(&self) -> usize {
+        self.sessions.lock().expect("sessions lock never poisoned").len()
+    }
+
+    /// Answers a viewer's offer and starts its session.
+    pub async fn join(self: &Arc<Self>, offer: &str) -> Result<Joined, ViewerError> {
+        let (parsed, h264) = inspect_offer(offer)?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        {
+            let mut sessions = self.sessions.lock().expect("sessions lock never poisoned");
+            if sessions.len() >= self.limit {
+                return Err(ViewerError::TooMany { camera: self.camera.clone(), limit: self.limit });
+            }
+            sessions.insert(id.clone(), Slot { stop: None });
+        }
+        let short = &id[..8];
+        let (viewer, answer) = match session::negotiate(short, parsed, &h264, &self.ice, &self.clock).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                self.sessions.lock().expect("sessions lock never poisoned").remove(&id);
+                tracing::warn!(camera = %self.camera, "viewer negotiation failed: {e}");
+                return Err(e);
+            }
+        };
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let viewers = {
+            let mut sessions = self.sessions.lock().expect("sessions lock never poisoned");
+            match sessions.get_mut(&id) {
+                Some(slot) => slot.stop = Some(stop_tx),
+                // Shut down while negotiating.
+                None => return Err(ViewerError::Internal("server is shutting down".into())),
+            }
+            sessions.len()
+        };
+        tracing::info!(camera = %self.camera, session = short, viewers, "viewer joined");
+        self.bus.publish(Event::ViewerJoined { camera: self.camera.clone(), session: id.clone(), viewers });
+        let set = self.clone();
+        let session = id.clone();
+        self.tasks.spawn(async move {
+            let (reason, dropped) = session::run(viewer, set.fanout.clone(), set.timeout, stop_rx).await;
+            let viewers = {
+                let mut sessions = set.sessions.lock().expect("sessions lock never poisoned");
+                sessions.remove(&session);
+                sessions.len()
+            };
+            tracing::info!(camera = %set.camera, session = &session[..8], viewers, dropped, "viewer left: {reason}");
+            set.bus.publish(Event::ViewerLeft { camera: set.camera.clone(), session, reason, viewers, dropped_frames: dropped });
+        });
+        Ok(Joined { session: id, answer })
+    }
+
+    /// Ends a session at the viewer's request (WHEP DELETE).
+    pub fn leave(&self, session: &str) -> Result<(), ViewerError> {
+        let mut sessions = self.sessions.lock().expect("sessions lock never poisoned");
+        let slot = sessions.get_mut(session).ok_or(ViewerError::UnknownSession)?;
+        match slot.stop.take() {
+            Some(stop) => {
+                let _ = stop.send("ended by the viewer (DELETE)".into());
+                Ok(())
+            }
+            None => Err(ViewerError::UnknownSession),
+        }
+    }
+
+    /// Ends every session and waits for their pipelines to stop.
+    pub async fn close(&self) {
+        let stops: Vec<_> = {
+            let mut sessions = self.sessions.lock().expect("sessions lock never poisoned");
+            let stops = sessions.values_mut().filter_map(|s| s.stop.take()).collect();
+            stops
+        };
+        for stop in stops {
+            let _ = stop.send("server shutting down".into());
+        }
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TurnServer;
+
+    #[test]
+    fn ice_urls_are_converted_for_webrtcbin() {
+        let w = WebRtc {
+            stun: vec!["stun:stun.example.org:3478".into()],
+            turn: vec![TurnServer {
+                url: "turn:turn.example.org:3478?transport=tcp".into(),
+                username: "me".into(),
+                credential: "p@ss word".into(),
+            }],
+            ..WebRtc::default()
+        };
+        let ice = IceSettings::from_config(&w);
+        assert_eq!(ice.stun.as_deref(), Some("stun://stun.example.org:3478"));
+        assert_eq!(ice.turn, ["turn://me:p%40ss%20word@turn.example.org:3478?transport=tcp"]);
+    }
+}

@@ -1,0 +1,300 @@
+//! One WHEP viewer: its own pipeline (appsrc → rtph264pay → webrtcbin), negotiation, and the
+//! task that watches it until it ends, for exactly one reason.
+//!
+//! glib callbacks only send [`Signal`]s into a channel; the session task owns all decisions.
+//! The viewer is attached to the camera's fan-out only once its connection (ICE + DTLS) is up,
+//! so the keyframe requested on attach is the first thing it receives.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use gst::glib;
+use gst::prelude::*;
+use gst_webrtc::WebRTCPeerConnectionState as Pc;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::media::MediaClock;
+use crate::media::fanout::{ConsumerId, Fanout};
+
+use super::sdp::{self, H264Choice};
+use super::{IceSettings, ViewerError};
+
+/// Waiting longer for ICE candidates gains nothing on a LAN; a STUN server that answers
+/// at all answers within this, and an unreachable one must not delay the viewer.
+const GATHER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What glib callbacks report to the session task.
+#[derive(Debug)]
+pub(super) enum Signal {
+    Connection(Pc),
+    GatheringDone,
+    /// RTCP arrived from the viewer: it is still there.
+    Rtcp,
+    /// The viewer sent RTCP BYE: it is leaving.
+    Bye,
+}
+
+/// A negotiated viewer, not yet watched.
+pub(super) struct Viewer {
+    pipeline: gst::Pipeline,
+    appsrc: gst_app::AppSrc,
+    signals: mpsc::UnboundedReceiver<Signal>,
+}
+
+/// Sets the pipeline to NULL when dropped, so every exit path releases ports and threads.
+struct Teardown(Option<gst::Pipeline>);
+
+impl Teardown {
+    /// Negotiation succeeded: the session task owns the pipeline from now on.
+    fn disarm(mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = p.set_state(gst::State::Null);
+        }
+    }
+}
+
+fn make(factory: &str, name: String) -> Result<gst::Element, ViewerError> {
+    gst::ElementFactory::make(factory)
+        .name(name)
+        .build()
+        .map_err(|_| ViewerError::Internal(format!("GStreamer element {factory} is not installed")))
+}
+
+/// Builds the viewer pipeline and answers `offer`. Returns the viewer and the SDP answer.
+pub(super) async fn negotiate(
+    id: &str,
+    offer: gst_sdp::SDPMessage,
+    h264: &H264Choice,
+    ice: &IceSettings,
+    clock: &MediaClock,
+) -> Result<(Viewer, String), ViewerError> {
+    let pipeline = gst::Pipeline::with_name(&format!("viewer-{id}"));
+    let guard = Teardown(Some(pipeline.clone()));
+    let appsrc = gst_app::AppSrc::builder().name(format!("viewer-{id}-src")).build();
+    let pay = make("rtph264pay", format!("viewer-{id}-pay"))?;
+    pay.set_property("config-interval", -1i32);
+    pay.set_property("pt", h264.payload);
+    pay.set_property_from_str("aggregate-mode", "zero-latency");
+    let filter = make("capsfilter", format!("viewer-{id}-caps"))?;
+    filter.set_property("caps", rtp_caps(h264));
+    let webrtc = make("webrtcbin", format!("viewer-{id}"))?;
+    webrtc.set_property_from_str("bundle-policy", "max-bundle");
+    configure_ice(&webrtc, ice);
+
+    pipeline
+        .add_many([appsrc.upcast_ref(), &pay, &filter, &webrtc])
+        .map_err(|e| ViewerError::Internal(e.to_string()))?;
+    gst::Element::link_many([appsrc.upcast_ref(), &pay, &filter, &webrtc])
+        .map_err(|e| ViewerError::Internal(format!("linking viewer pipeline: {e}")))?;
+    if let Some(pad) = webrtc.static_pad("sink_0") {
+        let transceiver = pad.property::<gst_webrtc::WebRTCRTPTransceiver>("transceiver");
+        transceiver.set_property("direction", gst_webrtc::WebRTCRTPTransceiverDirection::Sendonly);
+    }
+
+    let (tx, signals) = mpsc::unbounded_channel();
+    watch_signals(&webrtc, tx);
+    clock.apply(&pipeline);
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|_| ViewerError::Internal("viewer pipeline refused to start".into()))?;
+
+    let mut viewer = Viewer { pipeline, appsrc, signals };
+    let offer = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, offer);
+    promise(&webrtc, "set-remote-description", &offer).await.map_err(ViewerError::Negotiation)?;
+    let reply = promise_reply(&webrtc, "create-answer").await.map_err(ViewerError::Negotiation)?;
+    let answer = reply
+        .get::<gst_webrtc::WebRTCSessionDescription>("answer")
+        .map_err(|_| ViewerError::Negotiation("webrtcbin produced no answer for this offer".into()))?;
+    promise(&webrtc, "set-local-description", &answer).await.map_err(ViewerError::Negotiation)?;
+    wait_for_gathering(&webrtc, &mut viewer.signals).await;
+
+    let local = webrtc
+        .property::<Option<gst_webrtc::WebRTCSessionDescription>>("local-description")
+        .ok_or_else(|| ViewerError::Negotiation("no local description after negotiation".into()))?;
+    let text = local.sdp().as_text().map_err(|e| ViewerError::Internal(e.to_string()))?;
+    guard.disarm();
+    Ok((viewer, sdp::announce_addresses(&text, &ice.announce)))
+}
+
+fn rtp_caps(h264: &H264Choice) -> gst::Caps {
+    let mut s = gst::Structure::builder("application/x-rtp")
+        .field("media", "video")
+        .field("encoding-name", "H264")
+        .field("clock-rate", 90000i32)
+        .field("payload", h264.payload as i32)
+        .field("packetization-mode", "1");
+    if h264.pli {
+        s = s.field("rtcp-fb-nack-pli", true);
+    }
+    if h264.fir {
+        s = s.field("rtcp-fb-ccm-fir", true);
+    }
+    gst::Caps::builder_full().structure(s.build()).build()
+}
+
+fn configure_ice(webrtc: &gst::Element, ice: &IceSettings) {
+    if let Some(stun) = &ice.stun {
+        webrtc.set_property("stun-server", stun);
+    }
+    for turn in &ice.turn {
+        let _ = webrtc.emit_by_name::<bool>("add-turn-server", &[turn]);
+    }
+    let agent = webrtc.property::<glib::Object>("ice-agent");
+    agent.set_property("ice-tcp", ice.tcp);
+    if let Some(range) = &ice.udp_ports {
+        agent.set_property("min-rtp-port", u32::from(range.min()));
+        agent.set_property("max-rtp-port", u32::from(range.max()));
+    }
+}
+
+/// Forwards state changes and RTCP activity into the session's channel.
+fn watch_signals(webrtc: &gst::Element, tx: mpsc::UnboundedSender<Signal>) {
+    let t = tx.clone();
+    webrtc.connect_notify(Some("connection-state"), move |w, _| {
+        let _ = t.send(Signal::Connection(w.property::<Pc>("connection-state")));
+    });
+    let t = tx.clone();
+    webrtc.connect_notify(Some("ice-gathering-state"), move |w, _| {
+        if w.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state")
+            == gst_webrtc::WebRTCICEGatheringState::Complete
+        {
+            let _ = t.send(Signal::GatheringDone);
+        }
+    });
+    let Some(rtpbin) = webrtc.downcast_ref::<gst::Bin>().and_then(|b| b.by_name("rtpbin")) else {
+        tracing::warn!("webrtcbin has no rtpbin child; viewer liveness falls back to connection state");
+        return;
+    };
+    let t = tx.clone();
+    rtpbin.connect("on-ssrc-active", false, move |_| {
+        let _ = t.send(Signal::Rtcp);
+        None
+    });
+    rtpbin.connect("on-bye-ssrc", false, move |_| {
+        let _ = tx.send(Signal::Bye);
+        None
+    });
+}
+
+async fn wait_for_gathering(webrtc: &gst::Element, signals: &mut mpsc::UnboundedReceiver<Signal>) {
+    if webrtc.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state")
+        == gst_webrtc::WebRTCICEGatheringState::Complete
+    {
+        return;
+    }
+    let deadline = tokio::time::sleep(GATHER_TIMEOUT);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => {
+                tracing::debug!("ICE gathering still running after {GATHER_TIMEOUT:?}; answering with what we have");
+                return;
+            }
+            s = signals.recv() => match s {
+                Some(Signal::GatheringDone) | None => return,
+                // Other signals cannot matter before the answer is sent.
+                Some(_) => {}
+            },
+        }
+    }
+}
+
+/// Emits a webrtcbin action that takes (argument, promise) and waits for the promise.
+async fn promise(webrtc: &gst::Element, action: &str, arg: &gst_webrtc::WebRTCSessionDescription) -> Result<(), String> {
+    let (tx, rx) = oneshot::channel();
+    let p = gst::Promise::with_change_func(move |reply| {
+        let _ = tx.send(reply_error(reply));
+    });
+    webrtc.emit_by_name::<()>(action, &[arg, &p]);
+    match rx.await {
+        Ok(None) => Ok(()),
+        Ok(Some(err)) => Err(format!("{action}: {err}")),
+        Err(_) => Err(format!("{action}: promise dropped")),
+    }
+}
+
+/// Emits an action that takes (options, promise) and returns the reply structure.
+async fn promise_reply(webrtc: &gst::Element, action: &str) -> Result<gst::Structure, String> {
+    let (tx, rx) = oneshot::channel();
+    let p = gst::Promise::with_change_func(move |reply| {
+        let _ = tx.send(match reply {
+            Ok(Some(s)) if !s.has_field("error") => Ok(s.to_owned()),
+            other => Err(reply_error(other).unwrap_or_else(|| "no reply".into())),
+        });
+    });
+    webrtc.emit_by_name::<()>(action, &[&None::<gst::Structure>, &p]);
+    rx.await.map_err(|_| format!("{action}: promise dropped"))?.map_err(|e| format!("{action}: {e}"))
+}
+
+fn reply_error(reply: Result<Option<&gst::StructureRef>, gst::PromiseError>) -> Option<String> {
+    match reply {
+        Ok(Some(s)) => s.get::<glib::Error>("error").ok().map(|e| e.to_string()),
+        Ok(None) => None,
+        Err(e) => Some(format!("{e:?}")),
+    }
+}
+
+/// Why a session ended.
+pub(super) type EndReason = String;
+
+/// Watches a viewer until it ends; returns why and how many frames it dropped.
+pub(super) async fn run(
+    mut viewer: Viewer,
+    fanout: Arc<Fanout>,
+    timeout: Duration,
+    mut stop: oneshot::Receiver<EndReason>,
+) -> (EndReason, u64) {
+    let started = Instant::now();
+    let mut consumer: Option<ConsumerId> = None;
+    let mut last_heard = Instant::now();
+    let mut messages = match viewer.pipeline.bus() {
+        Some(bus) => bus.stream(),
+        None => return ("viewer pipeline has no bus".into(), 0),
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let reason = loop {
+        tokio::select! {
+            r = &mut stop => break r.unwrap_or_else(|_| "server shutting down".into()),
+            s = viewer.signals.recv() => match s {
+                Some(Signal::Connection(Pc::Connected)) => {
+                    if consumer.is_none() {
+                        consumer = Some(fanout.attach(&viewer.appsrc));
+                        last_heard = Instant::now();
+                        tracing::debug!(pipeline = %viewer.pipeline.name(), after = ?started.elapsed(), "viewer connected");
+                    }
+                }
+                Some(Signal::Connection(Pc::Failed)) => break "connection failed (ICE or DTLS)".into(),
+                Some(Signal::Connection(Pc::Closed)) => break "connection closed".into(),
+                Some(Signal::Rtcp) => last_heard = Instant::now(),
+                Some(Signal::Bye) => break "viewer left (RTCP BYE)".into(),
+                Some(_) => {}
+                None => break "signal channel closed".into(),
+            },
+            m = messages.next() => {
+                if let Some(gst::MessageView::Error(e)) = m.as_ref().map(|m| m.view()) {
+                    break format!("viewer pipeline error: {}", e.error());
+                }
+            }
+            _ = tick.tick() => {
+                if consumer.is_none() && started.elapsed() > timeout {
+                    break format!("viewer did not connect within {}s", timeout.as_secs());
+                }
+                if consumer.is_some() && last_heard.elapsed() > timeout {
+                    break format!("no RTCP from viewer for {}s (tab closed or network lost)", timeout.as_secs());
+                }
+            }
+        }
+    };
+    let dropped = consumer.map_or(0, |id| fanout.detach(id));
+    let pipeline = viewer.pipeline.clone();
+    drop(viewer);
+    let _ = tokio::task::spawn_blocking(move || drop(Teardown(Some(pipeline)))).await;
+    (reason, dropped)
+}

@@ -1,0 +1,121 @@
+//! The live picture of every camera, folded from events, read by `/api/state` and the page.
+//!
+//! Nothing writes here but [`Board::run`], which consumes the bus: modules never call each
+//! other to report state.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::config::Config;
+use crate::events::{Bus, Event};
+
+/// What `/api/state` says about one camera.
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct CameraStatus {
+    pub name: String,
+    pub online: bool,
+    /// The source as configured (`auto`, `/dev/video0`, ...), credentials redacted.
+    pub configured_source: String,
+    /// The source actually opened, once online.
+    pub source: Option<String>,
+    pub encoder: Option<String>,
+    pub encoder_reason: Option<String>,
+    pub width: u32,
+    pub height: u32,
+    pub desired_fps: u32,
+    pub measured_fps: f64,
+    pub desired_bitrate_kbps: u32,
+    pub measured_bitrate_kbps: f64,
+    pub viewers: usize,
+    pub restarts: u64,
+    pub last_error: Option<String>,
+}
+
+/// Shared, read-mostly status of all cameras.
+#[derive(Clone, Default)]
+pub struct Board {
+    cameras: Arc<RwLock<BTreeMap<String, CameraStatus>>>,
+}
+
+impl Board {
+    /// A board listing the configured cameras, all offline until they report.
+    pub fn new(config: &Config) -> Board {
+        let cameras = config
+            .cameras
+            .iter()
+            .map(|c| {
+                let status = CameraStatus {
+                    name: c.name.clone(),
+                    configured_source: c.source.to_string(),
+                    width: c.width,
+                    height: c.height,
+                    desired_fps: c.fps,
+                    desired_bitrate_kbps: c.bitrate_kbps,
+                    ..CameraStatus::default()
+                };
+                (c.name.clone(), status)
+            })
+            .collect();
+        Board { cameras: Arc::new(RwLock::new(cameras)) }
+    }
+
+    /// All cameras in name order.
+    pub fn cameras(&self) -> Vec<CameraStatus> {
+        self.cameras.read().expect("status lock is never poisoned: no panics inside").values().cloned().collect()
+    }
+
+    /// One camera, if configured.
+    pub fn camera(&self, name: &str) -> Option<CameraStatus> {
+        self.cameras.read().expect("status lock is never poisoned: no panics inside").get(name).cloned()
+    }
+
+    /// Folds one event into the board.
+    pub fn apply(&self, event: &Event) {
+        let mut cameras = self.cameras.write().expect("status lock is never poisoned: no panics inside");
+        let Some(cam) = cameras.get_mut(event.camera()) else { return };
+        match event {
+            Event::CameraOnline { source, encoder, encoder_reason, width, height, .. } => {
+                cam.online = true;
+                cam.source = Some(source.clone());
+                cam.encoder = Some(encoder.clone());
+                cam.encoder_reason = Some(encoder_reason.clone());
+                cam.width = *width;
+                cam.height = *height;
+            }
+            Event::CameraWentOffline { reason, .. } => {
+                cam.online = false;
+                cam.measured_fps = 0.0;
+                cam.measured_bitrate_kbps = 0.0;
+                cam.last_error = Some(reason.clone());
+            }
+            Event::CameraStats { fps, bitrate_kbps, restarts, .. } => {
+                cam.measured_fps = *fps;
+                cam.measured_bitrate_kbps = *bitrate_kbps;
+                cam.restarts = *restarts;
+            }
+            Event::ViewerJoined { viewers, .. } | Event::ViewerLeft { viewers, .. } => {
+                cam.viewers = *viewers;
+            }
+        }
+    }
+
+    /// Subscribes now (so nothing published after this call is missed) and folds events in
+    /// a background task until the bus closes.
+    pub fn follow(&self, bus: &Bus) -> tokio::task::JoinHandle<()> {
+        let mut rx = bus.subscribe();
+        let board = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(event) => board.apply(&event),
+                    // Missed events are superseded by the next stats/online event; carry on.
+                    Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "status board lagged"),
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,67 @@
+//! HTTP errors as JSON a person can act on; each variant has its status written down here.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::media::webrtc::ViewerError;
+
+/// An error response: `{"error": "<what went wrong and what to do>"}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no camera named `{0}`; GET /api/cameras lists them")]
+    UnknownCamera(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::UnknownCamera(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<ViewerError> for ApiError {
+    fn from(e: ViewerError) -> Self {
+        match e {
+            ViewerError::BadOffer(_) => ApiError::BadRequest(e.to_string()),
+            ViewerError::TooMany { .. } => ApiError::Unavailable(e.to_string()),
+            ViewerError::UnknownSession => ApiError::NotFound(e.to_string()),
+            // The offer parsed but webrtcbin could not answer it: still the offer's fault.
+            ViewerError::Negotiation(_) => ApiError::BadRequest(e.to_string()),
+            ViewerError::Internal(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!("{self}");
+        }
+        let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        if let ApiError::Unavailable(_) = self {
+            response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("5"));
+        }
+        response
+    }
+}

@@ -1,0 +1,76 @@
+//! WHEP (WebRTC-HTTP Egress Protocol): `POST /whep/{camera}` with an SDP offer creates a
+//! viewer session, `DELETE` on its `Location` ends it. ICE servers are advertised in `Link`
+//! headers; trickle ICE is not offered (answers carry every candidate), so `PATCH` is 405.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::{AppState, routes};
+use crate::config::WebRtc;
+
+/// Largest SDP offer accepted; browsers send 3-10 kB, a generous margin above that.
+pub const MAX_OFFER_BYTES: usize = 64 * 1024;
+
+/// Creates a viewer session from an SDP offer.
+pub async fn create(State(app): State<AppState>, Path(camera): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let cam = app.media.camera(&camera).ok_or_else(|| ApiError::UnknownCamera(camera.clone()))?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.trim().to_ascii_lowercase().starts_with("application/sdp") {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "WHEP offers must be sent as Content-Type: application/sdp (got `{content_type}`)"
+        )));
+    }
+    let offer = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("the SDP offer is not UTF-8 text".into()))?;
+    let joined = cam.viewers.join(offer).await?;
+    let location = routes::whep_session(&camera, &joined.session);
+    let mut response = (StatusCode::CREATED, joined.answer).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/sdp"));
+    h.insert(header::LOCATION, HeaderValue::from_str(&location).map_err(|e| ApiError::Internal(e.to_string()))?);
+    add_ice_links(h, &app.config.webrtc);
+    Ok(response)
+}
+
+/// Ends a viewer session.
+pub async fn delete(State(app): State<AppState>, Path((camera, session)): Path<(String, String)>) -> Result<StatusCode, ApiError> {
+    let cam = app.media.camera(&camera).ok_or_else(|| ApiError::UnknownCamera(camera.clone()))?;
+    cam.viewers.leave(&session)?;
+    Ok(StatusCode::OK)
+}
+
+/// Trickle ICE and ICE restarts are not supported; the client keeps its first answer.
+pub async fn patch() -> ApiError {
+    ApiError::MethodNotAllowed("trickle ICE is not supported: the answer already lists every candidate".into())
+}
+
+/// Tells a WHEP client what the endpoint accepts and which ICE servers to use.
+pub async fn options(State(app): State<AppState>, Path(camera): Path<String>) -> Result<Response, ApiError> {
+    app.media.camera(&camera).ok_or_else(|| ApiError::UnknownCamera(camera.clone()))?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let h = response.headers_mut();
+    h.insert("accept-post", HeaderValue::from_static("application/sdp"));
+    h.insert(header::ALLOW, HeaderValue::from_static("OPTIONS, POST"));
+    add_ice_links(h, &app.config.webrtc);
+    Ok(response)
+}
+
+/// `Link: <stun:...>; rel="ice-server"` per configured server, as WHEP specifies.
+fn add_ice_links(h: &mut HeaderMap, w: &WebRtc) {
+    let stun = w.stun.iter().map(|u| format!("<{u}>; rel=\"ice-server\""));
+    let turn = w.turn.iter().map(|t| {
+        format!(
+            "<{}>; rel=\"ice-server\"; username=\"{}\"; credential=\"{}\"; credential-type=\"password\"",
+            t.url,
+            t.username.replace('"', ""),
+            t.credential.replace('"', "")
+        )
+    });
+    for link in stun.chain(turn) {
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            h.append(header::LINK, v);
+        }
+    }
+}

@@ -47,11 +47,28 @@ impl Taps {
     }
 }
 
+/// An attached output and the count of frames that left its queue.
+struct Consumer {
+    link: ConsumptionLink,
+    out: Arc<AtomicU64>,
+}
+
+impl Consumer {
+    /// Frames this output lost: skipped while waiting for a keyframe, plus frames its full
+    /// leaky queue discarded (pushed in, never came out, not still queued).
+    fn dropped(&self) -> u64 {
+        let appsrc = self.link.appsrc();
+        let queued = appsrc.current_level_buffers();
+        let lost_in_queue = self.link.pushed().saturating_sub(self.out.load(Ordering::Relaxed) + queued);
+        self.link.dropped() + lost_in_queue
+    }
+}
+
 /// The shared stream of one camera.
 pub struct Fanout {
     name: String,
     producer: Mutex<Option<StreamProducer>>,
-    consumers: Mutex<HashMap<ConsumerId, ConsumptionLink>>,
+    consumers: Mutex<HashMap<ConsumerId, Consumer>>,
     next_id: AtomicU64,
     limiter: Arc<Mutex<KeyframeLimiter>>,
 }
@@ -77,8 +94,8 @@ impl Fanout {
         producer.set_forward_preroll(false);
         *self.producer.lock().expect("fanout lock never poisoned") = Some(producer.clone());
         let mut consumers = self.consumers.lock().expect("fanout lock never poisoned");
-        for link in consumers.values_mut() {
-            if let Err(e) = link.change_producer(&producer, false) {
+        for consumer in consumers.values_mut() {
+            if let Err(e) = consumer.link.change_producer(&producer, false) {
                 tracing::warn!(camera = %self.name, "re-attaching consumer: {e}");
             }
         }
@@ -89,8 +106,8 @@ impl Fanout {
     /// stay registered and resume when the next producer is set.
     pub fn clear_producer(&self) {
         self.producer.lock().expect("fanout lock never poisoned").take();
-        for link in self.consumers.lock().expect("fanout lock never poisoned").values_mut() {
-            link.disconnect();
+        for consumer in self.consumers.lock().expect("fanout lock never poisoned").values_mut() {
+            consumer.link.disconnect();
         }
     }
 
@@ -103,30 +120,34 @@ impl Fanout {
         {
             tracing::warn!(camera = %self.name, "attaching consumer: {e}");
         }
-        self.consumers.lock().expect("fanout lock never poisoned").insert(id, link);
+        let out = Arc::new(AtomicU64::new(0));
+        let counter = out.clone();
+        if let Some(pad) = appsrc.static_pad("src") {
+            pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                gst::PadProbeReturn::Ok
+            });
+        }
+        self.consumers.lock().expect("fanout lock never poisoned").insert(id, Consumer { link, out });
         id
     }
 
     /// Detaches an output; returns how many frames it dropped (waiting for a keyframe or
     /// because its queue was full).
     pub fn detach(&self, id: ConsumerId) -> u64 {
-        let link = self.consumers.lock().expect("fanout lock never poisoned").remove(&id);
-        link.map_or(0, |link| dropped_by(&link))
+        let consumer = self.consumers.lock().expect("fanout lock never poisoned").remove(&id);
+        consumer.map_or(0, |c| c.dropped())
     }
 
     /// Frames dropped so far by one output.
     pub fn dropped(&self, id: ConsumerId) -> u64 {
-        self.consumers.lock().expect("fanout lock never poisoned").get(&id).map_or(0, dropped_by)
+        self.consumers.lock().expect("fanout lock never poisoned").get(&id).map_or(0, Consumer::dropped)
     }
 
     /// Keyframe requests (forwarded, dropped) so far.
     pub fn keyframe_requests(&self) -> (u64, u64) {
         self.limiter.lock().expect("limiter lock never poisoned").counts()
     }
-}
-
-fn dropped_by(link: &ConsumptionLink) -> u64 {
-    link.dropped() + link.appsrc().property::<u64>("dropped")
 }
 
 /// Counts frames, remembers when the last one passed, and rate-limits keyframe requests.

@@ -52,7 +52,7 @@ impl Drop for Running {
 
 fn build(cam: &Camera, machine: &Machine, clock: &MediaClock) -> Result<Built, String> {
     let plan = source::plan(cam, machine).map_err(|e| e.to_string())?;
-    let source_bin = gst::parse::bin_from_description(&plan.launch(cam.fps), true)
+    let source_bin = gst::parse::bin_from_description(&caps_at_end_as_filter(&plan.launch(cam.fps)), true)
         .map_err(|e| format!("source {}: {e}", plan.describe()))?;
     source_bin.set_property("name", format!("source-{}", cam.name));
     let output = match plan.output() {
@@ -84,6 +84,22 @@ fn build(cam: &Camera, machine: &Machine, clock: &MediaClock) -> Result<Built, S
     source_bin.link(&tail_bin).map_err(|_| format!("{} cannot feed the {} encoder", plan.describe(), encoder.encoder.name()))?;
     clock.apply(&pipeline);
     Ok(Built { pipeline, appsink, source: plan.describe(), encoder })
+}
+
+/// gst-launch syntax reads a caps string only between two elements; a fragment that ends in
+/// one (`videotestsrc ! video/x-raw,width=640`) gets it turned into an explicit capsfilter.
+fn caps_at_end_as_filter(fragment: &str) -> String {
+    let (head, last) = fragment.rsplit_once('!').map_or(("", fragment), |(h, l)| (h, l));
+    let last = last.trim();
+    let media_type = last.split([',', ' ']).next().unwrap_or("");
+    let is_caps = media_type.split_once('/').is_some_and(|(a, b)| {
+        !a.is_empty() && !b.is_empty() && a.chars().all(|c| c.is_ascii_lowercase()) && !a.contains('=')
+    });
+    if !is_caps || last.contains('"') {
+        return fragment.to_owned();
+    }
+    let sep = if head.is_empty() { "" } else { "! " };
+    format!("{head}{sep}capsfilter caps=\"{last}\"")
 }
 
 /// For a user pipeline: does it end in raw video or H.264?
@@ -221,6 +237,21 @@ async fn watch(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::caps_at_end_as_filter;
+
+    #[test]
+    fn trailing_caps_become_a_capsfilter() {
+        assert_eq!(
+            caps_at_end_as_filter("videotestsrc ! video/x-raw,width=640"),
+            "videotestsrc ! capsfilter caps=\"video/x-raw,width=640\""
+        );
+        assert_eq!(caps_at_end_as_filter("v4l2src ! h264parse"), "v4l2src ! h264parse");
+        assert_eq!(caps_at_end_as_filter("rtspsrc location=\"rtsp://a/b\""), "rtspsrc location=\"rtsp://a/b\"");
     }
 }
 

@@ -78,6 +78,8 @@ pub(super) async fn negotiate(
     let pipeline = gst::Pipeline::with_name(&format!("viewer-{id}"));
     let guard = Teardown(Some(pipeline.clone()));
     let appsrc = gst_app::AppSrc::builder().name(format!("viewer-{id}-src")).build();
+    // Live, time-format, leaky: must be set before the source starts, not when attached.
+    gst_utils::StreamProducer::configure_consumer(&appsrc);
     let pay = make("rtph264pay", format!("viewer-{id}-pay"))?;
     pay.set_property("config-interval", -1i32);
     pay.set_property("pt", h264.payload);

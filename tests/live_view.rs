@@ -21,3 +21,52 @@ async fn viewer_receives_and_decodes_sixty_frames_at_the_configured_size() {
     daemon.wait_state("cam", Duration::from_secs(5), |c| c["viewers"] == 0).await.expect("viewer count back to 0");
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_viewers_keep_receiving_when_a_fourth_leaves() {
+    let daemon = Daemon::start(config_with(vec![test_camera("cam")])).await;
+    daemon.wait_state("cam", Duration::from_secs(15), |c| c["online"] == true).await.expect("camera online");
+    let endpoint = daemon.url("/whep/cam");
+    let mut viewers = Vec::new();
+    for _ in 0..4 {
+        viewers.push(WhepViewer::connect(&endpoint).await.expect("session created"));
+    }
+    for v in &viewers {
+        assert!(v.wait_frames(30, Duration::from_secs(20)).await, "a viewer got only {} frames", v.frames());
+    }
+    daemon.wait_state("cam", Duration::from_secs(5), |c| c["viewers"] == 4).await.expect("4 viewers counted");
+
+    let leaving = viewers.remove(1);
+    assert_eq!(leaving.delete().await, 200);
+    daemon.wait_state("cam", Duration::from_secs(5), |c| c["viewers"] == 3).await.expect("3 viewers counted");
+    let before: Vec<u64> = viewers.iter().map(|v| v.frames()).collect();
+    for (v, b) in viewers.iter().zip(&before) {
+        assert!(v.wait_frames(b + 45, Duration::from_secs(10)).await, "a remaining viewer stalled at {}", v.frames());
+    }
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_that_vanishes_is_cleaned_up_after_the_session_timeout() {
+    let mut config = config_with(vec![test_camera("cam")]);
+    // GStreamer peers send RTCP every 2.5-7.5 s (RFC 3550's 5 s minimum, randomised), so
+    // 10 s is the shortest timeout that cannot remove a live GStreamer viewer by mistake.
+    config.webrtc.session_timeout = Duration::from_secs(10);
+    let daemon = Daemon::start(config).await;
+    daemon.wait_state("cam", Duration::from_secs(15), |c| c["online"] == true).await.expect("camera online");
+    let staying = WhepViewer::connect(&daemon.url("/whep/cam")).await.expect("session created");
+    let vanishing = WhepViewer::connect(&daemon.url("/whep/cam")).await.expect("session created");
+    assert!(vanishing.wait_frames(10, Duration::from_secs(20)).await);
+    assert!(staying.wait_frames(10, Duration::from_secs(20)).await);
+    daemon.wait_state("cam", Duration::from_secs(5), |c| c["viewers"] == 2).await.expect("2 viewers");
+    let vanished_at = std::time::Instant::now();
+    vanishing.vanish();
+    daemon.wait_state("cam", Duration::from_secs(13), |c| c["viewers"] == 1).await.expect("vanished viewer removed");
+    let took = vanished_at.elapsed();
+    assert!(took <= Duration::from_secs(12), "removed after {took:?}");
+    // The live viewer outlasts a whole timeout more and keeps receiving.
+    let before = staying.frames();
+    assert!(staying.wait_frames(before + 300, Duration::from_secs(12)).await, "the other viewer stalled");
+    assert_eq!(daemon.camera_state("cam").await["viewers"], 1);
+    daemon.stop().await;
+}

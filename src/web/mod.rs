@@ -52,10 +52,11 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/{*path}", get(assets::asset))
         .route(routes::STATE, get(api::state))
         .route(routes::CAMERAS, get(api::cameras))
-        .route("/whep/{camera}", post(whep::create).options(whep::options))
+        .route("/whep/{camera}", post(whep::create))
         .route("/whep/{camera}/{session}", axum::routing::delete(whep::delete).patch(whep::patch))
         .fallback(|| async { error::ApiError::NotFound("no such page or API endpoint".into()) })
         .layer(DefaultBodyLimit::max(whep::MAX_OFFER_BYTES))
         .layer(cors)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), whep::advertise_on_options))
         .with_state(state)
 }

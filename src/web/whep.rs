@@ -3,8 +3,9 @@
 //! headers; trickle ICE is not offered (answers carry every candidate), so `PATCH` is 405.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Path, Request, State};
+use axum::middleware::Next;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
@@ -46,15 +47,18 @@ pub async fn patch() -> ApiError {
     ApiError::MethodNotAllowed("trickle ICE is not supported: the answer already lists every candidate".into())
 }
 
-/// Tells a WHEP client what the endpoint accepts and which ICE servers to use.
-pub async fn options(State(app): State<AppState>, Path(camera): Path<String>) -> Result<Response, ApiError> {
-    app.media.camera(&camera).ok_or_else(|| ApiError::UnknownCamera(camera.clone()))?;
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    let h = response.headers_mut();
-    h.insert("accept-post", HeaderValue::from_static("application/sdp"));
-    h.insert(header::ALLOW, HeaderValue::from_static("OPTIONS, POST"));
-    add_ice_links(h, &app.config.webrtc);
-    Ok(response)
+/// Adds what a WHEP client learns from `OPTIONS` (accepted type, ICE servers) to the
+/// response the CORS layer gives it, so browsers' preflights and plain OPTIONS both get them.
+pub async fn advertise_on_options(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let is_endpoint = request.method() == Method::OPTIONS
+        && request.uri().path().strip_prefix("/whep/").is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+    let mut response = next.run(request).await;
+    if is_endpoint {
+        let h = response.headers_mut();
+        h.insert("accept-post", HeaderValue::from_static("application/sdp"));
+        add_ice_links(h, &app.config.webrtc);
+    }
+    response
 }
 
 /// `Link: <stun:...>; rel="ice-server"` per configured server, as WHEP specifies.

@@ -1,0 +1,124 @@
+//! Bad input gets a clear error, the right status, and disturbs nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::whep::WhepViewer;
+use common::{Daemon, config_with, test_camera};
+
+async fn post_offer(daemon: &Daemon, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(daemon.url(path))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_offers_unknown_cameras_and_oversized_bodies_are_refused_clearly() {
+    let daemon = Daemon::start(config_with(vec![test_camera("cam")])).await;
+
+    let (status, body) = post_offer(&daemon, "/whep/cam", "application/sdp", "this is not sdp").await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("not a valid SDP offer"), "{body}");
+
+    let audio_only = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n";
+    let (status, body) = post_offer(&daemon, "/whep/cam", "application/sdp", audio_only).await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("no video"), "{body}");
+
+    let (status, body) = post_offer(&daemon, "/whep/nope", "application/sdp", "v=0\r\n").await;
+    assert_eq!(status, 404);
+    assert!(body["error"].as_str().unwrap().contains("nope"), "{body}");
+
+    let (status, body) = post_offer(&daemon, "/whep/cam", "application/json", "{}").await;
+    assert_eq!(status, 415, "{body}");
+
+    let huge = vec![b'a'; 200 * 1024];
+    let (status, _) = post_offer(&daemon, "/whep/cam", "application/sdp", huge).await;
+    assert_eq!(status, 413);
+
+    let r = reqwest::Client::new().delete(daemon.url("/whep/cam/doesnotexist")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let r = reqwest::Client::new().patch(daemon.url("/whep/cam/doesnotexist")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    let r = reqwest::get(daemon.url("/api/nothing")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert!(r.text().await.unwrap().contains("error"));
+
+    // After all that, a real viewer still gets video.
+    daemon.wait_state("cam", Duration::from_secs(15), |c| c["online"] == true).await.expect("camera online");
+    let viewer = WhepViewer::connect(&daemon.url("/whep/cam")).await.expect("session created");
+    assert!(viewer.wait_frames(10, Duration::from_secs(20)).await);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_beyond_the_limit_get_503() {
+    let mut config = config_with(vec![test_camera("cam")]);
+    config.webrtc.max_viewers = 2;
+    let daemon = Daemon::start(config).await;
+    let endpoint = daemon.url("/whep/cam");
+    let _a = WhepViewer::connect(&endpoint).await.expect("first");
+    let _b = WhepViewer::connect(&endpoint).await.expect("second");
+    let refused = WhepViewer::connect(&endpoint).await.err().expect("third refused");
+    assert_eq!(refused.status, 503);
+    assert!(refused.body.contains("max_viewers"), "{}", refused.body);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whep_options_advertises_ice_servers_and_cors() {
+    let mut config = config_with(vec![test_camera("cam")]);
+    config.webrtc.stun = vec!["stun:stun.example.org:3478".into()];
+    let daemon = Daemon::start(config).await;
+    let r = reqwest::Client::new().request(reqwest::Method::OPTIONS, daemon.url("/whep/cam")).send().await.unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(r.headers()["accept-post"], "application/sdp");
+    assert_eq!(r.headers()["link"], "<stun:stun.example.org:3478>; rel=\"ice-server\"");
+    let preflight = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, daemon.url("/whep/cam"))
+        .header("origin", "https://player.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success());
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    daemon.stop().await;
+}
+
+#[test]
+fn check_config_names_every_wrong_field_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[camera]]\nname = \"Front Door\"\nfps = 500\n[[camera]]\nname = \"yard\"\nsource = \"webcam\"\nbitrate_kbps = 5\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout")).args(["check-config"]).arg(&bad).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for field in ["camera[0].name", "camera[0].fps", "camera[1].source", "camera[1].bitrate_kbps"] {
+        assert!(err.contains(field), "{field} missing from: {err}");
+    }
+
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(&typo, "[http]\nlisten = \"0.0.0.0:80\"\nlisen = 1\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout")).args(["check-config"]).arg(&typo).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lisen"));
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[[camera]]\nname = \"cam\"\nsource = \"test\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout")).args(["check-config"]).arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -1,0 +1,104 @@
+// The live view page: one card per camera, each with a WHEP player and its status.
+"use strict";
+
+const cards = new Map();
+
+const STATE_TEXT = {
+  connecting: "Connecting…",
+  reconnecting: "Reconnecting…",
+  offline: "Camera offline",
+  live: "",
+};
+
+function setOverlay(card, state, detail) {
+  const overlay = card.el.querySelector(".overlay");
+  overlay.dataset.state = state;
+  overlay.querySelector(".overlay-text").textContent = STATE_TEXT[state] + (detail ? "\n" + detail : "");
+}
+
+function render(card) {
+  // The camera's own state wins over the player's: a live connection to an offline camera
+  // shows no picture, and the owner should know why.
+  if (card.camera && !card.camera.online) {
+    setOverlay(card, "offline", card.camera.last_error || "");
+  } else {
+    setOverlay(card, card.playerState, card.playerState === "live" ? "" : card.playerDetail);
+  }
+}
+
+function fmt(n, digits) {
+  return typeof n === "number" ? n.toFixed(digits) : "–";
+}
+
+function updateInfo(card, cam) {
+  const q = (sel) => card.el.querySelector(sel);
+  q(".source").textContent = cam.source || cam.configured_source;
+  q(".encoder").textContent = cam.encoder ? cam.encoder : "–";
+  q(".encoder").title = cam.encoder_reason || "";
+  q(".picture").textContent = cam.width + "×" + cam.height;
+  q(".rate").textContent = fmt(cam.measured_fps, 1) + " / " + cam.desired_fps + " fps";
+  q(".bitrate").textContent = Math.round(cam.measured_bitrate_kbps) + " / " + cam.desired_bitrate_kbps + " kbit/s";
+  q(".viewers").textContent = cam.viewers;
+  const pill = q(".live-pill");
+  pill.textContent = cam.online ? "online" : "offline";
+  pill.className = "pill live-pill " + (cam.online ? "ok" : "bad");
+  const err = q(".error");
+  err.hidden = cam.online || !cam.last_error;
+  err.textContent = cam.last_error || "";
+  card.player.cameraOffline = !cam.online;
+}
+
+function addCamera(cam) {
+  const el = document.getElementById("camera-card").content.firstElementChild.cloneNode(true);
+  el.dataset.camera = cam.name;
+  el.querySelector(".name").textContent = cam.name;
+  document.getElementById("cameras").appendChild(el);
+  const card = { el, camera: null, playerState: "connecting", playerDetail: "" };
+  card.player = new WhepPlayer(cam.whep, el.querySelector("video"), (state, detail) => {
+    card.playerState = state;
+    card.playerDetail = detail || "";
+    render(card);
+  });
+  cards.set(cam.name, card);
+  card.player.start();
+  return card;
+}
+
+async function refresh() {
+  const status = document.getElementById("device-status");
+  try {
+    const res = await fetch("/api/state", { cache: "no-store" });
+    const state = await res.json();
+    for (const cam of state.cameras) {
+      const card = cards.get(cam.name);
+      if (!card) continue;
+      card.camera = cam;
+      updateInfo(card, cam);
+      render(card);
+    }
+    status.textContent = "Lookout " + state.version;
+    status.className = "pill ok";
+  } catch (_) {
+    status.textContent = "device unreachable";
+    status.className = "pill bad";
+  }
+}
+
+async function main() {
+  let cameras = [];
+  while (cameras.length === 0) {
+    try {
+      cameras = await (await fetch("/api/cameras", { cache: "no-store" })).json();
+    } catch (_) {
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+  cameras.forEach(addCamera);
+  refresh();
+  setInterval(refresh, 2000);
+}
+
+/** For tests and curious owners: decoded frame counts per camera. */
+window.lookoutFrames = () => Object.fromEntries([...cards].map(([name, c]) => [name, c.player.framesDecoded()]));
+window.addEventListener("pagehide", () => cards.forEach((c) => c.player.stop()));
+main();

@@ -79,6 +79,9 @@ impl Media {
     /// retried; only a broken GStreamer installation is an error here.
     pub fn start(config: &Config, bus: &Bus) -> Result<Media, InitError> {
         init()?;
+        // The first webrtcbin of a process loads plugins and makes its DTLS certificate
+        // (~230 ms measured); do it now rather than in the first viewer's join.
+        tokio::task::spawn_blocking(webrtc::warm_up);
         let clock = MediaClock::new();
         let tasks = TaskTracker::new();
         let shutdown = CancellationToken::new();

@@ -40,6 +40,9 @@ impl WhepViewer {
         let pipeline = gst::Pipeline::new();
         let webrtc = gst::ElementFactory::make("webrtcbin").build().expect("webrtcbin installed");
         webrtc.set_property_from_str("bundle-policy", "max-bundle");
+        // No jitter-buffer delay: frames are decoded the moment they are complete, so
+        // time-to-first-frame measures the server and the network, not a playout policy.
+        webrtc.set_property("latency", 0u32);
         pipeline.add(&webrtc).unwrap();
         let caps = gst::Caps::from_str(OFFER_CAPS).unwrap();
         webrtc.emit_by_name::<gst_webrtc::WebRTCRTPTransceiver>(

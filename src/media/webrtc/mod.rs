@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gst::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::config::{PortRange, WebRtc};
@@ -65,6 +66,17 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// Loads the WebRTC plugins and creates the process's DTLS certificate ahead of the first
+/// viewer. Failure is harmless: the first viewer then pays the cost (or gets the real error).
+pub fn warm_up() {
+    for factory in ["webrtcbin", "dtlsdec", "rtph264pay"] {
+        if let Ok(e) = gst::ElementFactory::make(factory).build() {
+            let _ = e.set_state(gst::State::Ready);
+            let _ = e.set_state(gst::State::Null);
+        }
+    }
 }
 
 /// Why a viewer could not join or leave; `web` maps each to an HTTP status.

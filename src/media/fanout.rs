@@ -173,7 +173,9 @@ fn install_probes(appsink: &gst_app::AppSink, taps: Arc<Taps>, limiter: Arc<Mute
         }
         match limiter.lock().expect("limiter lock never poisoned").on_request(Instant::now()) {
             Verdict::Forward => gst::PadProbeReturn::Ok,
-            Verdict::Drop => gst::PadProbeReturn::Drop,
+            // Handled, not Drop: GStreamer 1.22 unrefs a NULL event when a probe drops an
+            // upstream event that another probe pushed (a CRITICAL on every viewer join).
+            Verdict::Drop => gst::PadProbeReturn::Handled,
         }
     });
 }

@@ -52,7 +52,7 @@ impl Drop for Running {
 
 fn build(cam: &Camera, machine: &Machine, clock: &MediaClock) -> Result<Built, String> {
     let plan = source::plan(cam, machine).map_err(|e| e.to_string())?;
-    let source_bin = gst::parse::bin_from_description(&caps_at_end_as_filter(&plan.launch(cam.fps)), true)
+    let source_bin = source_bin(&caps_at_end_as_filter(&plan.launch(cam.fps)))
         .map_err(|e| format!("source {}: {e}", plan.describe()))?;
     source_bin.set_property("name", format!("source-{}", cam.name));
     let output = match plan.output() {
@@ -84,6 +84,18 @@ fn build(cam: &Camera, machine: &Machine, clock: &MediaClock) -> Result<Built, S
     source_bin.link(&tail_bin).map_err(|_| format!("{} cannot feed the {} encoder", plan.describe(), encoder.encoder.name()))?;
     clock.apply(&pipeline);
     Ok(Built { pipeline, appsink, source: plan.describe(), encoder })
+}
+
+/// The source fragment in a bin whose only output is a small queue: capture runs in its own
+/// thread and never waits on the encoder, and pads that appear later (rtspsrc, decodebin)
+/// still link, which ghosting every unlinked pad at parse time would prevent.
+fn source_bin(fragment: &str) -> Result<gst::Bin, String> {
+    let description = format!("{fragment} ! queue name=source-out max-size-buffers=4 max-size-bytes=0 max-size-time=0");
+    let bin = gst::parse::bin_from_description(&description, false).map_err(|e| e.to_string())?;
+    let out = bin.by_name("source-out").and_then(|q| q.static_pad("src")).ok_or("internal: source queue missing")?;
+    let ghost = gst::GhostPad::builder_with_target(&out).map_err(|e| e.to_string())?.name("src").build();
+    bin.add_pad(&ghost).map_err(|e| e.to_string())?;
+    Ok(bin)
 }
 
 /// gst-launch syntax reads a caps string only between two elements; a fragment that ends in

@@ -69,3 +69,51 @@ fn a_stuck_consumer_drops_its_own_frames_and_stalls_nobody() {
     // The stuck pipeline is left to its sleeping thread; the test process ends here.
     std::mem::forget(stuck_pipe);
 }
+
+#[test]
+fn keyframe_requests_from_outputs_reach_the_encoder_rate_limited() {
+    gst::init().unwrap();
+    // A 10 s GOP: any keyframe after the first is one that was asked for.
+    let camera = gst::parse::launch(
+        "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 \
+         ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=300 ! h264parse config-interval=-1 \
+         ! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=out",
+    )
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let appsink = camera.by_name("out").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    let keyframes = Arc::new(AtomicU64::new(0));
+    let k = keyframes.clone();
+    appsink.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if info.buffer().is_some_and(|b| !b.flags().contains(gst::BufferFlags::DELTA_UNIT)) {
+            k.fetch_add(1, Ordering::SeqCst);
+        }
+        gst::PadProbeReturn::Ok
+    });
+    let fanout = Fanout::new("cam");
+    fanout.set_producer(&appsink);
+    camera.set_state(gst::State::Playing).unwrap();
+    let (viewer_pipe, viewer_src, received) = consumer("viewer", false);
+    let _viewer = fanout.attach(&viewer_src);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(received.load(Ordering::SeqCst) > 10, "viewer started at a requested keyframe");
+    let before = keyframes.load(Ordering::SeqCst);
+
+    // A viewer on a lossy link: a PLI on every frame for 2 s, as rtpsession turns them into
+    // upstream force-key-unit events on the viewer's appsrc.
+    let pad = viewer_src.static_pad("src").unwrap().peer().unwrap();
+    for _ in 0..60 {
+        pad.push_event(gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build());
+        std::thread::sleep(Duration::from_millis(33));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let forced = keyframes.load(Ordering::SeqCst) - before;
+    let (forwarded, dropped) = fanout.keyframe_requests();
+    assert!(forced >= 2, "requests reached the encoder: {forced} keyframes");
+    assert!(forced <= 8, "at most one per 300 ms over ~2 s: {forced} keyframes");
+    assert!(dropped >= 40, "the rest were merged or deferred: forwarded {forwarded}, dropped {dropped}");
+    for p in [&camera, &viewer_pipe] {
+        p.set_state(gst::State::Null).unwrap();
+    }
+}

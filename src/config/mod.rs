@@ -243,6 +243,16 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example_is_a_valid_config() {
+        let readme = include_str!("../../README.md");
+        let block = readme.split("```toml\n").nth(1).expect("README has a toml example");
+        let text = block.split("```").next().unwrap();
+        let c = Config::from_toml(text, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.cameras.len(), 2);
+        assert!(matches!(c.cameras[1].source, SourceSpec::Rtsp(_)));
+    }
+
+    #[test]
     fn unknown_key_is_rejected_with_its_name() {
         let err = Config::from_toml("[http]\nlisten = \"0.0.0.0:1\"\nport = 3\n", Path::new("t"))
             .unwrap_err()

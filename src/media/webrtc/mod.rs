@@ -94,6 +94,10 @@ pub enum ViewerError {
     Internal(String),
 }
 
+/// Longest a viewer's POST may wait for its answer; normally ~25 ms, up to 3 s of that for
+/// STUN/TURN gathering. A webrtcbin that never answers must not hang the request.
+const NEGOTIATE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A session accepted by [`ViewerSet::join`].
 #[derive(Debug)]
 pub struct Joined {
@@ -151,7 +155,10 @@ impl ViewerSet {
             sessions.insert(id.clone(), Slot { stop: None });
         }
         let short = &id[..8];
-        let (viewer, answer) = match session::negotiate(short, parsed, &h264, &self.ice, &self.clock).await {
+        let negotiated = tokio::time::timeout(NEGOTIATE_TIMEOUT, session::negotiate(short, parsed, &h264, &self.ice, &self.clock))
+            .await
+            .unwrap_or_else(|_| Err(ViewerError::Negotiation(format!("no answer within {}s", NEGOTIATE_TIMEOUT.as_secs()))));
+        let (viewer, answer) = match negotiated {
             Ok(ok) => ok,
             Err(e) => {
                 self.sessions.lock().expect("sessions lock never poisoned").remove(&id);

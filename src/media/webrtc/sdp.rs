@@ -163,6 +163,27 @@ a=fmtp:103 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01
     }
 
     #[test]
+    fn thousands_of_mangled_offers_never_panic() {
+        // Deterministic xorshift so a failure reproduces.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let base = CHROME_LIKE_OFFER.as_bytes();
+        for _ in 0..3000 {
+            let mut bytes = base[..(next() as usize % base.len()) + 1].to_vec();
+            for _ in 0..(next() % 8) {
+                let i = next() as usize % bytes.len();
+                bytes[i] = b" :=\r\n0a/;"[next() as usize % 9];
+            }
+            let _ = inspect_offer(&String::from_utf8_lossy(&bytes));
+        }
+    }
+
+    #[test]
     fn announced_addresses_copy_host_candidates() {
         let sdp = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
 a=candidate:1 1 UDP 2015363327 10.0.2.15 40000 typ host\r\n\

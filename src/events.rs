@@ -1,13 +1,19 @@
 //! The event bus: the spine every module reports through.
 //!
-//! Producers: `media::pipeline` (camera online/offline, stats, encoder chosen) and
-//! `media::webrtc` (viewers joining and leaving). Consumers: `status` (the snapshot behind
-//! `/api/state`) and the log. Later: WebSocket, webhooks, metrics and the LED.
+//! Producers: `media::pipeline` (camera online/offline, stats, encoder chosen),
+//! `media::webrtc` (viewers joining and leaving), `media::recorder` (recording state,
+//! segments opened and closed) and `storage` (segments deleted by retention). Consumers:
+//! `status` (the snapshot behind `/api/state`), `storage` (the recordings index, retention),
+//! `media::recorder` (follows camera online/offline) and the log. Later: WebSocket,
+//! webhooks, metrics and the LED.
 //!
 //! A consumer that falls behind gets `RecvError::Lagged`; it must treat that as "some events
 //! were missed" and carry on, since every event that describes a state (`CameraOnline`,
 //! `CameraStats`) is repeated or superseded soon after.
 
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -32,6 +38,19 @@ pub enum Event {
     ViewerJoined { camera: String, session: String, viewers: usize },
     /// A viewer session ended, by DELETE, timeout or failure.
     ViewerLeft { camera: String, session: String, reason: String, viewers: usize, dropped_frames: u64 },
+    /// The recorder began writing a camera's stream to disk.
+    RecordingStarted { camera: String },
+    /// Recording stopped for a reason the owner should know (disk full, not writable...);
+    /// it resumes by itself.
+    RecordingPaused { camera: String, reason: String },
+    /// The recorder stopped because the camera went offline or the daemon is stopping.
+    RecordingStopped { camera: String },
+    /// A segment file was created and is being written.
+    SegmentOpened { camera: String, path: PathBuf, start: DateTime<Utc> },
+    /// A segment file was finished and fsynced.
+    SegmentClosed { camera: String, path: PathBuf, start: DateTime<Utc> },
+    /// Retention deleted a segment.
+    SegmentDeleted { camera: String, segment: String, reason: String },
 }
 
 impl Event {
@@ -42,7 +61,13 @@ impl Event {
             | Event::CameraWentOffline { camera, .. }
             | Event::CameraStats { camera, .. }
             | Event::ViewerJoined { camera, .. }
-            | Event::ViewerLeft { camera, .. } => camera,
+            | Event::ViewerLeft { camera, .. }
+            | Event::RecordingStarted { camera }
+            | Event::RecordingPaused { camera, .. }
+            | Event::RecordingStopped { camera }
+            | Event::SegmentOpened { camera, .. }
+            | Event::SegmentClosed { camera, .. }
+            | Event::SegmentDeleted { camera, .. } => camera,
         }
     }
 }

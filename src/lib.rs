@@ -7,6 +7,7 @@ pub mod config;
 pub mod events;
 pub mod media;
 pub mod status;
+pub mod storage;
 pub mod web;
 
 use std::future::Future;
@@ -39,14 +40,17 @@ pub async fn serve(
     let bus = Bus::default();
     let board = Board::new(&config);
     let follower = board.follow(&bus);
+    let storage_stop = tokio_util::sync::CancellationToken::new();
+    let index = storage::Storage::start(&config, &bus, storage_stop.clone()).await;
     let media = Arc::new(Media::start(&config, &bus)?);
-    let app = web::router(web::AppState { config: Arc::new(config), media: media.clone(), board });
+    let app = web::router(web::AppState { config: Arc::new(config), media: media.clone(), board, index });
     if let Ok(addr) = listener.local_addr() {
         tracing::info!("listening on http://{addr}/");
     }
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     tracing::info!("shutting down");
     media.stop().await;
+    storage_stop.cancel();
     follower.abort();
     served.map_err(ServeError::Http)
 }

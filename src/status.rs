@@ -32,6 +32,11 @@ pub struct CameraStatus {
     pub viewers: usize,
     pub restarts: u64,
     pub last_error: Option<String>,
+    pub recording_enabled: bool,
+    /// Writing to disk right now.
+    pub recording: bool,
+    /// Why recording is paused, when it is.
+    pub recording_error: Option<String>,
 }
 
 /// Shared, read-mostly status of all cameras.
@@ -54,6 +59,7 @@ impl Board {
                     height: c.height,
                     desired_fps: c.fps,
                     desired_bitrate_kbps: c.bitrate_kbps,
+                    recording_enabled: c.recording.enabled,
                     ..CameraStatus::default()
                 };
                 (c.name.clone(), status)
@@ -99,6 +105,16 @@ impl Board {
             Event::ViewerJoined { viewers, .. } | Event::ViewerLeft { viewers, .. } => {
                 cam.viewers = *viewers;
             }
+            Event::RecordingStarted { .. } => {
+                cam.recording = true;
+                cam.recording_error = None;
+            }
+            Event::RecordingPaused { reason, .. } => {
+                cam.recording = false;
+                cam.recording_error = Some(reason.clone());
+            }
+            Event::RecordingStopped { .. } => cam.recording = false,
+            Event::SegmentOpened { .. } | Event::SegmentClosed { .. } | Event::SegmentDeleted { .. } => {}
         }
     }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use source::{SourceSpec, redact_userinfo as source_redacted};
-pub use units::PortRange;
+pub use units::{PortRange, Size, SpaceLimit};
 pub use validate::Problem;
 
 /// Why a config could not be used; `Invalid` lists every problem, not just the first.
@@ -54,16 +54,51 @@ impl Default for Http {
     }
 }
 
-/// Where recordings and snapshots live.
+/// Where recordings and snapshots live, and how much of the disk they may take.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Storage {
     pub path: PathBuf,
+    /// Total size recordings may take; oldest segments go first. Unset: no size limit.
+    pub max_size: Option<Size>,
+    /// Free space to keep on the partition; oldest segments are deleted to keep it.
+    pub min_free: SpaceLimit,
 }
 
 impl Default for Storage {
     fn default() -> Self {
-        Storage { path: PathBuf::from("./data") }
+        Storage {
+            path: PathBuf::from("./data"),
+            max_size: None,
+            // 10% keeps an SD card out of the slow, wear-heavy nearly-full regime and leaves
+            // room for logs and snapshots.
+            min_free: SpaceLimit::Percent(10.0),
+        }
+    }
+}
+
+/// Continuous recording of one camera.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Recording {
+    pub enabled: bool,
+    /// Length of each file; segments start on multiples of this in wall-clock time.
+    #[serde(with = "humantime_serde")]
+    pub segment: Duration,
+    /// Delete segments older than this. Unset: keep until size or free-space limits bite.
+    #[serde(with = "humantime_serde")]
+    pub keep: Option<Duration>,
+}
+
+impl Default for Recording {
+    fn default() -> Self {
+        Recording {
+            enabled: true,
+            // One-minute files: a lost or damaged file costs at most a minute, and a day is
+            // 1440 files, which a directory and the index handle easily.
+            segment: Duration::from_secs(60),
+            keep: None,
+        }
     }
 }
 
@@ -147,6 +182,7 @@ pub struct Camera {
     /// No frame for this long means the camera is gone and its pipeline is rebuilt.
     #[serde(with = "humantime_serde")]
     pub stall_timeout: Duration,
+    pub recording: Recording,
 }
 
 impl Default for Camera {
@@ -163,6 +199,7 @@ impl Default for Camera {
             encoder: EncoderChoice::Auto,
             // An RTSP camera over Wi-Fi can pause ~1 s; 4 s is "gone" without false alarms.
             stall_timeout: Duration::from_secs(4),
+            recording: Recording::default(),
         }
     }
 }

@@ -43,6 +43,11 @@ pub fn check(config: &Config) -> Vec<Problem> {
     if config.storage.path.as_os_str().is_empty() {
         r.fail("storage.path", "must not be empty");
     }
+    if let crate::config::SpaceLimit::Percent(p) = config.storage.min_free
+        && p > 90.0
+    {
+        r.fail("storage.min_free", "more than 90% free would leave no room to record");
+    }
     check_webrtc(config, &mut r);
     if config.cameras.is_empty() {
         r.fail("camera", "at least one [[camera]] is needed");
@@ -79,6 +84,13 @@ pub fn check(config: &Config) -> Vec<Problem> {
         }
         if cam.stall_timeout < Duration::from_secs(1) {
             r.fail(at("stall_timeout"), "must be at least 1s");
+        }
+        let rec = &cam.recording;
+        if !(Duration::from_secs(2)..=Duration::from_secs(3600)).contains(&rec.segment) {
+            r.fail(at("recording.segment"), "must be between 2s and 1h");
+        }
+        if rec.keep.is_some_and(|k| k < rec.segment) {
+            r.fail(at("recording.keep"), "must be longer than recording.segment");
         }
     }
     r.0

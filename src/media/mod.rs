@@ -6,11 +6,14 @@
 
 pub mod devices;
 pub mod encoder;
+pub mod export;
 pub mod fanout;
 pub mod keyframe;
 pub mod pipeline;
 pub mod probe;
+pub mod recorder;
 pub mod restart;
+pub mod snapshot;
 pub mod source;
 pub mod webrtc;
 
@@ -52,6 +55,18 @@ impl MediaClock {
         MediaClock { clock, base }
     }
 
+    /// Running time now.
+    pub fn running_time(&self) -> gst::ClockTime {
+        self.clock.time().saturating_sub(self.base)
+    }
+
+    /// The wall-clock time at which a running time was (or will be) reached.
+    pub fn wall_time(&self, running: gst::ClockTime) -> chrono::DateTime<chrono::Utc> {
+        let now = self.running_time();
+        let delta = chrono::Duration::nanoseconds(now.nseconds() as i64 - running.nseconds() as i64);
+        chrono::Utc::now() - delta
+    }
+
     /// Makes a pipeline run on the shared clock and base time.
     pub fn apply(&self, pipeline: &gst::Pipeline) {
         pipeline.use_clock(Some(&self.clock));
@@ -65,11 +80,14 @@ pub struct CameraMedia {
     pub config: Camera,
     pub fanout: Arc<Fanout>,
     pub viewers: Arc<ViewerSet>,
+    /// Snapshots decode a frame each; two at a time bounds the CPU a client can demand.
+    pub snapshots: tokio::sync::Semaphore,
 }
 
 /// All cameras, running.
 pub struct Media {
     cameras: BTreeMap<String, Arc<CameraMedia>>,
+    clock: MediaClock,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -89,10 +107,21 @@ impl Media {
         for cam in &config.cameras {
             let fanout = Arc::new(Fanout::new(&cam.name));
             let viewers = Arc::new(ViewerSet::new(&cam.name, fanout.clone(), clock.clone(), &config.webrtc, bus.clone()));
+            if cam.recording.enabled {
+                let recorder = recorder::Recorder {
+                    camera: cam.clone(),
+                    root: config.storage.path.clone(),
+                    fanout: fanout.clone(),
+                    clock: clock.clone(),
+                    bus: bus.clone(),
+                };
+                // Subscribed before the supervisor exists, so the first CameraOnline is seen.
+                tasks.spawn(recorder.run(bus.subscribe(), shutdown.clone()));
+            }
             tasks.spawn(pipeline::supervise(cam.clone(), fanout.clone(), clock.clone(), bus.clone(), shutdown.clone()));
-            cameras.insert(cam.name.clone(), Arc::new(CameraMedia { config: cam.clone(), fanout, viewers }));
+            cameras.insert(cam.name.clone(), Arc::new(CameraMedia { config: cam.clone(), fanout, viewers, snapshots: tokio::sync::Semaphore::new(2) }));
         }
-        Ok(Media { cameras, tasks, shutdown })
+        Ok(Media { cameras, clock, tasks, shutdown })
     }
 
     /// A camera by URL name.
@@ -100,7 +129,12 @@ impl Media {
         self.cameras.get(name).cloned()
     }
 
-    /// Ends every viewer, stops every camera pipeline, and waits until they are down.
+    /// The clock every pipeline runs on, for outputs built on demand (snapshots).
+    pub fn clock(&self) -> &MediaClock {
+        &self.clock
+    }
+
+    /// Ends every viewer, finishes recordings, stops every camera pipeline, and waits.
     pub async fn stop(&self) {
         for cam in self.cameras.values() {
             cam.viewers.close().await;

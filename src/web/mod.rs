@@ -3,6 +3,7 @@
 pub mod api;
 pub mod assets;
 pub mod error;
+pub mod recordings;
 pub mod whep;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub media: Arc<Media>,
     pub board: Board,
+    pub index: Arc<crate::storage::Index>,
 }
 
 /// The whole HTTP surface.
@@ -52,6 +54,10 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/{*path}", get(assets::asset))
         .route(routes::STATE, get(api::state))
         .route(routes::CAMERAS, get(api::cameras))
+        .route("/api/cameras/{camera}/recordings", get(recordings::list))
+        .route("/api/cameras/{camera}/recordings/{segment}", get(recordings::download))
+        .route("/api/cameras/{camera}/export", get(recordings::export))
+        .route("/api/cameras/{camera}/snapshot.jpg", get(recordings::snapshot))
         .route("/whep/{camera}", post(whep::create))
         .route("/whep/{camera}/{session}", axum::routing::delete(whep::delete).patch(whep::patch))
         .fallback(|| async { error::ApiError::NotFound("no such page or API endpoint".into()) })

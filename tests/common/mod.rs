@@ -12,9 +12,11 @@ use tokio::sync::oneshot;
 /// A daemon running inside the test process.
 pub struct Daemon {
     pub base: String,
+    /// The data folder (`storage.path`).
+    pub data: std::path::PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), lookout::ServeError>>>,
-    _data: tempfile::TempDir,
+    data_dir: Option<tempfile::TempDir>,
 }
 
 /// A small test-pattern camera: 640x360@30, cheap enough for several viewers on 2 cores.
@@ -29,12 +31,17 @@ pub fn config_with(cameras: Vec<Camera>) -> Config {
 
 impl Daemon {
     /// Starts the daemon on 127.0.0.1 with a fresh data folder.
-    pub async fn start(mut config: Config) -> Daemon {
+    pub async fn start(config: Config) -> Daemon {
+        let data = tempfile::tempdir().unwrap();
+        Daemon::start_in(config, data).await
+    }
+
+    /// Starts the daemon with `storage.path` in `data` (kept until the daemon is dropped).
+    pub async fn start_in(mut config: Config, data: tempfile::TempDir) -> Daemon {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "lookout=info".into()))
             .with_test_writer()
             .try_init();
-        let data = tempfile::tempdir().unwrap();
         config.storage.path = data.path().to_owned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -42,7 +49,7 @@ impl Daemon {
         let task = tokio::spawn(lookout::serve(config, listener, async move {
             let _ = stopped.await;
         }));
-        Daemon { base, stop: Some(stop), task: Some(task), _data: data }
+        Daemon { base, data: data.path().to_owned(), stop: Some(stop), task: Some(task), data_dir: Some(data) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -74,8 +81,9 @@ impl Daemon {
         }
     }
 
-    /// Stops the daemon the way SIGTERM does and waits for a clean exit.
-    pub async fn stop(mut self) {
+    /// Stops the daemon the way SIGTERM does and waits for a clean exit. Returns the data
+    /// folder, which lives on while the caller keeps it.
+    pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -86,5 +94,6 @@ impl Daemon {
                 .expect("daemon task did not panic")
                 .expect("daemon exits cleanly");
         }
+        self.data_dir.take().expect("data folder kept until stop")
     }
 }

@@ -1,0 +1,246 @@
+//! One MP4 covering a span of recordings, made by remuxing (never re-encoding) and streamed
+//! to the client as it is produced.
+//!
+//! The chosen segment files are read in order onto one continuous timeline; a trimmer cuts it
+//! to the span (starting at the keyframe at or before the start, so the first frame decodes)
+//! and ends it after the stop; mp4mux writes a fragmented, streamable MP4 into an appsink
+//! whose bytes go straight to the HTTP response.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use gst::prelude::*;
+use tokio::sync::mpsc;
+
+/// Chunks of MP4 in flight between the muxer and the client; backpressure beyond this.
+const CHANNEL_CHUNKS: usize = 16;
+
+/// What to export: segment files in order, and the span within their concatenation.
+#[derive(Debug, Clone)]
+pub struct ExportRequest {
+    pub files: Vec<PathBuf>,
+    /// Offset of the span's start from the start of the first file.
+    pub start: Duration,
+    /// Offset of the span's end from the start of the first file (files concatenated).
+    pub end: Duration,
+}
+
+/// Decides, frame by frame, what goes into the export. Sans-IO: generic over the item so it
+/// is tested with plain numbers. Frames before `start` are held back one GOP at a time, so
+/// the export begins at the keyframe at or before `start`.
+#[derive(Debug)]
+pub struct Trim<T> {
+    start: Duration,
+    end: Duration,
+    held: Vec<T>,
+    started: bool,
+}
+
+/// The trimmer's decision for one frame.
+#[derive(Debug, PartialEq)]
+pub enum TrimOutput<T> {
+    /// Emit these frames (possibly held ones first).
+    Emit(Vec<T>),
+    /// Past the end: stop the export.
+    End,
+}
+
+impl<T> Trim<T> {
+    pub fn new(start: Duration, end: Duration) -> Trim<T> {
+        Trim { start, end, held: Vec::new(), started: false }
+    }
+
+    /// One frame at `pts`; `keyframe` when it starts a GOP.
+    pub fn push(&mut self, pts: Duration, keyframe: bool, frame: T) -> TrimOutput<T> {
+        if pts > self.end {
+            return TrimOutput::End;
+        }
+        if self.started {
+            return TrimOutput::Emit(vec![frame]);
+        }
+        if keyframe {
+            self.held.clear();
+        }
+        if self.held.is_empty() && !keyframe {
+            // No keyframe yet to start from: this frame cannot be decoded alone.
+            return TrimOutput::Emit(Vec::new());
+        }
+        self.held.push(frame);
+        if pts >= self.start {
+            self.started = true;
+            return TrimOutput::Emit(std::mem::take(&mut self.held));
+        }
+        TrimOutput::Emit(Vec::new())
+    }
+}
+
+/// Why an export could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("export: {0}")]
+pub struct ExportError(String);
+
+/// Starts the export; MP4 bytes arrive on the receiver, which closes when the file is
+/// complete (or carries an error).
+///
+/// Files are read one after another (filesrc → qtdemux → h264parse → appsink) and their
+/// frames re-timestamped onto one continuous timeline, so the trim works in media time
+/// whatever each file's own timestamps are.
+pub fn start(request: ExportRequest) -> Result<mpsc::Receiver<Result<Vec<u8>, String>>, ExportError> {
+    let err = |e: &dyn std::fmt::Display| ExportError(e.to_string());
+    if request.files.is_empty() {
+        return Err(ExportError("nothing recorded in that span".into()));
+    }
+    let pipeline = gst::Pipeline::with_name("export");
+    let feed = gst_app::AppSrc::builder().name("export-feed").format(gst::Format::Time).build();
+    let mux = gst::ElementFactory::make("mp4mux")
+        .property("fragment-duration", 1000u32)
+        .property("streamable", true)
+        .build()
+        .map_err(|e| err(&e))?;
+    let out = gst_app::AppSink::builder().name("export-out").sync(false).build();
+    pipeline.add_many([feed.upcast_ref(), &mux, out.upcast_ref()]).map_err(|e| err(&e))?;
+    feed.link_pads(None, &mux, Some("video_%u")).map_err(|e| err(&e))?;
+    mux.link(&out).map_err(|e| err(&e))?;
+
+    let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+    let data_tx = tx.clone();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let done = Mutex::new(Some(done_tx));
+    out.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let bytes = sample.buffer().and_then(|b| b.map_readable().ok().map(|m| m.to_vec())).unwrap_or_default();
+                // The client went away: stop the export.
+                data_tx.blocking_send(Ok(bytes)).map_err(|_| gst::FlowError::Flushing)?;
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .eos(move |_| {
+                done.lock().expect("export lock").take();
+            })
+            .build(),
+    );
+    pipeline.set_state(gst::State::Playing).map_err(|_| ExportError("export pipeline refused to start".into()))?;
+    let bus = pipeline.bus().ok_or_else(|| ExportError("no bus".into()))?;
+    std::thread::Builder::new()
+        .name("export".into())
+        .spawn(move || {
+            let failure = pump(&request, &feed, &bus).err();
+            if let Some(failure) = failure {
+                let _ = tx.blocking_send(Err(failure));
+            } else {
+                let _ = feed.end_of_stream();
+                // Until the muxer has written its last fragment, or fails.
+                let _ = done_rx.recv_timeout(std::time::Duration::from_secs(30));
+            }
+            let _ = pipeline.set_state(gst::State::Null);
+        })
+        .map_err(|e| err(&e))?;
+    Ok(rx)
+}
+
+/// Reads every file in order, re-timestamps, trims, and feeds the muxer.
+fn pump(request: &ExportRequest, feed: &gst_app::AppSrc, out_bus: &gst::Bus) -> Result<(), String> {
+    let mut trim = Trim::new(request.start, request.end);
+    // Where the current file starts on the export's timeline.
+    let mut offset = gst::ClockTime::ZERO;
+    let mut caps_set = false;
+    for file in &request.files {
+        let reader = gst::parse::launch(&format!(
+            "filesrc name=file ! qtdemux ! h264parse ! appsink name=frames sync=false max-buffers=8"
+        ))
+        .map_err(|e| e.to_string())?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "reader is not a pipeline".to_string())?;
+        let frames = reader.by_name("frames").and_then(|e| e.downcast::<gst_app::AppSink>().ok()).ok_or("reader has no sink")?;
+        if let Some(src) = reader.by_name("file") {
+            src.set_property("location", file.to_string_lossy().as_ref());
+        }
+        let _stop = ReaderStop(reader.clone());
+        reader.set_state(gst::State::Playing).map_err(|_| format!("cannot read {}", file.display()))?;
+        let mut first: Option<gst::ClockTime> = None;
+        let mut file_end = gst::ClockTime::ZERO;
+        while let Ok(sample) = frames.pull_sample() {
+            if let Some(msg) = out_bus.pop_filtered(&[gst::MessageType::Error])
+                && let gst::MessageView::Error(e) = msg.view()
+            {
+                return Err(e.error().to_string());
+            }
+            let Some(buffer) = sample.buffer() else { continue };
+            let Some(pts) = buffer.pts().or(buffer.dts()) else { continue };
+            let rel = pts.saturating_sub(*first.get_or_insert(pts));
+            let at = offset + rel;
+            file_end = file_end.max(rel + buffer.duration().unwrap_or(gst::ClockTime::from_mseconds(33)));
+            let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+            let mut retimed = buffer.copy();
+            {
+                let b = retimed.make_mut();
+                b.set_pts(at);
+                b.set_dts(buffer.dts().map(|d| offset + d.saturating_sub(first.unwrap_or(d))));
+            }
+            if !caps_set && let Some(caps) = sample.caps() {
+                feed.set_caps(Some(&caps.to_owned()));
+                caps_set = true;
+            }
+            match trim.push(Duration::from_nanos(at.nseconds()), keyframe, retimed) {
+                TrimOutput::Emit(buffers) => {
+                    for b in buffers {
+                        feed.push_buffer(b).map_err(|e| format!("muxer stopped: {e:?}"))?;
+                    }
+                }
+                TrimOutput::End => return Ok(()),
+            }
+        }
+        offset += file_end;
+    }
+    Ok(())
+}
+
+/// Stops a file reader however `pump` leaves it.
+struct ReaderStop(gst::Pipeline);
+
+impl Drop for ReaderStop {
+    fn drop(&mut self) {
+        let _ = self.0.set_state(gst::State::Null);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Frames every 100 ms, keyframe every 1 s.
+    fn run(start: u64, end: u64) -> (Vec<u64>, bool) {
+        let mut trim = Trim::new(ms(start), ms(end));
+        let mut out = Vec::new();
+        for t in (0..5000).step_by(100) {
+            match trim.push(ms(t), t % 1000 == 0, t) {
+                TrimOutput::Emit(v) => out.extend(v),
+                TrimOutput::End => return (out, true),
+            }
+        }
+        (out, false)
+    }
+
+    #[test]
+    fn export_starts_at_the_keyframe_before_the_start() {
+        let (frames, ended) = run(2300, 3500);
+        assert_eq!(frames.first(), Some(&2000));
+        assert_eq!(frames.last(), Some(&3500));
+        assert_eq!(frames.len(), 16);
+        assert!(ended);
+    }
+
+    #[test]
+    fn a_start_on_a_keyframe_and_an_end_past_the_data() {
+        let (frames, ended) = run(1000, 99_000);
+        assert_eq!(frames.first(), Some(&1000));
+        assert_eq!(frames.len(), 40);
+        assert!(!ended);
+    }
+}

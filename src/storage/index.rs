@@ -1,0 +1,175 @@
+//! What has been recorded: every segment of every camera, rebuilt from the directory tree
+//! at start (so it survives restarts and picks up segments cut off by a crash) and kept up
+//! to date from `Segment*` events.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::layout;
+use super::mp4scan;
+
+/// One recorded file.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Segment {
+    /// File name, also its id in URLs.
+    pub name: String,
+    pub start: DateTime<Utc>,
+    /// Start plus the media it holds; for the segment being written, now.
+    pub end: DateTime<Utc>,
+    pub size: u64,
+    /// Being written right now.
+    pub recording: bool,
+    /// Cut off (power loss, kill, disk error): playable up to its last complete fragment.
+    pub partial: bool,
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// A stretch of time with nothing recorded between two segments.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Gap {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// Segments closer than this are continuous: the split itself takes a frame or two.
+const GAP_TOLERANCE: chrono::Duration = chrono::Duration::milliseconds(1500);
+
+/// Gaps between consecutive segments (sorted by start).
+pub fn gaps(segments: &[Segment]) -> Vec<Gap> {
+    segments
+        .windows(2)
+        .filter(|w| w[1].start - w[0].end > GAP_TOLERANCE)
+        .map(|w| Gap { start: w[0].end, end: w[1].start })
+        .collect()
+}
+
+/// Every camera's segments by start time.
+#[derive(Default)]
+pub struct Index {
+    cameras: RwLock<BTreeMap<String, BTreeMap<DateTime<Utc>, Segment>>>,
+}
+
+fn describe(path: &Path, start: DateTime<Utc>, recording: bool) -> Option<Segment> {
+    let name = path.file_name()?.to_str()?.to_owned();
+    let size = std::fs::metadata(path).ok()?.len();
+    let (duration, partial) = if recording {
+        (Duration::ZERO, false)
+    } else {
+        match mp4scan::scan_file(path) {
+            Ok(scan) => (scan.duration, scan.truncated),
+            Err(_) => (Duration::ZERO, true),
+        }
+    };
+    let end = start + chrono::Duration::from_std(duration).unwrap_or_default();
+    Some(Segment { name, start, end, size, recording, partial, path: path.to_owned() })
+}
+
+impl Index {
+    /// Scans `<root>/recordings/<camera>/*/*.mp4` for each camera. Blocking.
+    pub fn load(root: &Path, cameras: &[String]) -> Index {
+        let index = Index::default();
+        {
+            let mut map = index.cameras.write().expect("index lock never poisoned");
+            for camera in cameras {
+                let mut segments = BTreeMap::new();
+                let dir = layout::camera_dir(root, camera);
+                for day in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    for file in std::fs::read_dir(day.path()).into_iter().flatten().flatten() {
+                        let path = file.path();
+                        let start = path.file_name().and_then(|n| n.to_str()).and_then(layout::parse_segment_name);
+                        if let Some(seg) = start.and_then(|s| describe(&path, s, false)) {
+                            segments.insert(seg.start, seg);
+                        }
+                    }
+                }
+                map.insert(camera.clone(), segments);
+            }
+        }
+        index
+    }
+
+    /// A segment started being written.
+    pub fn opened(&self, camera: &str, path: &Path, start: DateTime<Utc>) {
+        if let Some(seg) = describe(path, start, true) {
+            self.put(camera, seg);
+        }
+    }
+
+    /// A segment was finished (or cut off); reads its final size and duration. Blocking.
+    pub fn closed(&self, camera: &str, path: &Path, start: DateTime<Utc>) {
+        match describe(path, start, false) {
+            Some(seg) => self.put(camera, seg),
+            None => self.remove(camera, start),
+        }
+    }
+
+    fn put(&self, camera: &str, seg: Segment) {
+        let mut map = self.cameras.write().expect("index lock never poisoned");
+        map.entry(camera.to_owned()).or_default().insert(seg.start, seg);
+    }
+
+    /// A segment was deleted.
+    pub fn remove(&self, camera: &str, start: DateTime<Utc>) {
+        if let Some(segments) = self.cameras.write().expect("index lock never poisoned").get_mut(camera) {
+            segments.remove(&start);
+        }
+    }
+
+    /// Segments of `camera` overlapping `[from, to]`, oldest first.
+    pub fn list(&self, camera: &str, from: DateTime<Utc>, to: DateTime<Utc>, now: DateTime<Utc>) -> Vec<Segment> {
+        let map = self.cameras.read().expect("index lock never poisoned");
+        let Some(segments) = map.get(camera) else { return Vec::new() };
+        segments
+            .values()
+            .map(|s| {
+                let mut s = s.clone();
+                if s.recording {
+                    s.end = now.max(s.start);
+                    s.size = std::fs::metadata(&s.path).map(|m| m.len()).unwrap_or(s.size);
+                }
+                s
+            })
+            .filter(|s| s.end >= from && s.start <= to)
+            .collect()
+    }
+
+    /// Every camera's segments, for retention.
+    pub fn all(&self) -> Vec<(String, Segment)> {
+        let map = self.cameras.read().expect("index lock never poisoned");
+        map.iter().flat_map(|(c, segs)| segs.values().map(move |s| (c.clone(), s.clone()))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn seg(start_s: i64, end_s: i64) -> Segment {
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 21, 0, 0, 0).unwrap();
+        Segment {
+            name: String::new(),
+            start: t0 + chrono::Duration::seconds(start_s),
+            end: t0 + chrono::Duration::seconds(end_s),
+            size: 1,
+            recording: false,
+            partial: false,
+            path: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn gaps_are_where_nothing_was_recorded() {
+        let segs = [seg(0, 60), seg(60, 120), seg(130, 180), seg(181, 240)];
+        let g = gaps(&segs);
+        assert_eq!(g.len(), 1, "a 1 s split is continuous, a 10 s hole is a gap");
+        assert_eq!(g[0].start, segs[1].end);
+        assert_eq!(g[0].end, segs[2].start);
+    }
+}

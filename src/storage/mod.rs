@@ -1,0 +1,148 @@
+//! Recordings on the data partition: file layout, the index of what was recorded, retention,
+//! and the disk checks the recorder uses. No GStreamer and no HTTP here.
+//!
+//! [`Storage::start`] loads the index from disk and runs one task that follows `Segment*`
+//! events into the index and applies retention every [`RETENTION_EVERY`] and whenever a
+//! segment closes.
+
+pub mod disk;
+pub mod index;
+pub mod layout;
+pub mod mp4scan;
+pub mod retention;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::events::{Bus, Event};
+
+pub use index::{Gap, Index, Segment};
+
+/// Retention also runs on this period, so an age limit or a disk filled by something else
+/// is acted on without waiting for the next segment to close.
+pub const RETENTION_EVERY: Duration = Duration::from_secs(10);
+
+/// The recordings index and its upkeep.
+pub struct Storage {
+    root: PathBuf,
+    index: Arc<Index>,
+    max_total: Option<u64>,
+    min_free: crate::config::SpaceLimit,
+    keep: HashMap<String, Option<Duration>>,
+    bus: Bus,
+}
+
+impl Storage {
+    /// Loads the index (blocking scan of the recordings folder) and starts the upkeep task.
+    pub async fn start(config: &Config, bus: &Bus, shutdown: CancellationToken) -> Arc<Index> {
+        let root = config.storage.path.clone();
+        let cameras: Vec<String> = config.cameras.iter().map(|c| c.name.clone()).collect();
+        let scan_root = root.clone();
+        let index = Arc::new(
+            tokio::task::spawn_blocking(move || Index::load(&scan_root, &cameras)).await.unwrap_or_default(),
+        );
+        let storage = Storage {
+            root,
+            index: index.clone(),
+            max_total: config.storage.max_size.map(|s| s.0),
+            min_free: config.storage.min_free,
+            keep: config.cameras.iter().map(|c| (c.name.clone(), c.recording.keep)).collect(),
+            bus: bus.clone(),
+        };
+        let rx = bus.subscribe();
+        tokio::spawn(storage.run(rx, shutdown));
+        index
+    }
+
+    async fn run(self, mut rx: tokio::sync::broadcast::Receiver<Event>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(RETENTION_EVERY);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => self.apply_retention().await,
+                event = rx.recv() => match event {
+                    Ok(Event::SegmentOpened { camera, path, start }) => self.index.opened(&camera, &path, start),
+                    Ok(Event::SegmentClosed { camera, path, start }) => {
+                        let index = self.index.clone();
+                        let _ = tokio::task::spawn_blocking(move || index.closed(&camera, &path, start)).await;
+                        self.apply_retention().await;
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(n)) => {
+                        // Missed segment events: the disk is the truth, rescan it.
+                        tracing::warn!(missed = n, "storage lagged behind events; index may be stale until restart");
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+            }
+        }
+    }
+
+    async fn apply_retention(&self) {
+        let root = self.root.clone();
+        let disk = match tokio::task::spawn_blocking(move || disk::usage(&root)).await {
+            Ok(Ok(d)) => d,
+            _ => return,
+        };
+        let segments = self.index.all();
+        let candidates: Vec<retention::Candidate> = segments
+            .iter()
+            .map(|(camera, s)| retention::Candidate {
+                start: s.start,
+                end: s.end,
+                size: s.size,
+                in_progress: s.recording,
+                keep: self.keep.get(camera).copied().flatten(),
+            })
+            .collect();
+        let limits = retention::Limits { max_total: self.max_total, min_free: self.min_free.bytes_of(disk.total) };
+        let plan = retention::plan(chrono::Utc::now(), &candidates, limits, disk);
+        for (i, reason) in plan {
+            let (camera, seg) = &segments[i];
+            let path = seg.path.clone();
+            let removed = tokio::task::spawn_blocking(move || remove_segment(&path)).await;
+            match removed {
+                Ok(Ok(())) => {
+                    self.index.remove(camera, seg.start);
+                    tracing::info!(camera = %camera, segment = %seg.name, size = seg.size, "deleted recording: {}", reason.describe());
+                    self.bus.publish(Event::SegmentDeleted {
+                        camera: camera.clone(),
+                        segment: seg.name.clone(),
+                        reason: reason.describe().into(),
+                    });
+                }
+                Ok(Err(e)) => tracing::warn!(camera = %camera, segment = %seg.name, "cannot delete recording: {e}"),
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+/// Deletes a segment file and its day folder if that is now empty.
+fn remove_segment(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if let Some(day) = path.parent() {
+        // Fails harmlessly when other segments remain.
+        let _ = std::fs::remove_dir(day);
+    }
+    Ok(())
+}
+
+/// Makes a finished file durable: its data, then the directory entry naming it.
+pub fn sync_file(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! Recordings over HTTP: list spans with gaps, download a segment (with ranges), export a
+//! span as one MP4, and JPEG snapshots of the live picture.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tower::ServiceExt;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::media::{export, snapshot};
+use crate::storage::{self, Gap, Segment};
+
+/// `?from=&to=`: RFC 3339 times (`2026-11-21T12:00:00Z`) or Unix seconds.
+#[derive(Deserialize)]
+pub struct Span {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    value
+        .parse::<f64>()
+        .ok()
+        .and_then(|s| DateTime::from_timestamp_millis((s * 1000.0) as i64))
+        .ok_or_else(|| ApiError::BadRequest(format!("`{name}` must be an RFC 3339 time (2026-11-21T12:00:00Z) or Unix seconds, not `{value}`")))
+}
+
+impl Span {
+    /// The span asked for; by default the last 24 hours.
+    fn resolve(&self) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+        let to = match &self.to {
+            Some(t) => parse_time("to", t)?,
+            None => Utc::now(),
+        };
+        let from = match &self.from {
+            Some(f) => parse_time("from", f)?,
+            None => to - chrono::Duration::hours(24),
+        };
+        if from > to {
+            return Err(ApiError::BadRequest("`from` is after `to`".into()));
+        }
+        Ok((from, to))
+    }
+}
+
+fn camera_exists(app: &AppState, camera: &str) -> Result<(), ApiError> {
+    app.config.camera(camera).map(|_| ()).ok_or_else(|| ApiError::UnknownCamera(camera.to_owned()))
+}
+
+/// `GET /api/cameras/{camera}/recordings`.
+#[derive(Serialize)]
+pub struct Listing {
+    pub camera: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub segments: Vec<Segment>,
+    pub gaps: Vec<Gap>,
+}
+
+/// What was recorded in a span, and the gaps in it.
+pub async fn list(State(app): State<AppState>, Path(camera): Path<String>, Query(span): Query<Span>) -> Result<Json<Listing>, ApiError> {
+    camera_exists(&app, &camera)?;
+    let (from, to) = span.resolve()?;
+    let segments = app.index.list(&camera, from, to, Utc::now());
+    let gaps = storage::index::gaps(&segments);
+    Ok(Json(Listing { camera, from, to, segments, gaps }))
+}
+
+/// One segment file, with HTTP range support for players that seek.
+pub async fn download(State(app): State<AppState>, Path((camera, name)): Path<(String, String)>, request: Request) -> Result<Response, ApiError> {
+    camera_exists(&app, &camera)?;
+    let path = storage::layout::resolve(&app.config.storage.path, &camera, &name)
+        .filter(|p| p.is_file())
+        .ok_or_else(|| ApiError::NotFound(format!("no recording `{name}` for camera {camera}")))?;
+    let response = tower_http::services::ServeFile::new_with_mime(path, &"video/mp4".parse().expect("valid mime"))
+        .oneshot(request)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(response.into_response())
+}
+
+/// One MP4 covering the span, remuxed from the finished segments and streamed.
+pub async fn export(State(app): State<AppState>, Path(camera): Path<String>, Query(span): Query<Span>) -> Result<Response, ApiError> {
+    camera_exists(&app, &camera)?;
+    let (from, to) = span.resolve()?;
+    // Segments that merely touch the span (the neighbour ending where it starts) add nothing.
+    let touch = chrono::Duration::milliseconds(50);
+    let segments: Vec<Segment> = app
+        .index
+        .list(&camera, from, to, Utc::now())
+        .into_iter()
+        .filter(|s| !s.recording && s.end - from > touch && to - s.start > touch)
+        .collect();
+    let (Some(first), Some(last)) = (segments.first(), segments.last()) else {
+        return Err(ApiError::NotFound(format!("nothing recorded by {camera} between {from} and {to}")));
+    };
+    let offset = |t: DateTime<Utc>| (t - first.start).to_std().unwrap_or_default();
+    let before_last: Duration = segments[..segments.len() - 1].iter().map(|s| (s.end - s.start).to_std().unwrap_or_default()).sum();
+    let end = before_last + (to.min(last.end) - last.start).to_std().unwrap_or_default();
+    let request = export::ExportRequest { files: segments.iter().map(|s| s.path.clone()).collect(), start: offset(from), end };
+    tracing::debug!(camera = %camera, ?request, "export");
+    let rx = export::start(request).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let filename = format!(
+        "{camera}_{}_{}.mp4",
+        from.max(first.start).format("%Y-%m-%dT%H-%M-%SZ"),
+        to.min(last.end).format("%Y-%m-%dT%H-%M-%SZ")
+    );
+    let mut response = Body::from_stream(stream).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+/// `?width=`.
+#[derive(Deserialize)]
+pub struct SnapshotQuery {
+    width: Option<u32>,
+}
+
+/// A JPEG of the current picture.
+pub async fn snapshot(State(app): State<AppState>, Path(camera): Path<String>, Query(q): Query<SnapshotQuery>) -> Result<Response, ApiError> {
+    let cam = app.media.camera(&camera).ok_or_else(|| ApiError::UnknownCamera(camera.clone()))?;
+    if let Some(w) = q.width
+        && !(16..=4096).contains(&w)
+    {
+        return Err(ApiError::BadRequest(format!("`width` must be between 16 and 4096, not {w}")));
+    }
+    if app.board.camera(&camera).is_some_and(|c| !c.online) {
+        let reason = app.board.camera(&camera).and_then(|c| c.last_error).unwrap_or_else(|| "starting".into());
+        return Err(ApiError::Unavailable(format!("camera {camera} is offline: {reason}")));
+    }
+    let _permit = cam.snapshots.acquire().await.map_err(|_| ApiError::Unavailable("shutting down".into()))?;
+    let jpeg = snapshot::capture(&cam.fanout, app.media.clock(), q.width).await.map_err(|e| match e {
+        snapshot::SnapshotError::Timeout => ApiError::Unavailable(e.to_string()),
+        snapshot::SnapshotError::Pipeline(_) => ApiError::Internal(e.to_string()),
+    })?;
+    let mut response = jpeg.into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}

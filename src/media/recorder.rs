@@ -1,17 +1,20 @@
 //! Continuous recording of one camera from its shared H.264 stream (never a second encode).
 //!
-//! The recorder is one more consumer of the camera's fan-out: appsrc → h264parse →
-//! splitmuxsink (mp4mux writing ~1 s fragments, so a file cut off by a crash or power loss
-//! plays up to its last complete fragment). Segments start on wall-clock multiples of the
-//! configured length: at each boundary a keyframe is requested and splitmuxsink splits there.
-//! Finished files are fsynced before `SegmentClosed` is published.
+//! The recorder is one more consumer of the camera's fan-out (appsrc → appsink tap). Its
+//! frames go to one writer pipeline per segment: appsrc → h264parse → mp4mux writing ~1 s
+//! fragments → filesink, so a file cut off by a crash or power loss plays up to its last
+//! complete fragment. Segments start on wall-clock multiples of the configured length: at
+//! each boundary a keyframe is requested, and the first keyframe at or after it starts the
+//! next file. Finished files are fsynced before `SegmentClosed` is published.
+//!
+//! (splitmuxsink is not used: it holds a whole GOP in memory to place its splits, which a
+//! power cut would lose on top of the fragment being written.)
 //!
 //! It follows the camera's online/offline events: when frames stop, the current segment is
 //! closed cleanly (the gap shows in the index) and a new one starts when the camera returns.
 //! A full or missing disk pauses recording with the reason and it resumes by itself; nothing
 //! here can disturb the live view, which is a separate consumer.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,24 +140,34 @@ impl Recorder {
 
     async fn record(&self, events: &mut broadcast::Receiver<Event>, shutdown: &CancellationToken) -> Outcome {
         let name = &self.camera.name;
-        let built = match build(&self.camera, &self.root, &self.clock) {
-            Ok(b) => b,
+        let (reports_tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
+        let segmenter = Arc::new(std::sync::Mutex::new(Segmenter {
+            root: self.root.clone(),
+            camera: name.clone(),
+            clock: self.clock.clone(),
+            segment: self.camera.recording.segment,
+            current: None,
+            boundary: None,
+            reports: reports_tx,
+            failed: false,
+        }));
+        let tap = match build_tap(name, &self.clock, segmenter.clone()) {
+            Ok(t) => t,
             Err(e) => return Outcome::Failed(e),
         };
-        let guard = Teardown(built.pipeline.clone());
-        if built.pipeline.set_state(gst::State::Playing).is_err() {
+        let guard = Teardown(tap.pipeline.clone());
+        if tap.pipeline.set_state(gst::State::Playing).is_err() {
             return Outcome::Failed("recorder pipeline refused to start".into());
         }
-        let consumer = self.fanout.attach(&built.appsrc);
+        let consumer = self.fanout.attach(&tap.appsrc);
         tracing::info!(camera = %name, "recording");
         self.bus.publish(Event::RecordingStarted { camera: name.clone() });
 
-        let Some(gst_bus) = built.pipeline.bus() else { return Outcome::Failed("recorder has no bus".into()) };
-        let mut messages = gst_bus.stream();
-        let mut disk_tick = tokio::time::interval(DISK_CHECK_EVERY);
-        let mut open: HashMap<String, DateTime<Utc>> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut disk_checked = tokio::time::Instant::now();
         let mut next_keyframe: Option<tokio::time::Instant> = None;
-        let segment = self.camera.recording.segment;
+        let mut current_bus: Option<gst::Bus> = None;
+        let mut closing = tokio::task::JoinSet::new();
 
         let outcome = loop {
             let keyframe_due = async {
@@ -172,103 +185,219 @@ impl Recorder {
                 },
                 _ = keyframe_due => {
                     next_keyframe = None;
-                    request_keyframe(&built.appsrc);
+                    request_keyframe(&tap.appsrc);
                 }
-                _ = disk_tick.tick() => {
-                    if let Ok(d) = storage::disk::usage(&self.root) && d.free < PAUSE_BELOW_FREE {
-                        break Outcome::Failed(format!("disk full: {} KiB free on {}", d.free / 1024, self.root.display()));
+                report = reports.recv() => match report {
+                    Some(Report::Opened { path, start, boundary, bus }) => {
+                        self.bus.publish(Event::SegmentOpened { camera: name.clone(), path, start });
+                        current_bus = Some(bus);
+                        next_keyframe = Some(tokio::time::Instant::now() + (boundary - Utc::now()).to_std().unwrap_or_default());
                     }
-                }
-                msg = messages.next() => {
-                    let Some(msg) = msg else { break Outcome::Failed("recorder bus closed".into()) };
-                    match msg.view() {
-                        gst::MessageView::Error(e) => {
-                            let full = storage::disk::usage(&self.root).map(|d| d.free < PAUSE_BELOW_FREE).unwrap_or(false);
-                            break Outcome::Failed(if full {
-                                format!("disk full while writing to {}", self.root.display())
-                            } else {
-                                format!("cannot write recording: {}", e.error())
-                            });
+                    Some(Report::Finished(writer)) => {
+                        closing.spawn(finish(writer, self.bus.clone(), name.clone()));
+                    }
+                    Some(Report::Failed(reason)) => break Outcome::Failed(reason),
+                    None => break Outcome::Failed("recorder stopped".into()),
+                },
+                _ = tick.tick() => {
+                    if let Some(msg) = current_bus.as_ref().and_then(|b| b.pop_filtered(&[gst::MessageType::Error]))
+                        && let gst::MessageView::Error(e) = msg.view()
+                    {
+                        let full = storage::disk::usage(&self.root).map(|d| d.free < PAUSE_BELOW_FREE).unwrap_or(false);
+                        break Outcome::Failed(if full {
+                            format!("disk full while writing to {}", self.root.display())
+                        } else {
+                            format!("cannot write recording: {}", e.error())
+                        });
+                    }
+                    if disk_checked.elapsed() >= DISK_CHECK_EVERY {
+                        disk_checked = tokio::time::Instant::now();
+                        if let Ok(d) = storage::disk::usage(&self.root) && d.free < PAUSE_BELOW_FREE {
+                            break Outcome::Failed(format!("disk full: {} KiB free on {}", d.free / 1024, self.root.display()));
                         }
-                        gst::MessageView::Element(el) => {
-                            if let Some(at) = self.on_fragment_message(el.structure(), &built.splitmux, &mut open, segment).await {
-                                next_keyframe = Some(at);
-                            }
-                        }
-                        _ => {}
                     }
                 }
             }
         };
 
-        // Close the current file cleanly: stop feeding it, end the stream, let the muxer
-        // finish, then fsync and announce what it closed.
+        // Stop feeding, then close the current file cleanly and wait for every file still
+        // being finished, so each is fsynced and announced before recording is reported off.
         self.fanout.detach(consumer);
-        let _ = built.appsrc.end_of_stream();
-        let deadline = tokio::time::sleep(FINALIZE_TIMEOUT);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                _ = &mut deadline => {
-                    tracing::warn!(camera = %name, "muxer did not finish within {FINALIZE_TIMEOUT:?}");
-                    break;
-                }
-                msg = messages.next() => match msg.as_ref().map(|m| m.view()) {
-                    Some(gst::MessageView::Eos(_)) | Some(gst::MessageView::Error(_)) | None => break,
-                    Some(gst::MessageView::Element(el)) => {
-                        self.on_fragment_message(el.structure(), &built.splitmux, &mut open, segment).await;
-                    }
-                    _ => {}
-                },
-            }
+        let last = segmenter.lock().expect("segmenter lock never poisoned").stop();
+        if let Some(writer) = last {
+            closing.spawn(finish(writer, self.bus.clone(), name.clone()));
         }
-        // Files the muxer never reported closed (error, timeout) are left as they are: the
-        // index lists them as partial, playable up to their last fragment.
-        for (location, start) in open.drain() {
-            self.bus.publish(Event::SegmentClosed { camera: name.clone(), path: location.into(), start });
-        }
+        while closing.join_next().await.is_some() {}
         let _ = tokio::task::spawn_blocking(move || drop(guard)).await;
         outcome
     }
+}
 
-    /// Handles splitmuxsink's opened/closed messages; returns when to request the keyframe
-    /// that starts the next segment.
-    async fn on_fragment_message(
-        &self,
-        s: Option<&gst::StructureRef>,
-        splitmux: &gst::Element,
-        open: &mut HashMap<String, DateTime<Utc>>,
-        segment: Duration,
-    ) -> Option<tokio::time::Instant> {
-        let s = s?;
-        let location = s.get::<String>("location").ok()?;
-        let name = &self.camera.name;
-        match s.name().as_str() {
-            "splitmuxsink-fragment-opened" => {
-                let running = gst::ClockTime::from_nseconds(s.get::<u64>("running-time").ok()?);
-                let start = self.clock.wall_time(running);
-                open.insert(location.clone(), start);
-                self.bus.publish(Event::SegmentOpened { camera: name.clone(), path: location.into(), start });
-                let boundary = next_boundary(start, segment);
-                let until = (boundary - start).to_std().unwrap_or_default();
-                splitmux.emit_by_name::<()>("split-at-running-time", &[&(running + gst::ClockTime::from_nseconds(until.as_nanos() as u64))]);
-                Some(tokio::time::Instant::now() + (boundary - Utc::now()).to_std().unwrap_or_default())
-            }
-            "splitmuxsink-fragment-closed" => {
-                let start = open.remove(&location).or_else(|| {
-                    Path::new(&location).file_name().and_then(|n| n.to_str()).and_then(layout::parse_segment_name)
-                })?;
-                let path = PathBuf::from(&location);
-                let sync_path = path.clone();
-                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || storage::sync_file(&sync_path)).await {
-                    tracing::warn!(camera = %name, "fsync of {location}: {e}");
+/// What the streaming thread tells the recorder task.
+enum Report {
+    Opened { path: PathBuf, start: DateTime<Utc>, boundary: DateTime<Utc>, bus: gst::Bus },
+    Finished(Writer),
+    Failed(String),
+}
+
+/// One segment file being written: appsrc → h264parse → mp4mux → filesink.
+struct Writer {
+    pipeline: gst::Pipeline,
+    appsrc: gst_app::AppSrc,
+    path: PathBuf,
+    start: DateTime<Utc>,
+}
+
+impl Writer {
+    fn open(path: PathBuf, start: DateTime<Utc>, caps: Option<&gst::CapsRef>, camera: &str) -> Result<Writer, String> {
+        if let Some(day) = path.parent() {
+            std::fs::create_dir_all(day).map_err(|e| format!("cannot create {}: {e}", day.display()))?;
+        }
+        let pipeline = gst::Pipeline::with_name(&format!("segment-{camera}"));
+        let appsrc = gst_app::AppSrc::builder().name(format!("segment-{camera}-src")).format(gst::Format::Time).build();
+        if let Some(caps) = caps {
+            appsrc.set_caps(Some(&caps.to_owned()));
+        }
+        let make = |factory: &str| gst::ElementFactory::make(factory).build().map_err(|_| format!("GStreamer element {factory} is not installed"));
+        let parse = make("h264parse")?;
+        let mux = make("mp4mux")?;
+        mux.set_property("fragment-duration", FRAGMENT_MS);
+        let sink = make("filesink")?;
+        sink.set_property("location", path.to_string_lossy().as_ref());
+        sink.set_property("sync", false);
+        sink.set_property("async", false);
+        pipeline.add_many([appsrc.upcast_ref(), &parse, &mux, &sink]).map_err(|e| e.to_string())?;
+        appsrc.link(&parse).map_err(|e| e.to_string())?;
+        parse.link_pads(None, &mux, Some("video_%u")).map_err(|e| e.to_string())?;
+        mux.link(&sink).map_err(|e| e.to_string())?;
+        pipeline.set_state(gst::State::Playing).map_err(|_| format!("cannot start writing {}", path.display()))?;
+        Ok(Writer { pipeline, appsrc, path, start })
+    }
+}
+
+/// Waits for a writer to finish its file, then fsyncs it and announces it.
+async fn finish(writer: Writer, bus: Bus, camera: String) {
+    let Writer { pipeline, appsrc, path, start } = writer;
+    let _ = appsrc.end_of_stream();
+    if let Some(gst_bus) = pipeline.bus() {
+        let mut messages = gst_bus.stream();
+        let wait = async {
+            while let Some(msg) = messages.next().await {
+                match msg.view() {
+                    gst::MessageView::Eos(_) => return,
+                    gst::MessageView::Error(e) => {
+                        tracing::warn!(camera = %camera, "finishing {}: {}", path.display(), e.error());
+                        return;
+                    }
+                    _ => {}
                 }
-                self.bus.publish(Event::SegmentClosed { camera: name.clone(), path, start });
-                None
             }
-            _ => None,
+        };
+        if tokio::time::timeout(FINALIZE_TIMEOUT, wait).await.is_err() {
+            tracing::warn!(camera = %camera, "{} not finished within {FINALIZE_TIMEOUT:?}; left as partial", path.display());
         }
     }
+    let sync_path = path.clone();
+    let synced = tokio::task::spawn_blocking(move || {
+        let _ = pipeline.set_state(gst::State::Null);
+        storage::sync_file(&sync_path)
+    })
+    .await;
+    if let Ok(Err(e)) = synced {
+        tracing::warn!(camera = %camera, "fsync of {}: {e}", path.display());
+    }
+    bus.publish(Event::SegmentClosed { camera, path, start });
+}
+
+/// Decides, frame by frame on the streaming thread, which file each frame goes to.
+struct Segmenter {
+    root: PathBuf,
+    camera: String,
+    clock: MediaClock,
+    segment: Duration,
+    current: Option<Writer>,
+    /// Wall-clock time after which the next keyframe starts a new file.
+    boundary: Option<DateTime<Utc>>,
+    reports: tokio::sync::mpsc::UnboundedSender<Report>,
+    failed: bool,
+}
+
+impl Segmenter {
+    fn on_sample(&mut self, sample: &gst::Sample) {
+        let Some(buffer) = sample.buffer() else { return };
+        if self.failed {
+            return;
+        }
+        let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        let running = first_running_time(sample).unwrap_or_else(|| self.clock.running_time());
+        let wall = self.clock.wall_time(running);
+        let due = self.boundary.is_none_or(|b| wall >= b);
+        if keyframe && (self.current.is_none() || due) {
+            if let Some(old) = self.current.take() {
+                let _ = self.reports.send(Report::Finished(old));
+            }
+            let path = layout::segment_path(&self.root, &self.camera, wall);
+            match Writer::open(path.clone(), wall, sample.caps(), &self.camera) {
+                Ok(writer) => {
+                    let boundary = next_boundary(wall, self.segment);
+                    self.boundary = Some(boundary);
+                    if let Some(bus) = writer.pipeline.bus() {
+                        let _ = self.reports.send(Report::Opened { path, start: wall, boundary, bus });
+                    }
+                    self.current = Some(writer);
+                }
+                Err(e) => {
+                    self.failed = true;
+                    let _ = self.reports.send(Report::Failed(e));
+                    return;
+                }
+            }
+        }
+        if let Some(writer) = &self.current
+            && writer.appsrc.push_sample(sample).is_err()
+        {
+            self.failed = true;
+            let _ = self.reports.send(Report::Failed(format!("writer for {} stopped", writer.path.display())));
+        }
+    }
+
+    /// Stops accepting frames and hands over the file being written.
+    fn stop(&mut self) -> Option<Writer> {
+        self.failed = true;
+        self.current.take()
+    }
+}
+
+/// The recorder's tap on the fan-out: appsrc → appsink, frames handed to the segmenter.
+struct Tap {
+    pipeline: gst::Pipeline,
+    appsrc: gst_app::AppSrc,
+}
+
+fn build_tap(camera: &str, clock: &MediaClock, segmenter: Arc<std::sync::Mutex<Segmenter>>) -> Result<Tap, String> {
+    let pipeline = gst::Pipeline::with_name(&format!("recorder-{camera}"));
+    let appsrc = gst_app::AppSrc::builder().name(format!("recorder-{camera}-src")).build();
+    gst_utils::StreamProducer::configure_consumer_with(
+        &appsrc,
+        gst_utils::streamproducer::ConsumerSettings {
+            max_time: gst::ClockTime::from_nseconds(QUEUE_TIME.as_nanos() as u64),
+            ..Default::default()
+        },
+    );
+    let sink = gst_app::AppSink::builder().name(format!("recorder-{camera}-frames")).sync(false).build();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                segmenter.lock().expect("segmenter lock never poisoned").on_sample(&sample);
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    pipeline.add_many([appsrc.upcast_ref(), sink.upcast_ref::<gst::Element>()]).map_err(|e| e.to_string())?;
+    appsrc.link(&sink).map_err(|e| e.to_string())?;
+    clock.apply(&pipeline);
+    Ok(Tap { pipeline, appsrc })
 }
 
 /// The wall-clock boundary that ends a segment starting at `start`: the next multiple of
@@ -308,55 +437,13 @@ fn writable(root: &Path, camera: &str) -> Result<(), String> {
     Ok(())
 }
 
-struct Built {
-    pipeline: gst::Pipeline,
-    appsrc: gst_app::AppSrc,
-    splitmux: gst::Element,
-}
-
-/// Sets the recorder pipeline to NULL when dropped.
+/// Sets the recorder's tap pipeline to NULL when dropped.
 struct Teardown(gst::Pipeline);
 
 impl Drop for Teardown {
     fn drop(&mut self) {
         let _ = self.0.set_state(gst::State::Null);
     }
-}
-
-fn build(cam: &Camera, root: &Path, clock: &MediaClock) -> Result<Built, String> {
-    let name = &cam.name;
-    let pipeline = gst::Pipeline::with_name(&format!("recorder-{name}"));
-    let appsrc = gst_app::AppSrc::builder().name(format!("recorder-{name}-src")).build();
-    gst_utils::StreamProducer::configure_consumer_with(
-        &appsrc,
-        gst_utils::streamproducer::ConsumerSettings { max_time: QUEUE_TIME.try_into().unwrap_or(gst::ClockTime::from_seconds(4)), ..Default::default() },
-    );
-    let make = |factory: &str, element_name: String| {
-        gst::ElementFactory::make(factory).name(element_name).build().map_err(|_| format!("GStreamer element {factory} is not installed"))
-    };
-    let parse = make("h264parse", format!("recorder-{name}-parse"))?;
-    let mux = make("mp4mux", format!("recorder-{name}-mux"))?;
-    mux.set_property("fragment-duration", FRAGMENT_MS);
-    let splitmux = make("splitmuxsink", format!("recorder-{name}"))?;
-    splitmux.set_property("muxer", &mux);
-    splitmux.set_property("send-keyframe-requests", false);
-    let (root, camera, names_clock) = (root.to_owned(), name.clone(), clock.clone());
-    splitmux.connect("format-location-full", false, move |args| {
-        let sample = args.get(2).and_then(|v| v.get::<gst::Sample>().ok());
-        let running = sample.as_ref().and_then(first_running_time).unwrap_or_else(|| names_clock.running_time());
-        let path = layout::segment_path(&root, &camera, names_clock.wall_time(running));
-        if let Some(day) = path.parent() {
-            let _ = std::fs::create_dir_all(day);
-        }
-        Some(path.to_string_lossy().to_string().to_value())
-    });
-    pipeline.add_many([appsrc.upcast_ref(), &parse, &splitmux]).map_err(|e| e.to_string())?;
-    appsrc.link(&parse).map_err(|e| e.to_string())?;
-    parse
-        .link_pads(Some("src"), &splitmux, Some("video"))
-        .map_err(|e| format!("linking recorder: {e}"))?;
-    clock.apply(&pipeline);
-    Ok(Built { pipeline, appsrc, splitmux })
 }
 
 fn first_running_time(sample: &gst::Sample) -> Option<gst::ClockTime> {

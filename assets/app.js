@@ -46,6 +46,10 @@ function updateInfo(card, cam) {
   err.hidden = cam.online || !cam.last_error;
   err.textContent = cam.last_error || "";
   card.player.cameraOffline = !cam.online;
+  const rec = q(".rec-state");
+  rec.textContent = !cam.recording_enabled ? "Recording off"
+    : cam.recording ? "● Recording" : "Recording paused" + (cam.recording_error ? ": " + cam.recording_error : "");
+  rec.className = "rec-state " + (cam.recording ? "ok" : cam.recording_enabled ? "bad" : "");
 }
 
 function addCamera(cam) {
@@ -60,6 +64,7 @@ function addCamera(cam) {
     render(card);
   });
   cards.set(cam.name, card);
+  card.recordings = new RecordingsPanel(el, cam.name);
   card.player.start();
   return card;
 }

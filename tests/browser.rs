@@ -71,8 +71,10 @@ impl Drop for Driver {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_plays_the_live_view_page() {
-    let daemon = Daemon::start(config_with(vec![test_camera("cam")])).await;
+async fn chromium_plays_the_live_view_and_a_recording() {
+    let mut camera = test_camera("cam");
+    camera.recording.segment = Duration::from_secs(2);
+    let daemon = Daemon::start(config_with(vec![camera])).await;
     daemon.wait_state("cam", Duration::from_secs(15), |c| c["online"] == true).await.expect("camera online");
     let driver = Driver::start().await;
     driver.open(&daemon.base).await;
@@ -94,6 +96,39 @@ async fn chromium_plays_the_live_view_page() {
     assert_eq!(overlay, "live");
     assert_eq!(size, json!([640, 360]));
     daemon.wait_state("cam", Duration::from_secs(5), |c| c["viewers"] == 1).await.expect("the page is one viewer");
+
+    // The recordings panel draws what was recorded and plays it when clicked.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    driver
+        .eval("const d = document.querySelector('.recordings'); d.open = true; d.dispatchEvent(new Event('toggle')); return true")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let spans = loop {
+        let n = driver.eval("return document.querySelectorAll('.timeline .span:not(.live)').length").await.as_u64().unwrap_or(0);
+        if n > 0 || Instant::now() > deadline {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(spans > 0, "no recorded span drawn: {}", driver.eval("return document.querySelector('.rec-summary').textContent").await);
+    driver
+        .eval(
+            "const s = document.querySelector('.timeline .span:not(.live)'); const r = s.getBoundingClientRect();              s.parentElement.dispatchEvent(new MouseEvent('click', {clientX: r.left + r.width / 2, clientY: r.top + 2, bubbles: true})); return true",
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let played = loop {
+        let n = driver
+            .eval("const v = document.querySelector('.playback'); return v.getVideoPlaybackQuality().totalVideoFrames")
+            .await
+            .as_u64()
+            .unwrap_or(0);
+        if n > 10 || Instant::now() > deadline {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(played > 10, "recorded segment did not play in the page: {played} frames");
     drop(driver);
     daemon.stop().await;
 }

@@ -23,8 +23,6 @@ use status::Board;
 pub enum ServeError {
     #[error(transparent)]
     Media(#[from] media::InitError),
-    #[error("cannot create the data folder {path}: {source}")]
-    Storage { path: std::path::PathBuf, source: std::io::Error },
     #[error("HTTP server failed: {0}")]
     Http(std::io::Error),
 }
@@ -35,8 +33,11 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    std::fs::create_dir_all(&config.storage.path)
-        .map_err(|source| ServeError::Storage { path: config.storage.path.clone(), source })?;
+    // A missing data partition must not take the live view down: the recorder reports it
+    // (and resumes when the partition appears), so this is only a warning.
+    if let Err(e) = std::fs::create_dir_all(&config.storage.path) {
+        tracing::warn!("data folder {} unavailable: {e}; live view runs, recording waits for it", config.storage.path.display());
+    }
     let bus = Bus::default();
     let board = Board::new(&config);
     let follower = board.follow(&bus);

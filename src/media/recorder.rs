@@ -55,6 +55,13 @@ pub struct Recorder {
     pub bus: Bus,
 }
 
+/// Why [`Recorder::wait_event`] returned.
+enum Wake {
+    Event(Event),
+    Timeout,
+    Shutdown,
+}
+
 enum Outcome {
     Shutdown,
     CameraOffline,
@@ -71,9 +78,9 @@ impl Recorder {
         loop {
             if !online {
                 match self.wait_event(&mut events, &shutdown, None).await {
-                    Some(Event::CameraOnline { .. }) => online = true,
-                    Some(_) => {}
-                    None => return,
+                    Wake::Event(Event::CameraOnline { .. }) => online = true,
+                    Wake::Shutdown => return,
+                    _ => {}
                 }
                 continue;
             }
@@ -83,10 +90,8 @@ impl Recorder {
                     self.bus.publish(Event::RecordingPaused { camera: name.clone(), reason: reason.clone() });
                     paused_for = Some(reason);
                 }
-                match self.wait_event(&mut events, &shutdown, Some(DISK_CHECK_EVERY)).await {
-                    Some(Event::CameraWentOffline { .. }) => online = false,
-                    Some(_) => {}
-                    None => return,
+                if !self.wait_paused(&mut events, &shutdown, &mut online).await {
+                    return;
                 }
                 continue;
             }
@@ -104,35 +109,49 @@ impl Recorder {
                     tracing::warn!(camera = %name, "recording paused: {reason}");
                     self.bus.publish(Event::RecordingPaused { camera: name.clone(), reason: reason.clone() });
                     paused_for = Some(reason);
-                    match self.wait_event(&mut events, &shutdown, Some(DISK_CHECK_EVERY)).await {
-                        Some(Event::CameraWentOffline { .. }) => online = false,
-                        Some(_) => {}
-                        None => return,
+                    if !self.wait_paused(&mut events, &shutdown, &mut online).await {
+                        return;
                     }
                 }
             }
         }
     }
 
-    /// The next event about this camera, or a timeout (`Some` of an unrelated event), or
-    /// `None` on shutdown.
+    /// Waits one disk-check period while recording is paused, noting the camera going
+    /// offline; false on shutdown.
+    async fn wait_paused(&self, events: &mut broadcast::Receiver<Event>, shutdown: &CancellationToken, online: &mut bool) -> bool {
+        match self.wait_event(events, shutdown, Some(DISK_CHECK_EVERY)).await {
+            Wake::Event(Event::CameraWentOffline { .. }) => {
+                *online = false;
+                true
+            }
+            Wake::Shutdown => false,
+            _ => true,
+        }
+    }
+
+    /// The next event about this camera, a timeout, or shutdown.
     async fn wait_event(
         &self,
         events: &mut broadcast::Receiver<Event>,
         shutdown: &CancellationToken,
         timeout: Option<Duration>,
-    ) -> Option<Event> {
-        let sleep = tokio::time::sleep(timeout.unwrap_or(Duration::MAX / 4));
+    ) -> Wake {
+        let sleep = async {
+            match timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::pin!(sleep);
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => return None,
-                _ = &mut sleep => return Some(Event::RecordingStopped { camera: String::new() }),
+                _ = shutdown.cancelled() => return Wake::Shutdown,
+                _ = &mut sleep => return Wake::Timeout,
                 e = events.recv() => match e {
-                    Ok(e) if e.camera() == self.camera.name => return Some(e),
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return None,
+                    Ok(e) if e.camera() == self.camera.name => return Wake::Event(e),
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return Wake::Shutdown,
                 },
             }
         }

@@ -34,18 +34,25 @@ fn consumer(name: &str, block: bool) -> (gst::Pipeline, gst_app::AppSrc, Arc<Ato
     (pipeline, appsrc, count)
 }
 
-#[test]
-fn a_stuck_consumer_drops_its_own_frames_and_stalls_nobody() {
-    gst::init().unwrap();
-    let camera = gst::parse::launch(
+/// A small live H.264 "camera" ending in the appsink a fan-out wraps; a keyframe every
+/// `gop` frames unless one is requested.
+fn h264_camera(gop: u32) -> (gst::Pipeline, gst_app::AppSink) {
+    let camera = gst::parse::launch(&format!(
         "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 \
-         ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! h264parse config-interval=-1 \
-         ! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=out",
-    )
+         ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} ! h264parse config-interval=-1 \
+         ! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=out"
+    ))
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
     let appsink = camera.by_name("out").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    (camera, appsink)
+}
+
+#[test]
+fn a_stuck_consumer_drops_its_own_frames_and_stalls_nobody() {
+    gst::init().unwrap();
+    let (camera, appsink) = h264_camera(30);
     let fanout = Fanout::new("cam");
     let taps = fanout.set_producer(&appsink);
     camera.set_state(gst::State::Playing).unwrap();
@@ -74,15 +81,7 @@ fn a_stuck_consumer_drops_its_own_frames_and_stalls_nobody() {
 fn keyframe_requests_from_outputs_reach_the_encoder_rate_limited() {
     gst::init().unwrap();
     // A 10 s GOP: any keyframe after the first is one that was asked for.
-    let camera = gst::parse::launch(
-        "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 \
-         ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=300 ! h264parse config-interval=-1 \
-         ! video/x-h264,stream-format=byte-stream,alignment=au ! appsink name=out",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let appsink = camera.by_name("out").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    let (camera, appsink) = h264_camera(300);
     let keyframes = Arc::new(AtomicU64::new(0));
     let k = keyframes.clone();
     appsink.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, info| {

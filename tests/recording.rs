@@ -99,6 +99,14 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Exports a span into `out` and returns the duration ffprobe reads.
+async fn export_to(daemon: &Daemon, from: &str, to: &str, out: &Path) -> f64 {
+    let r = reqwest::Client::new().get(daemon.url("/api/cameras/cam/export")).query(&[("from", from), ("to", to)]).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    std::fs::write(out, r.bytes().await.unwrap()).unwrap();
+    probe_duration(out)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_across_three_segments_is_one_file_of_the_right_length() {
     let daemon = Daemon::start(config_with(vec![recording_camera(3)])).await;
@@ -128,26 +136,12 @@ async fn export_across_three_segments_is_one_file_of_the_right_length() {
 
     // A span starting mid-segment begins at the keyframe at or before its start.
     let mid = chrono::DateTime::parse_from_rfc3339(from).unwrap() + chrono::Duration::milliseconds(1500);
-    let r = reqwest::Client::new()
-        .get(daemon.url("/api/cameras/cam/export"))
-        .query(&[("from", mid.to_rfc3339().as_str()), ("to", to)])
-        .send()
-        .await
-        .unwrap();
-    std::fs::write(out.path(), r.bytes().await.unwrap()).unwrap();
-    let trimmed = probe_duration(out.path());
+    let trimmed = export_to(&daemon, &mid.to_rfc3339(), to, out.path()).await;
     // Keyframes: forced at each segment start, then every 2 s (the GOP). 1.5 s into the
     // first segment, the keyframe before is its start: nothing can be cut.
     assert!((trimmed - expected).abs() < 0.1, "export from 1.5 s in is {trimmed} s of {expected} s");
     let later = chrono::DateTime::parse_from_rfc3339(from).unwrap() + chrono::Duration::milliseconds(2500);
-    let r = reqwest::Client::new()
-        .get(daemon.url("/api/cameras/cam/export"))
-        .query(&[("from", later.to_rfc3339().as_str()), ("to", to)])
-        .send()
-        .await
-        .unwrap();
-    std::fs::write(out.path(), r.bytes().await.unwrap()).unwrap();
-    let trimmed = probe_duration(out.path());
+    let trimmed = export_to(&daemon, &later.to_rfc3339(), to, out.path()).await;
     assert!((trimmed - (expected - 2.0)).abs() < 0.1, "export from 2.5 s in starts at the 2 s keyframe: {trimmed} s of {expected} s");
     decode(out.path());
     daemon.stop().await;

@@ -6,7 +6,6 @@ mod common;
 use std::time::Duration;
 
 use gst::glib;
-use gst::prelude::*;
 use gst_rtsp_server::prelude::*;
 use lookout::config::{Camera, EncoderChoice, SourceSpec};
 

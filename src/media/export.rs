@@ -157,7 +157,7 @@ fn pump(request: &ExportRequest, feed: &gst_app::AppSrc, out_bus: &gst::Bus) -> 
         if let Some(src) = reader.by_name("file") {
             src.set_property("location", file.to_string_lossy().as_ref());
         }
-        let _stop = ReaderStop(reader.clone());
+        let _stop = super::StopOnDrop::new(&reader);
         reader.set_state(gst::State::Playing).map_err(|_| format!("cannot read {}", file.display()))?;
         let mut first: Option<gst::ClockTime> = None;
         let mut file_end = gst::ClockTime::ZERO;
@@ -195,15 +195,6 @@ fn pump(request: &ExportRequest, feed: &gst_app::AppSrc, out_bus: &gst::Bus) -> 
         offset += file_end;
     }
     Ok(())
-}
-
-/// Stops a file reader however `pump` leaves it.
-struct ReaderStop(gst::Pipeline);
-
-impl Drop for ReaderStop {
-    fn drop(&mut self) {
-        let _ = self.0.set_state(gst::State::Null);
-    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,29 @@ pub fn init() -> Result<(), InitError> {
     gst::init().map_err(|e| InitError(e.to_string()))
 }
 
+/// Sets a pipeline to NULL when dropped, so no exit path (error, early return, panic) leaves
+/// a camera, viewer, recorder or snapshot pipeline running. Every pipeline owner holds one.
+pub struct StopOnDrop(Option<gst::Pipeline>);
+
+impl StopOnDrop {
+    pub fn new(pipeline: &gst::Pipeline) -> StopOnDrop {
+        StopOnDrop(Some(pipeline.clone()))
+    }
+
+    /// Hands responsibility for the pipeline to someone else.
+    pub fn disarm(mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = p.set_state(gst::State::Null);
+        }
+    }
+}
+
 /// One clock and base time shared by every pipeline, so buffers handed from a camera
 /// pipeline to a viewer pipeline keep meaningful timestamps, across camera restarts too.
 #[derive(Clone, Debug)]

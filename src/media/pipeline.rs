@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Camera;
 use crate::events::{Bus, Event};
 
-use super::MediaClock;
+use super::{MediaClock, StopOnDrop};
 use super::encoder::{self, Encoder, EncoderPlan};
 use super::fanout::{Fanout, Taps};
 use super::probe::Machine;
@@ -39,15 +39,6 @@ struct Built {
     appsink: gst_app::AppSink,
     source: String,
     encoder: EncoderPlan,
-}
-
-/// Sets the pipeline to NULL when dropped, so no exit path leaks a running camera.
-struct Running(gst::Pipeline);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.set_state(gst::State::Null);
-    }
 }
 
 fn build(cam: &Camera, machine: &Machine, clock: &MediaClock) -> Result<Built, String> {
@@ -146,7 +137,7 @@ pub async fn supervise(cam: Camera, fanout: Arc<Fanout>, clock: MediaClock, bus:
                 tracing::info!(camera = %cam.name, source = %built.source, encoder = built.encoder.encoder.name(),
                     reason = %built.encoder.reason, "starting camera");
                 let taps = fanout.set_producer(&built.appsink);
-                let running = Running(built.pipeline.clone());
+                let running = StopOnDrop::new(&built.pipeline);
                 let ended = match built.pipeline.set_state(gst::State::Playing) {
                     Err(_) => Ended::Fault(first_error(&built.pipeline).unwrap_or_else(|| "pipeline refused to start".into())),
                     Ok(_) => watch(&cam, &built, &taps, &bus, &mut backoff, restarts, &shutdown).await,

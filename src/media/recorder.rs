@@ -29,7 +29,7 @@ use crate::config::Camera;
 use crate::events::{Bus, Event};
 use crate::storage::{self, layout};
 
-use super::MediaClock;
+use super::{MediaClock, StopOnDrop};
 use super::fanout::Fanout;
 
 /// mp4mux fragment length: what a crash can lose at most, and the index's granularity.
@@ -174,7 +174,7 @@ impl Recorder {
             Ok(t) => t,
             Err(e) => return Outcome::Failed(e),
         };
-        let guard = Teardown(tap.pipeline.clone());
+        let guard = StopOnDrop::new(&tap.pipeline);
         if tap.pipeline.set_state(gst::State::Playing).is_err() {
             return Outcome::Failed("recorder pipeline refused to start".into());
         }
@@ -454,15 +454,6 @@ fn writable(root: &Path, camera: &str) -> Result<(), String> {
         return Err(format!("disk full: {} KiB free on {}", disk.free / 1024, root.display()));
     }
     Ok(())
-}
-
-/// Sets the recorder's tap pipeline to NULL when dropped.
-struct Teardown(gst::Pipeline);
-
-impl Drop for Teardown {
-    fn drop(&mut self) {
-        let _ = self.0.set_state(gst::State::Null);
-    }
 }
 
 fn first_running_time(sample: &gst::Sample) -> Option<gst::ClockTime> {

@@ -12,7 +12,7 @@ use gst::prelude::*;
 use tokio::sync::oneshot;
 
 use super::fanout::Fanout;
-use super::MediaClock;
+use super::{MediaClock, StopOnDrop};
 
 /// A keyframe arrives within 300 ms (the keyframe limiter's window) plus a frame; decoding
 /// one picture takes milliseconds. Three seconds means the camera is not delivering.
@@ -74,7 +74,7 @@ pub async fn capture(fanout: &Fanout, clock: &MediaClock, width: Option<u32>) ->
             .build(),
     );
     clock.apply(&pipeline);
-    let stop = Stop(pipeline.clone());
+    let stop = StopOnDrop::new(&pipeline);
     pipeline.set_state(gst::State::Playing).map_err(|_| SnapshotError::Pipeline("refused to start".into()))?;
     let consumer = fanout.attach(&appsrc);
     let result = tokio::time::timeout(CAPTURE_TIMEOUT, rx).await;
@@ -83,14 +83,6 @@ pub async fn capture(fanout: &Fanout, clock: &MediaClock, width: Option<u32>) ->
     match result {
         Ok(Ok(jpeg)) => Ok(jpeg),
         _ => Err(SnapshotError::Timeout),
-    }
-}
-
-struct Stop(gst::Pipeline);
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        let _ = self.0.set_state(gst::State::Null);
     }
 }
 

@@ -14,7 +14,7 @@ use gst::prelude::*;
 use gst_webrtc::WebRTCPeerConnectionState as Pc;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::media::MediaClock;
+use crate::media::{MediaClock, StopOnDrop};
 use crate::media::fanout::{ConsumerId, Fanout};
 
 use super::sdp::{self, H264Choice};
@@ -47,24 +47,6 @@ pub(super) struct Viewer {
     signals: mpsc::UnboundedReceiver<Signal>,
 }
 
-/// Sets the pipeline to NULL when dropped, so every exit path releases ports and threads.
-struct Teardown(Option<gst::Pipeline>);
-
-impl Teardown {
-    /// Negotiation succeeded: the session task owns the pipeline from now on.
-    fn disarm(mut self) {
-        self.0.take();
-    }
-}
-
-impl Drop for Teardown {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = p.set_state(gst::State::Null);
-        }
-    }
-}
-
 fn make(factory: &str, name: String) -> Result<gst::Element, ViewerError> {
     gst::ElementFactory::make(factory)
         .name(name)
@@ -81,7 +63,7 @@ pub(super) async fn negotiate(
     clock: &MediaClock,
 ) -> Result<(Viewer, String), ViewerError> {
     let pipeline = gst::Pipeline::with_name(&format!("viewer-{id}"));
-    let guard = Teardown(Some(pipeline.clone()));
+    let guard = StopOnDrop::new(&pipeline);
     let appsrc = gst_app::AppSrc::builder().name(format!("viewer-{id}-src")).build();
     // Live, time-format, leaky: must be set before the source starts, not when attached.
     gst_utils::StreamProducer::configure_consumer(&appsrc);
@@ -323,6 +305,6 @@ pub(super) async fn run(
     let dropped = consumer.map_or(0, |id| fanout.detach(id));
     let pipeline = viewer.pipeline.clone();
     drop(viewer);
-    let _ = tokio::task::spawn_blocking(move || drop(Teardown(Some(pipeline)))).await;
+    let _ = tokio::task::spawn_blocking(move || drop(StopOnDrop::new(&pipeline))).await;
     (reason, dropped)
 }

@@ -243,6 +243,11 @@ impl Recorder {
         // being finished, so each is fsynced and announced before recording is reported off.
         self.fanout.detach(consumer);
         let last = segmenter.lock().expect("segmenter lock never poisoned").stop();
+        while let Ok(report) = reports.try_recv() {
+            if let Report::Finished(writer) = report {
+                closing.spawn(finish(writer, self.bus.clone(), name.clone()));
+            }
+        }
         if let Some(writer) = last {
             closing.spawn(finish(writer, self.bus.clone(), name.clone()));
         }
@@ -265,6 +270,8 @@ struct Writer {
     appsrc: gst_app::AppSrc,
     path: PathBuf,
     start: DateTime<Utc>,
+    /// Stops the pipeline wherever a writer is dropped (a report never read, shutdown).
+    stop: StopOnDrop,
 }
 
 impl Writer {
@@ -289,14 +296,15 @@ impl Writer {
         appsrc.link(&parse).map_err(|e| e.to_string())?;
         parse.link_pads(None, &mux, Some("video_%u")).map_err(|e| e.to_string())?;
         mux.link(&sink).map_err(|e| e.to_string())?;
+        let stop = StopOnDrop::new(&pipeline);
         pipeline.set_state(gst::State::Playing).map_err(|_| format!("cannot start writing {}", path.display()))?;
-        Ok(Writer { pipeline, appsrc, path, start })
+        Ok(Writer { pipeline, appsrc, path, start, stop })
     }
 }
 
 /// Waits for a writer to finish its file, then fsyncs it and announces it.
 async fn finish(writer: Writer, bus: Bus, camera: String) {
-    let Writer { pipeline, appsrc, path, start } = writer;
+    let Writer { pipeline, appsrc, path, start, stop } = writer;
     let _ = appsrc.end_of_stream();
     if let Some(gst_bus) = pipeline.bus() {
         let mut messages = gst_bus.stream();
@@ -317,8 +325,9 @@ async fn finish(writer: Writer, bus: Bus, camera: String) {
         }
     }
     let sync_path = path.clone();
+    drop(pipeline);
     let synced = tokio::task::spawn_blocking(move || {
-        let _ = pipeline.set_state(gst::State::Null);
+        drop(stop);
         storage::sync_file(&sync_path)
     })
     .await;

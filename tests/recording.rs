@@ -120,6 +120,17 @@ async fn export_across_three_segments_is_one_file_of_the_right_length() {
         assert!(Instant::now() < deadline, "not enough segments: {segs:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    // A segment downloads whole, or in ranges as players seek.
+    let name = finished[1]["name"].as_str().unwrap();
+    let url = daemon.url(&format!("/api/cameras/cam/recordings/{name}"));
+    let whole = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
+    assert_eq!(whole.len() as u64, std::fs::metadata(segment_path(&daemon, &finished[1])).unwrap().len());
+    let part = reqwest::Client::new().get(&url).header("range", "bytes=100-199").send().await.unwrap();
+    assert_eq!(part.status().as_u16(), 206);
+    assert_eq!(part.bytes().await.unwrap(), whole.slice(100..200));
+    let missing = reqwest::get(daemon.url("/api/cameras/cam/recordings/..%2F..%2Fetc%2Fpasswd")).await.unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+
     // Segments 1..=3 (the first may be short).
     let (from, to) = (finished[1]["start"].as_str().unwrap(), finished[3]["end"].as_str().unwrap());
     let expected: f64 = finished[1..=3].iter().map(|s| probe_duration(&segment_path(&daemon, s))).sum();

@@ -58,11 +58,17 @@ function addCamera(cam) {
   el.querySelector(".name").textContent = cam.name;
   document.getElementById("cameras").appendChild(el);
   const card = { el, camera: null, playerState: "connecting", playerDetail: "" };
-  card.player = new WhepPlayer(cam.whep, el.querySelector("video"), (state, detail) => {
+  const onState = (state, detail) => {
     card.playerState = state;
     card.playerDetail = detail || "";
     render(card);
-  });
+  };
+  const video = el.querySelector("video");
+  // WebRTC (WHEP) when the browser can receive H.264 over it; else the same stream as
+  // fragmented MP4 over a WebSocket into Media Source Extensions.
+  card.player = webrtcHasH264() || !window.MediaSource
+    ? new WhepPlayer(cam.whep, video, onState)
+    : new MsePlayer(cam.name, video, onState);
   cards.set(cam.name, card);
   card.recordings = new RecordingsPanel(el, cam.name);
   card.player.start();
@@ -103,6 +109,8 @@ async function main() {
   setInterval(refresh, 2000);
 }
 
+/** For tests and curious owners: which player each camera uses. */
+window.lookoutPlayers = () => Object.fromEntries([...cards].map(([name, c]) => [name, c.player instanceof MsePlayer ? "mse" : "whep"]));
 /** For tests and curious owners: decoded frame counts per camera. */
 window.lookoutFrames = () => Object.fromEntries([...cards].map(([name, c]) => [name, c.player.framesDecoded()]));
 window.addEventListener("pagehide", () => cards.forEach((c) => c.player.stop()));

@@ -1,74 +1,17 @@
-//! The page in a real browser: headless Chromium (Debian's package) driven over WebDriver
-//! opens the device page, and its `<video>` must report decoded frames.
+//! The page in real browsers driven over WebDriver: headless Chromium (WebRTC/WHEP) and
+//! Firefox ESR (no H.264 in its WebRTC here, so the page falls back to MSE); each `<video>`
+//! must report decoded frames.
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+const LIVE_FRAMES: &str = "return document.querySelector('video').getVideoPlaybackQuality().totalVideoFrames";
+
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
+use common::webdriver::Driver;
 use common::{Daemon, config_with, test_camera};
-
-struct Driver {
-    child: Child,
-    base: String,
-    session: String,
-    _profile: tempfile::TempDir,
-}
-
-impl Driver {
-    async fn start() -> Driver {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver is installed (scripts/setup installs chromium-driver)");
-        let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while client.get(format!("{base}/status")).send().await.is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let profile = tempfile::tempdir().unwrap();
-        let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--autoplay-policy=no-user-gesture-required",
-                format!("--user-data-dir={}", profile.path().display()),
-            ]
-        }}}});
-        let created: Value = client.post(format!("{base}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
-        let session = created["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {created}")).to_owned();
-        Driver { child, base, session, _profile: profile }
-    }
-
-    async fn call(&self, path: &str, body: Value) -> Value {
-        let url = format!("{}/session/{}/{path}", self.base, self.session);
-        let v: Value = reqwest::Client::new().post(url).json(&body).send().await.unwrap().json().await.unwrap();
-        v["value"].clone()
-    }
-
-    async fn open(&self, url: &str) {
-        self.call("url", json!({ "url": url })).await;
-    }
-
-    async fn eval(&self, script: &str) -> Value {
-        self.call("execute/sync", json!({ "script": script, "args": [] })).await
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_the_live_view_and_a_recording() {
@@ -76,20 +19,11 @@ async fn chromium_plays_the_live_view_and_a_recording() {
     camera.recording.segment = Duration::from_secs(2);
     let daemon = Daemon::start(config_with(vec![camera])).await;
     daemon.wait_state("cam", Duration::from_secs(15), |c| c["online"] == true).await.expect("camera online");
-    let driver = Driver::start().await;
+    let driver = Driver::chromium().await;
     driver.open(&daemon.base).await;
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let frames = loop {
-        let v = driver
-            .eval("return document.querySelector('video').getVideoPlaybackQuality().totalVideoFrames")
-            .await;
-        let frames = v.as_u64().unwrap_or(0);
-        if frames > 30 || Instant::now() > deadline {
-            break frames;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let frames = driver.wait_above(LIVE_FRAMES, 30, Duration::from_secs(30)).await;
+    assert_eq!(driver.eval("return window.lookoutPlayers().cam").await, "whep");
     let overlay = driver.eval("return document.querySelector('.overlay').dataset.state").await;
     let size = driver.eval("const v = document.querySelector('video'); return [v.videoWidth, v.videoHeight]").await;
     assert!(frames > 30, "Chromium decoded {frames} frames; overlay {overlay}");
@@ -116,19 +50,30 @@ async fn chromium_plays_the_live_view_and_a_recording() {
             "const s = document.querySelector('.timeline .span:not(.live)'); const r = s.getBoundingClientRect();              s.parentElement.dispatchEvent(new MouseEvent('click', {clientX: r.left + r.width / 2, clientY: r.top + 2, bubbles: true})); return true",
         )
         .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let played = loop {
-        let n = driver
-            .eval("const v = document.querySelector('.playback'); return v.getVideoPlaybackQuality().totalVideoFrames")
-            .await
-            .as_u64()
-            .unwrap_or(0);
-        if n > 10 || Instant::now() > deadline {
-            break n;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let played = driver
+        .wait_above("return document.querySelector('.playback').getVideoPlaybackQuality().totalVideoFrames", 10, Duration::from_secs(10))
+        .await;
     assert!(played > 10, "recorded segment did not play in the page: {played} frames");
-    drop(driver);
+    driver.quit().await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn firefox_without_webrtc_h264_plays_the_live_view_over_mse() {
+    let daemon = Daemon::start(config_with(vec![test_camera("cam")])).await;
+    daemon.wait_state("cam", Duration::from_secs(15), |c| c["online"] == true).await.expect("camera online");
+    let driver = Driver::firefox().await;
+    driver.open(&daemon.base).await;
+    let frames = driver.wait_above(LIVE_FRAMES, 30, Duration::from_secs(30)).await;
+    let overlay = driver.eval("return document.querySelector('.overlay').dataset.state").await;
+    assert!(frames > 30, "Firefox decoded {frames} frames; overlay {overlay}");
+    assert_eq!(driver.eval("return window.lookoutPlayers().cam").await, "mse");
+    assert_eq!(overlay, "live");
+    let size = driver.eval("const v = document.querySelector('video'); return [v.videoWidth, v.videoHeight]").await;
+    assert_eq!(size, json!([640, 360]));
+    // Playback stays at the live edge: less than a second of buffered video ahead.
+    let lag = driver.eval("const v = document.querySelector('video'); return v.buffered.end(v.buffered.length - 1) - v.currentTime").await;
+    assert!(lag.as_f64().unwrap_or(9.0) < 1.0, "{lag} s behind live");
+    driver.quit().await;
     daemon.stop().await;
 }

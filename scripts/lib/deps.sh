@@ -12,7 +12,7 @@ LOOKOUT_RUNTIME_PACKAGES=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-nice
   gstreamer1.0-libav gstreamer1.0-rtsp v4l-utils
 )
-LOOKOUT_TEST_PACKAGES=(chromium chromium-driver ffmpeg procps)
+LOOKOUT_TEST_PACKAGES=(chromium chromium-driver firefox-esr ffmpeg procps)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -39,4 +39,14 @@ ensure_rust() {
   curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
   # shellcheck disable=SC1091
   . "$HOME/.cargo/env"
+}
+
+# geckodriver (Firefox's WebDriver) is not packaged by Debian; crates.io has it. Installed
+# into ~/.cargo/bin, outside the repository, so CI builds it once per machine.
+GECKODRIVER_VERSION=0.37.1
+ensure_geckodriver() {
+  if command -v geckodriver >/dev/null && geckodriver --version | grep -q "$GECKODRIVER_VERSION"; then
+    return 0
+  fi
+  cargo install --locked --quiet "geckodriver@$GECKODRIVER_VERSION"
 }

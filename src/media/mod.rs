@@ -9,6 +9,7 @@ pub mod encoder;
 pub mod export;
 pub mod fanout;
 pub mod keyframe;
+pub mod mse;
 pub mod pipeline;
 pub mod probe;
 pub mod recorder;

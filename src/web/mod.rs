@@ -3,6 +3,7 @@
 pub mod api;
 pub mod assets;
 pub mod error;
+pub mod mse;
 pub mod recordings;
 pub mod whep;
 
@@ -58,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/cameras/{camera}/recordings/{segment}", get(recordings::download))
         .route("/api/cameras/{camera}/export", get(recordings::export))
         .route("/api/cameras/{camera}/snapshot.jpg", get(recordings::snapshot))
+        .route("/ws/mse/{camera}", get(mse::stream))
         .route("/whep/{camera}", post(whep::create))
         .route("/whep/{camera}/{session}", axum::routing::delete(whep::delete).patch(whep::patch))
         .fallback(|| async { error::ApiError::NotFound("no such page or API endpoint".into()) })

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod webdriver;
 pub mod whep;
 
 use std::time::{Duration, Instant};

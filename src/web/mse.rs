@@ -1,0 +1,47 @@
+//! `GET /ws/mse/{camera}`: the live view as fragmented MP4 over a WebSocket, for browsers
+//! whose WebRTC has no H.264 (see `media::mse`). Binary messages, in order: the init segment,
+//! then a fragment per frame. The page's player uses it only when WHEP cannot work.
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::response::Response;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::media::mse;
+
+/// Upgrades to a WebSocket carrying the camera's fMP4 stream.
+pub async fn stream(State(app): State<AppState>, Path(camera): Path<String>, ws: WebSocketUpgrade) -> Result<Response, ApiError> {
+    app.media.camera(&camera).ok_or_else(|| ApiError::UnknownCamera(camera.clone()))?;
+    Ok(ws.on_upgrade(move |socket| send(app, camera, socket)))
+}
+
+async fn send(app: AppState, camera: String, mut socket: WebSocket) {
+    let Some(cam) = app.media.camera(&camera) else { return };
+    let mut stream = match mse::open(&cam.fanout, app.media.clock(), &camera) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(camera = %camera, "MSE stream: {e}");
+            return;
+        }
+    };
+    tracing::info!(camera = %camera, "MSE viewer joined");
+    loop {
+        tokio::select! {
+            chunk = stream.chunks.recv() => match chunk {
+                Some(bytes) => {
+                    if socket.send(Message::Binary(bytes.into())).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            // The client closing (or any message from it) ends the stream.
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                _ => break,
+            },
+        }
+    }
+    tracing::info!(camera = %camera, "MSE viewer left");
+}

@@ -94,9 +94,12 @@ class RecordingsPanel {
   playAt(event) {
     const rect = this.timeline.getBoundingClientRect();
     const t = this.day().getTime() + ((event.clientX - rect.left) / rect.width) * DAY_MS;
-    // The segment under the click, else the nearest one after it.
-    const seg = this.segments.find((s) => new Date(s.start).getTime() <= t && t < new Date(s.end).getTime())
-      || this.segments.find((s) => new Date(s.start).getTime() > t);
+    // A minute is under a pixel on a day's timeline: take the finished segment nearest to the
+    // click (the one being written only when there is no other).
+    const distance = (s) => Math.max(0, new Date(s.start).getTime() - t, t - new Date(s.end).getTime());
+    const finished = this.segments.filter((s) => !s.recording);
+    const pool = finished.length ? finished : this.segments;
+    const seg = pool.reduce((best, s) => (best === null || distance(s) < distance(best) ? s : best), null);
     if (!seg) return;
     const url = `/api/cameras/${this.camera}/recordings/${seg.name}`;
     this.player.hidden = false;

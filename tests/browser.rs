@@ -74,6 +74,8 @@ async fn firefox_without_webrtc_h264_plays_the_live_view_over_mse() {
     // Playback stays at the live edge: less than a second of buffered video ahead.
     let lag = driver.eval("const v = document.querySelector('video'); return v.buffered.end(v.buffered.length - 1) - v.currentTime").await;
     assert!(lag.as_f64().unwrap_or(9.0) < 1.0, "{lag} s behind live");
+    daemon.wait_state("cam", Duration::from_secs(5), |c| c["viewers"] == 1).await.expect("an MSE viewer counts");
     driver.quit().await;
+    daemon.wait_state("cam", Duration::from_secs(10), |c| c["viewers"] == 0).await.expect("and leaves");
     daemon.stop().await;
 }

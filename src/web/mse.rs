@@ -9,14 +9,17 @@ use axum::response::Response;
 use super::AppState;
 use super::error::ApiError;
 use crate::media::mse;
+use crate::media::webrtc::ViewerTicket;
 
 /// Upgrades to a WebSocket carrying the camera's fMP4 stream.
 pub async fn stream(State(app): State<AppState>, Path(camera): Path<String>, ws: WebSocketUpgrade) -> Result<Response, ApiError> {
-    app.media.camera(&camera).ok_or_else(|| ApiError::UnknownCamera(camera.clone()))?;
-    Ok(ws.on_upgrade(move |socket| send(app, camera, socket)))
+    let cam = app.media.camera(&camera).ok_or_else(|| ApiError::UnknownCamera(camera.clone()))?;
+    // Counted against webrtc.max_viewers like a WHEP session; refused before the upgrade.
+    let ticket = cam.viewers.admit("mse")?;
+    Ok(ws.on_upgrade(move |socket| send(app, camera, socket, ticket)))
 }
 
-async fn send(app: AppState, camera: String, mut socket: WebSocket) {
+async fn send(app: AppState, camera: String, mut socket: WebSocket, mut ticket: ViewerTicket) {
     let Some(cam) = app.media.camera(&camera) else { return };
     let mut stream = match mse::open(&cam.fanout, app.media.clock(), &camera) {
         Ok(s) => s,
@@ -36,6 +39,7 @@ async fn send(app: AppState, camera: String, mut socket: WebSocket) {
                 }
                 None => break,
             },
+            _ = &mut ticket.stop => break,
             // The client closing (or any message from it) ends the stream.
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}

@@ -193,6 +193,23 @@ impl ViewerSet {
         Ok(Joined { session: id, answer })
     }
 
+    /// Admits a viewer served outside WebRTC (the MSE fallback): counted and limited like a
+    /// WHEP session, ended by shutdown through the ticket's `stop`, gone when it is dropped.
+    pub fn admit(self: &Arc<Self>, kind: &str) -> Result<ViewerTicket, ViewerError> {
+        let id = format!("{kind}-{}", uuid::Uuid::new_v4().simple());
+        let (stop_tx, stop) = oneshot::channel();
+        let viewers = {
+            let mut sessions = self.sessions.lock().expect("sessions lock never poisoned");
+            if sessions.len() >= self.limit {
+                return Err(ViewerError::TooMany { camera: self.camera.clone(), limit: self.limit });
+            }
+            sessions.insert(id.clone(), Slot { stop: Some(stop_tx) });
+            sessions.len()
+        };
+        self.bus.publish(Event::ViewerJoined { camera: self.camera.clone(), session: id.clone(), viewers });
+        Ok(ViewerTicket { set: self.clone(), id, stop })
+    }
+
     /// Ends a session at the viewer's request (WHEP DELETE).
     pub fn leave(&self, session: &str) -> Result<(), ViewerError> {
         let mut sessions = self.sessions.lock().expect("sessions lock never poisoned");
@@ -218,6 +235,31 @@ impl ViewerSet {
         }
         self.tasks.close();
         self.tasks.wait().await;
+    }
+}
+
+/// A viewer admitted by [`ViewerSet::admit`].
+pub struct ViewerTicket {
+    set: Arc<ViewerSet>,
+    id: String,
+    /// Resolves when the server wants this viewer gone (shutdown).
+    pub stop: oneshot::Receiver<String>,
+}
+
+impl Drop for ViewerTicket {
+    fn drop(&mut self) {
+        let viewers = {
+            let mut sessions = self.set.sessions.lock().expect("sessions lock never poisoned");
+            sessions.remove(&self.id);
+            sessions.len()
+        };
+        self.set.bus.publish(Event::ViewerLeft {
+            camera: self.set.camera.clone(),
+            session: self.id.clone(),
+            reason: "stream closed".into(),
+            viewers,
+            dropped_frames: 0,
+        });
     }
 }
 

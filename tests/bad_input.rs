@@ -122,3 +122,16 @@ fn check_config_names_every_wrong_field_and_fails() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout")).args(["check-config"]).arg(&good).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_this_machine() {
+    let daemon = Daemon::start(config_with(vec![test_camera("cam")])).await;
+    let h = daemon.get_json("/api/health").await;
+    let health = &h["health"];
+    assert!(health["memory_total_bytes"].as_u64().unwrap() > 0, "{h}");
+    assert!(health["uptime_s"].as_f64().unwrap() > 0.0, "{h}");
+    assert!(health["disk_total_bytes"].as_u64().unwrap() > 0, "{h}");
+    assert!(health["cpus"].as_u64().unwrap() >= 1, "{h}");
+    assert!(h["warnings"].is_array());
+    daemon.stop().await;
+}

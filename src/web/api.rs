@@ -47,3 +47,31 @@ pub async fn cameras(State(app): State<AppState>) -> Json<Vec<CameraEntry>> {
             .collect(),
     )
 }
+
+/// `GET /api/health`: the device's readings and the warnings they raise.
+#[derive(Serialize)]
+pub struct HealthResponse {
+    pub health: crate::device::health::Health,
+    pub warnings: Vec<HealthWarning>,
+}
+
+/// One warning with advice for the owner.
+#[derive(Serialize)]
+pub struct HealthWarning {
+    pub kind: crate::device::health::Warning,
+    pub advice: &'static str,
+}
+
+/// Temperature, throttling, load, memory, uptime and the data partition.
+pub async fn health(State(app): State<AppState>) -> Json<HealthResponse> {
+    use crate::device::health;
+    let data = app.config.storage.path.clone();
+    let reading = tokio::task::spawn_blocking(move || health::read(&health::Roots::default(), crate::storage::disk::usage(&data).ok()))
+        .await
+        .unwrap_or_else(|_| health::read(&health::Roots::default(), None));
+    let warnings = health::warnings(&reading, &health::Thresholds::default())
+        .into_iter()
+        .map(|kind| HealthWarning { kind, advice: kind.advice() })
+        .collect();
+    Json(HealthResponse { health: reading, warnings })
+}

@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/{*path}", get(assets::asset))
         .route(routes::STATE, get(api::state))
         .route(routes::CAMERAS, get(api::cameras))
+        .route("/api/health", get(api::health))
         .route("/api/cameras/{camera}/recordings", get(recordings::list))
         .route("/api/cameras/{camera}/recordings/{segment}", get(recordings::download))
         .route("/api/cameras/{camera}/export", get(recordings::export))

@@ -1,0 +1,256 @@
+//! Health of the device: SoC temperature, the Pi firmware's under-voltage and throttling
+//! flags, load, memory, uptime and the data partition, read from sysfs and procfs.
+//!
+//! [`read`] takes the roots of `/sys` and `/proc` so it runs on fixture trees captured from a
+//! Pi 4; [`warnings`] is pure: readings in, the problems an owner must know about out.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::storage::retention::Disk;
+
+/// Where to read from; `/sys` and `/proc` on a device, fixture folders in tests.
+#[derive(Debug, Clone)]
+pub struct Roots {
+    pub sys: PathBuf,
+    pub proc: PathBuf,
+}
+
+impl Default for Roots {
+    fn default() -> Self {
+        Roots { sys: PathBuf::from("/sys"), proc: PathBuf::from("/proc") }
+    }
+}
+
+/// The Pi firmware's `get_throttled` bits.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct Throttled {
+    pub raw: u32,
+    pub under_voltage: bool,
+    pub frequency_capped: bool,
+    pub throttled: bool,
+    pub soft_temperature_limit: bool,
+    pub under_voltage_occurred: bool,
+    pub frequency_capped_occurred: bool,
+    pub throttled_occurred: bool,
+    pub soft_temperature_limit_occurred: bool,
+}
+
+impl Throttled {
+    /// Decodes the firmware's bit field (bits 0-3 now, 16-19 since boot).
+    pub fn from_bits(raw: u32) -> Throttled {
+        let bit = |n: u32| raw & (1 << n) != 0;
+        Throttled {
+            raw,
+            under_voltage: bit(0),
+            frequency_capped: bit(1),
+            throttled: bit(2),
+            soft_temperature_limit: bit(3),
+            under_voltage_occurred: bit(16),
+            frequency_capped_occurred: bit(17),
+            throttled_occurred: bit(18),
+            soft_temperature_limit_occurred: bit(19),
+        }
+    }
+}
+
+/// One reading of everything.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Health {
+    /// SoC temperature (the `cpu-thermal` zone, else the first zone).
+    pub temperature_c: Option<f64>,
+    /// `None` where the Pi firmware interface is absent (not a Pi).
+    pub throttled: Option<Throttled>,
+    pub load: [f64; 3],
+    pub cpus: usize,
+    pub memory_total_bytes: u64,
+    pub memory_available_bytes: u64,
+    pub uptime_s: f64,
+    pub disk_total_bytes: u64,
+    pub disk_free_bytes: u64,
+}
+
+/// Reads every value it can; what is missing is left empty, never an error.
+pub fn read(roots: &Roots, disk: Option<Disk>) -> Health {
+    let meminfo = std::fs::read_to_string(roots.proc.join("meminfo")).unwrap_or_default();
+    let mem = |key: &str| {
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    let loadavg = std::fs::read_to_string(roots.proc.join("loadavg")).unwrap_or_default();
+    let mut load = [0.0; 3];
+    for (slot, v) in load.iter_mut().zip(loadavg.split_whitespace()) {
+        *slot = v.parse().unwrap_or(0.0);
+    }
+    let uptime_s = first_number(&roots.proc.join("uptime")).unwrap_or(0.0);
+    let cpus = std::fs::read_to_string(roots.sys.join("devices/system/cpu/online"))
+        .ok()
+        .and_then(|s| parse_cpu_list(s.trim()))
+        .unwrap_or(1);
+    Health {
+        temperature_c: temperature(&roots.sys),
+        throttled: throttled(&roots.sys),
+        load,
+        cpus,
+        memory_total_bytes: mem("MemTotal"),
+        memory_available_bytes: mem("MemAvailable"),
+        uptime_s,
+        disk_total_bytes: disk.map_or(0, |d| d.total),
+        disk_free_bytes: disk.map_or(0, |d| d.free),
+    }
+}
+
+fn first_number(path: &Path) -> Option<f64> {
+    std::fs::read_to_string(path).ok()?.split_whitespace().next()?.parse().ok()
+}
+
+/// `0-3` → 4 CPUs; `0,2-3` → 3.
+fn parse_cpu_list(s: &str) -> Option<usize> {
+    let mut n = 0;
+    for part in s.split(',') {
+        n += match part.split_once('-') {
+            Some((a, b)) => b.parse::<usize>().ok()?.checked_sub(a.parse::<usize>().ok()?)? + 1,
+            None => {
+                part.parse::<usize>().ok()?;
+                1
+            }
+        };
+    }
+    Some(n)
+}
+
+fn temperature(sys: &Path) -> Option<f64> {
+    let zones = sys.join("class/thermal");
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&zones).ok()?.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    let zone = entries
+        .iter()
+        .find(|z| std::fs::read_to_string(z.join("type")).is_ok_and(|t| t.trim() == "cpu-thermal"))
+        .or_else(|| entries.iter().find(|z| z.join("temp").exists()))?;
+    first_number(&zone.join("temp")).map(|milli| milli / 1000.0)
+}
+
+/// The firmware's flags as the Raspberry Pi kernel exposes them.
+const THROTTLED_PATH: &str = "devices/platform/soc/soc:firmware/get_throttled";
+
+fn throttled(sys: &Path) -> Option<Throttled> {
+    let text = std::fs::read_to_string(sys.join(THROTTLED_PATH)).ok()?;
+    let text = text.trim().trim_start_matches("0x");
+    u32::from_str_radix(text, 16).ok().map(Throttled::from_bits)
+}
+
+/// Limits above which the owner is warned.
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    /// The Pi 4 starts soft throttling at 80 °C; warn a little before it.
+    pub hot_c: f64,
+    /// Share of the data partition that must stay free.
+    pub disk_free_min: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds { hot_c: 75.0, disk_free_min: 0.05 }
+    }
+}
+
+/// Something about the device an owner should act on.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Warning {
+    HighTemperature,
+    UnderVoltage,
+    Throttled,
+    DiskNearlyFull,
+}
+
+impl Warning {
+    /// What to tell the owner.
+    pub fn advice(&self) -> &'static str {
+        match self {
+            Warning::HighTemperature => "the SoC is hot: give the device air or a heatsink",
+            Warning::UnderVoltage => "under-voltage: use the official 5.1 V / 3 A power supply",
+            Warning::Throttled => "the CPU is being throttled (heat or power): video may stutter",
+            Warning::DiskNearlyFull => "the data partition is nearly full",
+        }
+    }
+}
+
+/// The warnings a reading raises. Pure.
+pub fn warnings(h: &Health, t: &Thresholds) -> Vec<Warning> {
+    let mut w = Vec::new();
+    if h.temperature_c.is_some_and(|c| c >= t.hot_c) {
+        w.push(Warning::HighTemperature);
+    }
+    if let Some(th) = h.throttled {
+        if th.under_voltage {
+            w.push(Warning::UnderVoltage);
+        }
+        if th.throttled || th.frequency_capped {
+            w.push(Warning::Throttled);
+        }
+    }
+    if h.disk_total_bytes > 0 && (h.disk_free_bytes as f64) < h.disk_total_bytes as f64 * t.disk_free_min {
+        w.push(Warning::DiskNearlyFull);
+    }
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Roots {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pi4").join(name);
+        Roots { sys: base.join("sys"), proc: base.join("proc") }
+    }
+
+    const ROOMY: Disk = Disk { total: 28_000_000_000, free: 20_000_000_000 };
+
+    #[test]
+    fn a_healthy_pi4_reads_fully_and_warns_of_nothing() {
+        let h = read(&fixture("normal"), Some(ROOMY));
+        assert_eq!(h.temperature_c, Some(47.236));
+        assert_eq!(h.throttled, Some(Throttled::from_bits(0)));
+        assert_eq!(h.load, [0.52, 0.61, 0.58]);
+        assert_eq!(h.cpus, 4);
+        assert_eq!(h.memory_total_bytes, 3_885_892 * 1024);
+        assert_eq!(h.memory_available_bytes, 3_312_460 * 1024);
+        assert_eq!(h.uptime_s, 86_412.37);
+        assert!(warnings(&h, &Thresholds::default()).is_empty());
+    }
+
+    #[test]
+    fn hot_undervolted_throttled_and_full_are_each_reported() {
+        let t = Thresholds::default();
+        assert_eq!(warnings(&read(&fixture("hot"), Some(ROOMY)), &t), [Warning::HighTemperature]);
+        let uv = read(&fixture("undervoltage"), Some(ROOMY));
+        assert!(uv.throttled.unwrap().under_voltage_occurred);
+        assert_eq!(warnings(&uv, &t), [Warning::UnderVoltage]);
+        let th = read(&fixture("throttled"), Some(ROOMY));
+        assert_eq!(warnings(&th, &t), [Warning::HighTemperature, Warning::Throttled]);
+        let full = read(&fixture("normal"), Some(Disk { total: 28_000_000_000, free: 500_000_000 }));
+        assert_eq!(warnings(&full, &t), [Warning::DiskNearlyFull]);
+    }
+
+    #[test]
+    fn a_machine_that_is_not_a_pi_reads_what_it_has() {
+        let h = read(&Roots { sys: "/nonexistent".into(), proc: "/nonexistent".into() }, None);
+        assert_eq!(h.throttled, None);
+        assert_eq!(h.temperature_c, None);
+        assert!(warnings(&h, &Thresholds::default()).is_empty());
+    }
+
+    #[test]
+    fn firmware_bits_decode() {
+        let t = Throttled::from_bits(0x50005);
+        assert!(t.under_voltage && t.throttled && t.under_voltage_occurred && t.throttled_occurred);
+        assert!(!t.frequency_capped && !t.soft_temperature_limit_occurred);
+        assert_eq!(parse_cpu_list("0-3"), Some(4));
+        assert_eq!(parse_cpu_list("0,2-3"), Some(3));
+    }
+}

@@ -95,6 +95,25 @@ async function refresh() {
   }
 }
 
+async function refreshHealth() {
+  try {
+    const { health, warnings } = await (await fetch("/api/health", { cache: "no-store" })).json();
+    const pill = document.getElementById("device-health");
+    const parts = [];
+    if (health.temperature_c !== null) parts.push(health.temperature_c.toFixed(0) + " °C");
+    parts.push("load " + health.load[0].toFixed(2));
+    if (health.disk_total_bytes) parts.push(((health.disk_free_bytes / health.disk_total_bytes) * 100).toFixed(0) + "% free");
+    pill.textContent = parts.join(" · ");
+    pill.hidden = false;
+    pill.className = "pill " + (warnings.length ? "bad" : "ok");
+    const banner = document.getElementById("device-warnings");
+    banner.hidden = !warnings.length;
+    banner.textContent = warnings.map((w) => w.advice).join("; ");
+  } catch (_) {
+    // The status pill already says when the device is unreachable.
+  }
+}
+
 async function main() {
   let cameras = [];
   while (cameras.length === 0) {
@@ -107,6 +126,8 @@ async function main() {
   cameras.forEach(addCamera);
   refresh();
   setInterval(refresh, 2000);
+  refreshHealth();
+  setInterval(refreshHealth, 10000);
 }
 
 /** For tests and curious owners: which player each camera uses. */

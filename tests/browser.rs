@@ -24,6 +24,8 @@ async fn chromium_plays_the_live_view_and_a_recording() {
 
     let frames = driver.wait_above(LIVE_FRAMES, 30, Duration::from_secs(30)).await;
     assert_eq!(driver.eval("return window.lookoutPlayers().cam").await, "whep");
+    let health = driver.eval("return document.getElementById('device-health').textContent").await;
+    assert!(health.as_str().is_some_and(|h| h.contains("load")), "health shown on the page: {health}");
     let overlay = driver.eval("return document.querySelector('.overlay').dataset.state").await;
     let size = driver.eval("const v = document.querySelector('video'); return [v.videoWidth, v.videoHeight]").await;
     assert!(frames > 30, "Chromium decoded {frames} frames; overlay {overlay}");

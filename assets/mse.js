@@ -17,29 +17,15 @@ function avcCodecFrom(bytes) {
 /** How far behind the live edge playback may fall before it jumps ahead. */
 const MAX_LAG_S = 0.6;
 
-class MsePlayer {
+class MsePlayer extends LivePlayer {
   constructor(camera, video, onState) {
+    super(video, onState);
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     this.url = `${scheme}//${location.host}/ws/mse/${camera}`;
-    this.video = video;
-    this.onState = onState;
-    this.retryDelay = 1000;
-    this.stopped = true;
-    this.lastFrames = 0;
-    this.lastProgress = Date.now();
-    this.kind = "mse";
   }
 
-  start() {
-    this.stopped = false;
-    this.connect();
-    this.watchdog = setInterval(() => this.checkProgress(), 2000);
-  }
-
-  stop() {
-    this.stopped = true;
-    clearInterval(this.watchdog);
-    this.teardown();
+  isPlaying() {
+    return this.live;
   }
 
   connect() {
@@ -93,10 +79,7 @@ class MsePlayer {
       if (v.paused) v.play().catch(() => {});
       if (!this.live) {
         this.live = true;
-        this.retryDelay = 1000;
-        this.retrying = false;
-        this.lastProgress = Date.now();
-        this.onState("live");
+        this.wentLive();
       }
       // Keep memory bounded: drop what is more than 10 s behind.
       if (v.currentTime - v.buffered.start(0) > 15 && !this.queue.length) {
@@ -113,16 +96,6 @@ class MsePlayer {
     }
   }
 
-  retry(reason) {
-    if (this.stopped) return;
-    this.teardown();
-    this.retrying = true;
-    this.onState("reconnecting", reason);
-    const delay = this.retryDelay;
-    this.retryDelay = Math.min(this.retryDelay * 2, 10000);
-    setTimeout(() => { if (!this.stopped) this.connect(); }, delay);
-  }
-
   teardown() {
     if (this.ws) {
       const ws = this.ws;
@@ -131,22 +104,6 @@ class MsePlayer {
     }
     this.ms = null;
     this.sb = null;
-  }
-
-  framesDecoded() {
-    const q = this.video.getVideoPlaybackQuality ? this.video.getVideoPlaybackQuality() : null;
-    return q ? q.totalVideoFrames : 0;
-  }
-
-  checkProgress() {
-    if (!this.live) return;
-    const frames = this.framesDecoded();
-    if (frames !== this.lastFrames) {
-      this.lastFrames = frames;
-      this.lastProgress = Date.now();
-    } else if (Date.now() - this.lastProgress > 8000 && !this.cameraOffline) {
-      this.retry("picture stopped");
-    }
   }
 }
 

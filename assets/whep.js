@@ -2,30 +2,17 @@
 // It reconnects by itself when the connection fails or the picture stops moving.
 "use strict";
 
-class WhepPlayer {
+class WhepPlayer extends LivePlayer {
   /** @param {string} endpoint WHEP URL; @param {HTMLVideoElement} video; @param {(state: string, detail?: string) => void} onState */
   constructor(endpoint, video, onState) {
+    super(video, onState);
     this.endpoint = new URL(endpoint, location.href).href;
-    this.video = video;
-    this.onState = onState;
     this.pc = null;
     this.session = null;
-    this.retryDelay = 1000;
-    this.stopped = true;
-    this.lastFrames = 0;
-    this.lastProgress = Date.now();
   }
 
-  start() {
-    this.stopped = false;
-    this.connect();
-    this.watchdog = setInterval(() => this.checkProgress(), 2000);
-  }
-
-  stop() {
-    this.stopped = true;
-    clearInterval(this.watchdog);
-    this.teardown();
+  isPlaying() {
+    return !!this.pc && this.pc.connectionState === "connected";
   }
 
   async connect() {
@@ -41,10 +28,7 @@ class WhepPlayer {
       if (pc !== this.pc) return;
       const s = pc.connectionState;
       if (s === "connected") {
-        this.retryDelay = 1000;
-        this.retrying = false;
-        this.lastProgress = Date.now();
-        this.onState("live");
+        this.wentLive();
       } else if (s === "failed" || s === "closed") {
         this.retry("connection " + s);
       } else if (s === "disconnected") {
@@ -98,16 +82,6 @@ class WhepPlayer {
     });
   }
 
-  retry(reason) {
-    if (this.stopped) return;
-    this.teardown();
-    this.retrying = true;
-    this.onState("reconnecting", reason);
-    const delay = this.retryDelay;
-    this.retryDelay = Math.min(this.retryDelay * 2, 10000);
-    setTimeout(() => { if (!this.stopped) this.connect(); }, delay);
-  }
-
   teardown() {
     if (this.session) {
       fetch(this.session, { method: "DELETE", keepalive: true }).catch(() => {});
@@ -117,24 +91,6 @@ class WhepPlayer {
       const pc = this.pc;
       this.pc = null;
       pc.close();
-    }
-  }
-
-  /** Frames decoded so far (what the page and its tests read). */
-  framesDecoded() {
-    const q = this.video.getVideoPlaybackQuality ? this.video.getVideoPlaybackQuality() : null;
-    return q ? q.totalVideoFrames : 0;
-  }
-
-  checkProgress() {
-    if (!this.pc || this.pc.connectionState !== "connected") return;
-    const frames = this.framesDecoded();
-    if (frames !== this.lastFrames) {
-      this.lastFrames = frames;
-      this.lastProgress = Date.now();
-    } else if (Date.now() - this.lastProgress > 8000 && !this.cameraOffline) {
-      // Connected but the picture froze: start over (the server may have restarted).
-      this.retry("picture stopped");
     }
   }
 }

@@ -294,7 +294,20 @@ fn a_killed_daemon_leaves_a_playable_partial_segment_and_recording_continues() {
             break;
         }
     }
-    std::thread::sleep(Duration::from_secs(7));
+    // Kill mid-segment: a few seconds into the segment being written (a segment younger than
+    // one fragment holds nothing and is dropped at restart; a unit test covers that).
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        assert!(Instant::now() < deadline, "no segment became 4 s old");
+        let newest = walk(&data.join("recordings/cam")).into_iter().max();
+        let start = newest.and_then(|p| lookout::storage::layout::parse_segment_name(p.file_name()?.to_str()?));
+        if let Some(start) = start
+            && (chrono::Utc::now() - start).num_milliseconds() >= 4000
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     Command::new("kill").arg("-KILL").arg(child.id().to_string()).status().unwrap();
     let killed_at = chrono::Utc::now();
     child.wait().unwrap();

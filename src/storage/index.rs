@@ -62,6 +62,15 @@ fn describe(path: &Path, start: DateTime<Utc>, recording: bool) -> Option<Segmen
         (Duration::ZERO, false)
     } else {
         match mp4scan::scan_file(path) {
+            Ok(scan) if scan.holds_nothing() => {
+                // Cut off before its first fragment was complete (a crash within a second of
+                // the segment opening): there is no picture to keep, and players reject it.
+                tracing::warn!(segment = %path.display(), "removing a cut-off segment that holds no video");
+                if let Err(e) = std::fs::remove_file(path) {
+                    tracing::warn!(segment = %path.display(), "could not remove it: {e}");
+                }
+                return None;
+            }
             Ok(scan) => (scan.duration, scan.truncated),
             Err(_) => (Duration::ZERO, true),
         }
@@ -162,6 +171,23 @@ mod tests {
             partial: false,
             path: PathBuf::new(),
         }
+    }
+
+    #[test]
+    fn a_cut_off_segment_without_a_fragment_is_removed_at_load() {
+        let root = tempfile::tempdir().unwrap();
+        let day = layout::camera_dir(root.path(), "cam").join("2026-11-21");
+        std::fs::create_dir_all(&day).unwrap();
+        // An ftyp box and the first bytes of a moov: what a kill leaves in the first second.
+        let mut cut = vec![0, 0, 0, 16];
+        cut.extend_from_slice(b"ftypiso6\0\0\0\0");
+        cut.extend_from_slice(&[0, 0, 2, 0]);
+        cut.extend_from_slice(b"moov");
+        let empty = day.join("2026-11-21T10-00-00.000Z.mp4");
+        std::fs::write(&empty, &cut).unwrap();
+        let index = Index::load(root.path(), &["cam".to_owned()]);
+        assert!(index.all().is_empty());
+        assert!(!empty.exists(), "a segment with no video is not kept");
     }
 
     #[test]

@@ -148,6 +148,13 @@ fn walk<R: Read + Seek>(r: &mut R, start: u64, end: u64, found: &mut Found) -> i
     Ok(())
 }
 
+impl Scan {
+    /// No complete media at all (cut off in its first second, or empty): nothing to play.
+    pub fn holds_nothing(&self) -> bool {
+        self.fragments == 0 && self.duration.is_zero()
+    }
+}
+
 /// Scans a segment of `len` bytes.
 pub fn scan<R: Read + Seek>(r: &mut R, len: u64) -> io::Result<Scan> {
     let mut found = Found::default();

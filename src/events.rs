@@ -4,8 +4,11 @@
 //! `media::webrtc` (viewers joining and leaving), `media::recorder` (recording state,
 //! segments opened and closed) and `storage` (segments deleted by retention). Consumers:
 //! `status` (the snapshot behind `/api/state`), `storage` (the recordings index, retention),
-//! `media::recorder` (follows camera online/offline) and the log. Later: WebSocket,
-//! webhooks, metrics and the LED.
+//! `media::recorder` (follows camera online/offline) and the log. Device events: `lib`
+//! (`DaemonReady`), `device::health` watcher (`HealthWarning*`), `device::button` and the
+//! API (`ActionRequested`), the systemd watchdog (`FaultDetected`); consumed by
+//! `device::led` (the status pattern), `actions` (what a button press or API call does)
+//! and `status`. Metrics read the state folded by `status`.
 //!
 //! A consumer that falls behind gets `RecvError::Lagged`; it must treat that as "some events
 //! were missed" and carry on, since every event that describes a state (`CameraOnline`,
@@ -51,12 +54,42 @@ pub enum Event {
     SegmentClosed { camera: String, path: PathBuf, start: DateTime<Utc> },
     /// Retention deleted a segment.
     SegmentDeleted { camera: String, segment: String, reason: String },
+    /// The HTTP server is listening and every camera is online or has had its chance to start.
+    DaemonReady,
+    /// A health reading crossed its threshold (hot SoC, under-voltage, disk nearly full).
+    HealthWarningRaised { kind: String, message: String },
+    /// A health reading went back to normal.
+    HealthWarningCleared { kind: String },
+    /// Something is wrong that the daemon cannot heal by itself (a wedged pipeline, a dead
+    /// web server); systemd will restart it.
+    FaultDetected { reason: String },
+    /// The owner asked for something, by the button or from the page/API.
+    ActionRequested { action: Action, origin: String },
+}
+
+/// What a button press or an API call can ask of the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Blink the status LED fast for a while, to find this device among others.
+    Identify,
+    /// Save a JPEG of every camera to `<storage>/snapshots/<camera>/`.
+    Snapshot,
+    /// Restart the device (through systemd, see `lookout-reboot.path`).
+    Reboot,
+}
+
+impl Action {
+    /// Parses the name used in config and URLs.
+    pub fn from_name(name: &str) -> Option<Action> {
+        serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
+    }
 }
 
 impl Event {
-    /// The camera the event concerns.
-    pub fn camera(&self) -> &str {
-        match self {
+    /// The camera the event concerns, for camera events.
+    pub fn camera(&self) -> Option<&str> {
+        Some(match self {
             Event::CameraOnline { camera, .. }
             | Event::CameraWentOffline { camera, .. }
             | Event::CameraStats { camera, .. }
@@ -68,7 +101,12 @@ impl Event {
             | Event::SegmentOpened { camera, .. }
             | Event::SegmentClosed { camera, .. }
             | Event::SegmentDeleted { camera, .. } => camera,
-        }
+            Event::DaemonReady
+            | Event::HealthWarningRaised { .. }
+            | Event::HealthWarningCleared { .. }
+            | Event::FaultDetected { .. }
+            | Event::ActionRequested { .. } => return None,
+        })
     }
 }
 

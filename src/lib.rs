@@ -3,6 +3,7 @@
 //!
 //! [`serve`] is the whole daemon behind a listener, so tests run it in-process on port 0.
 
+pub mod actions;
 pub mod config;
 pub mod device;
 pub mod events;
@@ -13,6 +14,10 @@ pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use config::Config;
 use events::Bus;
@@ -42,17 +47,82 @@ pub async fn serve(
     let bus = Bus::default();
     let board = Board::new(&config);
     let follower = board.follow(&bus);
-    let storage_stop = tokio_util::sync::CancellationToken::new();
+    let device_stop = CancellationToken::new();
+    let device_tasks = TaskTracker::new();
+    start_device(&config, &bus, &device_tasks, &device_stop);
+    let storage_stop = CancellationToken::new();
     let index = storage::Storage::start(&config, &bus, storage_stop.clone()).await;
     let media = Arc::new(Media::start(&config, &bus)?);
-    let app = web::router(web::AppState { config: Arc::new(config), media: media.clone(), board, index });
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!("listening on http://{addr}/");
-    }
+    device_tasks.spawn(actions::run(media.clone(), config.storage.path.clone(), bus.clone(), device_stop.clone()));
+    let listen = listener.local_addr().map_err(ServeError::Http)?;
+    tracing::info!("listening on http://{listen}/");
+    device_tasks.spawn(announce_ready(board.clone(), media.clone(), listen, bus.clone(), device_stop.clone()));
+    let app = web::router(web::AppState { config: Arc::new(config), media: media.clone(), board, index, bus });
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     tracing::info!("shutting down");
     media.stop().await;
     storage_stop.cancel();
+    device_stop.cancel();
+    device_tasks.close();
+    // The LED task gives the LED back to its trigger on the way out: wait for it.
+    device_tasks.wait().await;
     follower.abort();
     served.map_err(ServeError::Http)
+}
+
+/// The status LED, the button and the health watcher; each one that cannot start says why
+/// and the daemon runs on without it.
+fn start_device(config: &Config, bus: &Bus, tasks: &TaskTracker, stop: &CancellationToken) {
+    match device::led::open(&config.led) {
+        Ok(Some(backend)) => {
+            tasks.spawn(device::led::run(backend, bus.subscribe(), stop.clone()));
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!("status LED disabled: {e}"),
+    }
+    if let Some(button) = &config.button {
+        match device::button::ButtonPin::open(button.pin, button.active_low) {
+            Ok(pin) => {
+                tasks.spawn(device::button::run(pin, button.clone(), bus.clone(), stop.clone()));
+            }
+            Err(e) => tracing::warn!("{e}; the button is disabled"),
+        }
+    }
+    tasks.spawn(device::health::watch(device::health::Roots::default(), config.storage.path.clone(), bus.clone(), stop.clone()));
+}
+
+/// How long READY waits for cameras to come online; a camera still starting after this is
+/// reported by its own state, and systemd need not wait for it.
+const READY_WAIT: Duration = Duration::from_secs(15);
+
+/// Tells the bus and systemd that the daemon is up once every camera is online (or
+/// [`READY_WAIT`] has passed), then feeds systemd's watchdog while the cameras' supervisors
+/// and the web server are alive.
+async fn announce_ready(board: Board, media: Arc<Media>, listen: std::net::SocketAddr, bus: Bus, stop: CancellationToken) {
+    let deadline = tokio::time::Instant::now() + READY_WAIT;
+    while tokio::time::Instant::now() < deadline && !board.cameras().iter().all(|c| c.online) {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    let cameras = board.cameras();
+    let online = cameras.iter().filter(|c| c.online).count();
+    tracing::info!("ready: {online} of {} camera(s) online", cameras.len());
+    bus.publish(events::Event::DaemonReady);
+    let Some(notifier) = device::systemd::Notifier::from_env() else { return };
+    if let Err(e) = notifier.notify(&format!("READY=1\nSTATUS={online} of {} camera(s) online", cameras.len())) {
+        tracing::warn!("could not tell systemd we are ready: {e}");
+    }
+    let Some(period) = device::systemd::watchdog_period() else { return };
+    let check = move || {
+        let media = media.clone();
+        async move {
+            if let Some(wedged) = media.wedged() {
+                return Err(wedged);
+            }
+            web::probe_self(listen).await
+        }
+    };
+    device::systemd::keep_alive(notifier, period, check, bus, stop).await;
 }

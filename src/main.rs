@@ -13,8 +13,10 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// Config file for `run` (the default command); without one the embedded default is used.
+    /// Repeat it to list candidates: the first that exists is used (the appliance looks on
+    /// the boot partition first, then in /etc).
     #[arg(long, global = true)]
-    config: Option<PathBuf>,
+    config: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -77,9 +79,17 @@ fn devices() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(config: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = match config {
-        Some(path) => Config::load(&path)?,
+fn run(candidates: Vec<PathBuf>) -> anyhow::Result<()> {
+    let chosen = match candidates.iter().find(|p| p.exists()) {
+        Some(path) => Some(path),
+        // None exists: load the last one to report it missing, by name.
+        None => candidates.last(),
+    };
+    let config = match chosen {
+        Some(path) => {
+            tracing::info!("config: {}", path.display());
+            Config::load(path)?
+        }
         None => {
             tracing::info!("no --config given: running the embedded default (data in ./data, port 8080)");
             Config::embedded_default()

@@ -81,7 +81,7 @@ impl Board {
     /// Folds one event into the board.
     pub fn apply(&self, event: &Event) {
         let mut cameras = self.cameras.write().expect("status lock is never poisoned: no panics inside");
-        let Some(cam) = cameras.get_mut(event.camera()) else { return };
+        let Some(cam) = event.camera().and_then(|c| cameras.get_mut(c)) else { return };
         match event {
             Event::CameraOnline { source, encoder, encoder_reason, width, height, .. } => {
                 cam.online = true;
@@ -114,7 +114,7 @@ impl Board {
                 cam.recording_error = Some(reason.clone());
             }
             Event::RecordingStopped { .. } => cam.recording = false,
-            Event::SegmentOpened { .. } | Event::SegmentClosed { .. } | Event::SegmentDeleted { .. } => {}
+            _ => {}
         }
     }
 

@@ -36,8 +36,83 @@ pub struct Config {
     pub http: Http,
     pub storage: Storage,
     pub webrtc: WebRtc,
+    pub led: Led,
+    /// A push button on the GPIO header; none unless configured.
+    pub button: Option<Button>,
     #[serde(rename = "camera")]
     pub cameras: Vec<Camera>,
+}
+
+/// Which status LED to drive, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedBackend {
+    /// A Linux LED class device under `sysfs_root` (the Pi's green ACT LED).
+    Sysfs,
+    /// An external LED on a GPIO pin, through rppal.
+    Gpio,
+    None,
+}
+
+/// The status LED (patterns: `device::led`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Led {
+    pub backend: LedBackend,
+    /// LED class names tried in order: `ACT` on current Pi kernels, `led0` on older ones.
+    pub names: Vec<String>,
+    /// Where LED class devices live; tests point it at a fake tree.
+    pub sysfs_root: PathBuf,
+    /// BCM GPIO number, for `backend = "gpio"`.
+    pub pin: Option<u8>,
+    /// The LED lights when the pin is low (wired from 3.3 V to the pin).
+    pub active_low: bool,
+}
+
+impl Default for Led {
+    fn default() -> Self {
+        // sysfs by default: on a Pi it finds ACT; elsewhere there is no such LED and the
+        // daemon says so once and runs on.
+        Led {
+            backend: LedBackend::Sysfs,
+            names: vec!["ACT".into(), "led0".into()],
+            sysfs_root: PathBuf::from("/sys/class/leds"),
+            pin: None,
+            active_low: false,
+        }
+    }
+}
+
+/// A push button between a GPIO pin and ground (or 3.3 V with `active_low = false`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Button {
+    /// BCM GPIO number.
+    pub pin: u8,
+    pub active_low: bool,
+    pub actions: ButtonActions,
+}
+
+impl Default for Button {
+    fn default() -> Self {
+        // GPIO 3 (header pin 5) with ground next to it on pin 6: a button across pins 5-6
+        // needs no other wiring, and GPIO 3 has a hardware pull-up.
+        Button { pin: 3, active_low: true, actions: ButtonActions::default() }
+    }
+}
+
+/// What each gesture does (`identify`, `snapshot`, `reboot`); unset does nothing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ButtonActions {
+    pub short: Option<crate::events::Action>,
+    pub long: Option<crate::events::Action>,
+}
+
+impl Default for ButtonActions {
+    fn default() -> Self {
+        ButtonActions { short: Some(crate::events::Action::Identify), long: Some(crate::events::Action::Reboot) }
+    }
 }
 
 /// Where the web page, API and WHEP endpoints listen.

@@ -49,6 +49,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
         r.fail("storage.min_free", "more than 90% free would leave no room to record");
     }
     check_webrtc(config, &mut r);
+    check_device(config, &mut r);
     if config.cameras.is_empty() {
         r.fail("camera", "at least one [[camera]] is needed");
     }
@@ -113,6 +114,25 @@ fn check_webrtc(config: &Config, r: &mut Report) {
     }
     if w.session_timeout < Duration::from_secs(2) || w.session_timeout > Duration::from_secs(30) {
         r.fail("webrtc.session_timeout", "must be between 2s and 30s");
+    }
+}
+
+fn check_device(config: &Config, r: &mut Report) {
+    // BCM GPIO 0-27 are on the 40-pin header.
+    let led = &config.led;
+    match (led.backend, led.pin) {
+        (super::LedBackend::Gpio, None) => r.fail("led.pin", "required with backend = \"gpio\""),
+        (_, Some(pin)) => r.range("led.pin".into(), pin.into(), 0, 27, "(BCM GPIO number)"),
+        _ => {}
+    }
+    if led.backend == super::LedBackend::Sysfs && led.names.is_empty() {
+        r.fail("led.names", "must name at least one LED");
+    }
+    if let Some(button) = &config.button {
+        r.range("button.pin".into(), button.pin.into(), 0, 27, "(BCM GPIO number)");
+        if led.backend == super::LedBackend::Gpio && led.pin == Some(button.pin) {
+            r.fail("button.pin", format!("GPIO {} is already the LED's (led.pin)", button.pin));
+        }
     }
 }
 

@@ -6,7 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{Bus, Event};
 
 use crate::storage::retention::Disk;
 
@@ -200,9 +205,61 @@ pub fn warnings(h: &Health, t: &Thresholds) -> Vec<Warning> {
     w
 }
 
+impl Warning {
+    /// The name used in events and metrics (`high_temperature`, ...).
+    pub fn name(&self) -> String {
+        serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    }
+}
+
+/// The events that take the published warnings from `before` to `now`. Pure.
+pub fn changes(before: &[Warning], now: &[Warning]) -> Vec<Event> {
+    let raised = now.iter().filter(|w| !before.contains(w)).map(|w| Event::HealthWarningRaised { kind: w.name(), message: w.advice().into() });
+    let cleared = before.iter().filter(|w| !now.contains(w)).map(|w| Event::HealthWarningCleared { kind: w.name() });
+    raised.chain(cleared).collect()
+}
+
+/// How often the watcher reads: temperature and power change over seconds, not faster.
+pub const WATCH_EVERY: Duration = Duration::from_secs(5);
+
+/// Reads the device every [`WATCH_EVERY`] and publishes warnings as they are raised and
+/// cleared, until `shutdown`.
+pub async fn watch(roots: Roots, data: PathBuf, bus: Bus, shutdown: CancellationToken) {
+    let thresholds = Thresholds::default();
+    let mut published: Vec<Warning> = Vec::new();
+    let mut tick = tokio::time::interval(WATCH_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (roots, data) = (roots.clone(), data.clone());
+        let Ok(reading) = tokio::task::spawn_blocking(move || read(&roots, crate::storage::disk::usage(&data).ok())).await else { continue };
+        let now = warnings(&reading, &thresholds);
+        for event in changes(&published, &now) {
+            if let Event::HealthWarningRaised { kind, message } = &event {
+                tracing::warn!(warning = %kind, "{message}");
+            }
+            bus.publish(event);
+        }
+        published = now;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warnings_are_published_when_raised_and_when_cleared_once_each() {
+        let first = changes(&[], &[Warning::HighTemperature, Warning::UnderVoltage]);
+        assert!(matches!(&first[..], [Event::HealthWarningRaised { kind: a, .. }, Event::HealthWarningRaised { kind: b, .. }]
+            if a == "high_temperature" && b == "under_voltage"));
+        assert!(changes(&[Warning::HighTemperature], &[Warning::HighTemperature]).is_empty(), "no repeats");
+        let later = changes(&[Warning::HighTemperature, Warning::UnderVoltage], &[Warning::UnderVoltage, Warning::DiskNearlyFull]);
+        assert!(matches!(&later[..], [Event::HealthWarningRaised { kind: a, .. }, Event::HealthWarningCleared { kind: b }]
+            if a == "disk_nearly_full" && b == "high_temperature"));
+    }
 
     fn fixture(name: &str) -> Roots {
         let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pi4").join(name);

@@ -71,6 +71,8 @@ pub struct Fanout {
     consumers: Mutex<HashMap<ConsumerId, Consumer>>,
     next_id: AtomicU64,
     limiter: Arc<Mutex<KeyframeLimiter>>,
+    /// Frames dropped by outputs already detached, for the lifetime total.
+    retired_drops: AtomicU64,
 }
 
 impl Fanout {
@@ -82,6 +84,7 @@ impl Fanout {
             consumers: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             limiter: Arc::new(Mutex::new(KeyframeLimiter::default())),
+            retired_drops: AtomicU64::new(0),
         }
     }
 
@@ -136,7 +139,15 @@ impl Fanout {
     /// because its queue was full).
     pub fn detach(&self, id: ConsumerId) -> u64 {
         let consumer = self.consumers.lock().expect("fanout lock never poisoned").remove(&id);
-        consumer.map_or(0, |c| c.dropped())
+        let dropped = consumer.map_or(0, |c| c.dropped());
+        self.retired_drops.fetch_add(dropped, Ordering::Relaxed);
+        dropped
+    }
+
+    /// Frames dropped by every output since the camera started (a counter for metrics).
+    pub fn dropped_total(&self) -> u64 {
+        let live: u64 = self.consumers.lock().expect("fanout lock never poisoned").values().map(Consumer::dropped).sum();
+        self.retired_drops.load(Ordering::Relaxed) + live
     }
 
     /// Frames dropped so far by one output.

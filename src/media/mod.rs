@@ -99,9 +99,42 @@ impl MediaClock {
     }
 }
 
+/// Proof of life from a camera's supervisor, for the systemd watchdog: it beats on every
+/// check of the running pipeline and while waiting to retry, and goes silent only when the
+/// supervisor is stuck (a pipeline that will not stop, a state change that never returns).
+#[derive(Clone)]
+pub struct Heartbeat {
+    base: std::time::Instant,
+    last_ms: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Heartbeat { base: std::time::Instant::now(), last_ms: Arc::default() }
+    }
+}
+
+impl Heartbeat {
+    /// Records that the supervisor is making progress.
+    pub fn beat(&self) {
+        self.last_ms.store(self.base.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Time since the last beat.
+    pub fn silent_for(&self) -> std::time::Duration {
+        let last = std::time::Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed));
+        self.base.elapsed().saturating_sub(last)
+    }
+}
+
+/// A supervisor silent this long is wedged. Above the longest blocking step it takes on
+/// purpose (a state change of an RTSP source: a few seconds), far below systemd's patience.
+pub const WEDGED_AFTER: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// One camera's shared stream and its outputs.
 pub struct CameraMedia {
     pub config: Camera,
+    pub heartbeat: Heartbeat,
     pub fanout: Arc<Fanout>,
     pub viewers: Arc<ViewerSet>,
     /// Snapshots decode a frame each; two at a time bounds the CPU a client can demand.
@@ -142,8 +175,13 @@ impl Media {
                 // Subscribed before the supervisor exists, so the first CameraOnline is seen.
                 tasks.spawn(recorder.run(bus.subscribe(), shutdown.clone()));
             }
-            tasks.spawn(pipeline::supervise(cam.clone(), fanout.clone(), clock.clone(), bus.clone(), shutdown.clone()));
-            cameras.insert(cam.name.clone(), Arc::new(CameraMedia { config: cam.clone(), fanout, viewers, snapshots: tokio::sync::Semaphore::new(2) }));
+            let heartbeat = Heartbeat::default();
+            let supervisor = pipeline::Supervisor { cam: cam.clone(), fanout: fanout.clone(), clock: clock.clone(), bus: bus.clone(), heartbeat: heartbeat.clone() };
+            tasks.spawn(supervisor.run(shutdown.clone()));
+            cameras.insert(
+                cam.name.clone(),
+                Arc::new(CameraMedia { config: cam.clone(), heartbeat, fanout, viewers, snapshots: tokio::sync::Semaphore::new(2) }),
+            );
         }
         Ok(Media { cameras, clock, tasks, shutdown })
     }
@@ -151,6 +189,19 @@ impl Media {
     /// A camera by URL name.
     pub fn camera(&self, name: &str) -> Option<Arc<CameraMedia>> {
         self.cameras.get(name).cloned()
+    }
+
+    /// Every camera, in name order.
+    pub fn cameras(&self) -> impl Iterator<Item = &Arc<CameraMedia>> {
+        self.cameras.values()
+    }
+
+    /// Why the media side is stuck, if it is: a camera supervisor silent for [`WEDGED_AFTER`].
+    pub fn wedged(&self) -> Option<String> {
+        self.cameras.values().find_map(|cam| {
+            let silent = cam.heartbeat.silent_for();
+            (silent > WEDGED_AFTER).then(|| format!("camera {}: pipeline wedged (supervisor silent for {}s)", cam.config.name, silent.as_secs()))
+        })
     }
 
     /// The clock every pipeline runs on, for outputs built on demand (snapshots).

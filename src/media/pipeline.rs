@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Camera;
 use crate::events::{Bus, Event};
 
-use super::{MediaClock, StopOnDrop};
+use super::{Heartbeat, MediaClock, StopOnDrop};
 use super::encoder::{self, Encoder, EncoderPlan};
 use super::fanout::{Fanout, Taps};
 use super::probe::Machine;
@@ -125,38 +125,58 @@ enum Ended {
     Fault(String),
 }
 
-/// Keeps one camera running until `shutdown`.
-pub async fn supervise(cam: Camera, fanout: Arc<Fanout>, clock: MediaClock, bus: Bus, shutdown: CancellationToken) {
-    let mut backoff = Backoff::default();
-    let mut restarts = 0u64;
-    loop {
-        let machine = tokio::task::spawn_blocking(Machine::probe).await.unwrap_or_default();
-        let reason = match build(&cam, &machine, &clock) {
-            Err(reason) => reason,
-            Ok(built) => {
-                tracing::info!(camera = %cam.name, source = %built.source, encoder = built.encoder.encoder.name(),
-                    reason = %built.encoder.reason, "starting camera");
-                let taps = fanout.set_producer(&built.appsink);
-                let running = StopOnDrop::new(&built.pipeline);
-                let ended = match built.pipeline.set_state(gst::State::Playing) {
-                    Err(_) => Ended::Fault(first_error(&built.pipeline).unwrap_or_else(|| "pipeline refused to start".into())),
-                    Ok(_) => watch(&cam, &built, &taps, &bus, &mut backoff, restarts, &shutdown).await,
-                };
-                fanout.clear_producer();
-                let _ = tokio::task::spawn_blocking(move || drop(running)).await;
-                match ended {
-                    Ended::Shutdown => return,
-                    Ended::Fault(reason) => reason,
+/// What one camera's supervisor needs.
+pub struct Supervisor {
+    pub cam: Camera,
+    pub fanout: Arc<Fanout>,
+    pub clock: MediaClock,
+    pub bus: Bus,
+    pub heartbeat: Heartbeat,
+}
+
+impl Supervisor {
+    /// Keeps the camera running until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let Supervisor { cam, fanout, clock, bus, heartbeat } = self;
+        let mut backoff = Backoff::default();
+        let mut restarts = 0u64;
+        loop {
+            heartbeat.beat();
+            let machine = tokio::task::spawn_blocking(Machine::probe).await.unwrap_or_default();
+            let reason = match build(&cam, &machine, &clock) {
+                Err(reason) => reason,
+                Ok(built) => {
+                    tracing::info!(camera = %cam.name, source = %built.source, encoder = built.encoder.encoder.name(),
+                        reason = %built.encoder.reason, "starting camera");
+                    let taps = fanout.set_producer(&built.appsink);
+                    let running = StopOnDrop::new(&built.pipeline);
+                    let ended = match built.pipeline.set_state(gst::State::Playing) {
+                        Err(_) => Ended::Fault(first_error(&built.pipeline).unwrap_or_else(|| "pipeline refused to start".into())),
+                        Ok(_) => watch(&cam, &built, &taps, &bus, &heartbeat, &mut backoff, restarts, &shutdown).await,
+                    };
+                    fanout.clear_producer();
+                    // Stopping waits for the streaming threads; one stuck in a read that never
+                    // returns wedges it here, and the silent heartbeat stops the watchdog pings.
+                    let _ = tokio::task::spawn_blocking(move || drop(running)).await;
+                    match ended {
+                        Ended::Shutdown => return,
+                        Ended::Fault(reason) => reason,
+                    }
+                }
+            };
+            let delay = backoff.on_failure(Instant::now());
+            restarts += 1;
+            tracing::warn!(camera = %cam.name, retry_in = ?delay, "camera offline: {reason}");
+            bus.publish(Event::CameraWentOffline { camera: cam.name.clone(), reason, retry_in_ms: delay.as_millis() as u64 });
+            let retry_at = tokio::time::Instant::now() + delay;
+            let mut tick = tokio::time::interval(WATCH_TICK);
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(retry_at) => break,
+                    _ = tick.tick() => heartbeat.beat(),
+                    _ = shutdown.cancelled() => return,
                 }
             }
-        };
-        let delay = backoff.on_failure(Instant::now());
-        restarts += 1;
-        tracing::warn!(camera = %cam.name, retry_in = ?delay, "camera offline: {reason}");
-        bus.publish(Event::CameraWentOffline { camera: cam.name.clone(), reason, retry_in_ms: delay.as_millis() as u64 });
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.cancelled() => return,
         }
     }
 }
@@ -182,6 +202,7 @@ async fn watch(
     built: &Built,
     taps: &Taps,
     bus: &Bus,
+    heartbeat: &Heartbeat,
     backoff: &mut Backoff,
     restarts: u64,
     shutdown: &CancellationToken,
@@ -202,6 +223,7 @@ async fn watch(
                 _ => {}
             },
             _ = tick.tick() => {
+                heartbeat.beat();
                 let now = Instant::now();
                 match (online, taps.last_frame()) {
                     (false, Some(_)) => {

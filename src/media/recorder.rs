@@ -149,7 +149,7 @@ impl Recorder {
                 _ = shutdown.cancelled() => return Wake::Shutdown,
                 _ = &mut sleep => return Wake::Timeout,
                 e = events.recv() => match e {
-                    Ok(e) if e.camera() == self.camera.name => return Wake::Event(e),
+                    Ok(e) if e.camera() == Some(self.camera.name.as_str()) => return Wake::Event(e),
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => return Wake::Shutdown,
                 },

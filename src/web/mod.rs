@@ -3,6 +3,7 @@
 pub mod api;
 pub mod assets;
 pub mod error;
+pub mod metrics;
 pub mod mse;
 pub mod recordings;
 pub mod whep;
@@ -31,6 +32,28 @@ pub mod routes {
     }
     pub const STATE: &str = "/api/state";
     pub const CAMERAS: &str = "/api/cameras";
+    pub const LIVEZ: &str = "/livez";
+}
+
+/// Asks our own HTTP server for [`routes::LIVEZ`] over loopback, as a client would: a wedged
+/// server (every worker stuck) fails this. For the systemd watchdog.
+pub async fn probe_self(listen: std::net::SocketAddr) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ip = match listen.ip() {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let mut stream = tokio::net::TcpStream::connect((ip, listen.port())).await.map_err(|e| format!("web server: {e}"))?;
+    let request = format!("GET {} HTTP/1.0\r\nHost: localhost\r\n\r\n", routes::LIVEZ);
+    stream.write_all(request.as_bytes()).await.map_err(|e| format!("web server: {e}"))?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.map_err(|e| format!("web server: {e}"))?;
+    if head.starts_with(b"HTTP/1.") && &head[9..12] == b"200" {
+        Ok(())
+    } else {
+        Err(format!("web server answered {}", String::from_utf8_lossy(&head)))
+    }
 }
 
 /// What every handler can reach.
@@ -40,6 +63,7 @@ pub struct AppState {
     pub media: Arc<Media>,
     pub board: Board,
     pub index: Arc<crate::storage::Index>,
+    pub bus: crate::events::Bus,
 }
 
 /// The whole HTTP surface.
@@ -56,6 +80,9 @@ pub fn router(state: AppState) -> Router {
         .route(routes::STATE, get(api::state))
         .route(routes::CAMERAS, get(api::cameras))
         .route("/api/health", get(api::health))
+        .route("/api/actions/{action}", post(api::action))
+        .route("/metrics", get(metrics::metrics))
+        .route(routes::LIVEZ, get(api::livez))
         .route("/api/cameras/{camera}/recordings", get(recordings::list))
         .route("/api/cameras/{camera}/recordings/{segment}", get(recordings::download))
         .route("/api/cameras/{camera}/export", get(recordings::export))

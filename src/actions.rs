@@ -1,0 +1,77 @@
+//! What the owner's requests do: a button press or `POST /api/actions/{action}` publishes
+//! `ActionRequested`; this module carries out the ones that need the cameras or the system.
+//! (`identify` needs nothing here: the LED follows the bus itself.)
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{Action, Bus, Event};
+use crate::media::{Media, snapshot};
+
+/// Where a reboot request is written: systemd's `RuntimeDirectory` of the service, watched
+/// by `lookout-reboot.path`, which reboots (the daemon itself has no right to).
+pub fn reboot_request_file() -> Option<PathBuf> {
+    std::env::var_os("RUNTIME_DIRECTORY").map(|dir| PathBuf::from(dir).join("reboot"))
+}
+
+/// Where a snapshot taken at `at` is saved.
+pub fn snapshot_path(root: &Path, camera: &str, at: chrono::DateTime<chrono::Utc>) -> PathBuf {
+    root.join("snapshots").join(camera).join(format!("{}.jpg", at.format("%Y-%m-%dT%H-%M-%S%.3fZ")))
+}
+
+/// Carries out requested actions until `shutdown`.
+pub async fn run(media: Arc<Media>, storage: PathBuf, bus: Bus, shutdown: CancellationToken) {
+    let mut events = bus.subscribe();
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            e = events.recv() => e,
+        };
+        match event {
+            Ok(Event::ActionRequested { action, origin }) => {
+                tracing::info!(?action, %origin, "action requested");
+                match action {
+                    Action::Identify => {}
+                    Action::Snapshot => save_snapshots(&media, &storage).await,
+                    Action::Reboot => request_reboot(),
+                }
+            }
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+async fn save_snapshots(media: &Media, storage: &Path) {
+    for cam in media.cameras() {
+        let Ok(_permit) = cam.snapshots.acquire().await else { return };
+        let name = &cam.config.name;
+        match snapshot::capture(&cam.fanout, media.clock(), None).await {
+            Ok(jpeg) => {
+                let path = snapshot_path(storage, name, chrono::Utc::now());
+                let written = match path.parent() {
+                    Some(dir) => tokio::fs::create_dir_all(dir).await.and(tokio::fs::write(&path, &jpeg).await),
+                    None => Ok(()),
+                };
+                match written {
+                    Ok(()) => tracing::info!(camera = %name, path = %path.display(), "snapshot saved"),
+                    Err(e) => tracing::warn!(camera = %name, "snapshot not saved to {}: {e}", path.display()),
+                }
+            }
+            Err(e) => tracing::warn!(camera = %name, "no snapshot: {e}"),
+        }
+    }
+}
+
+fn request_reboot() {
+    match reboot_request_file() {
+        Some(path) => match std::fs::write(&path, b"reboot\n") {
+            Ok(()) => tracing::warn!("reboot requested ({})", path.display()),
+            Err(e) => tracing::warn!("reboot request not written to {}: {e}", path.display()),
+        },
+        None => tracing::warn!("reboot needs the systemd service (RUNTIME_DIRECTORY is unset); ignored"),
+    }
+}

@@ -1,0 +1,240 @@
+//! The push button: debounced, short press vs long press (held 3 s), each mapped in config to
+//! an [`Action`] that is published on the bus.
+//!
+//! [`Presses`] is sans-IO: raw level changes and the time in, presses out. [`run`] reads the
+//! pin through `rppal` interrupts (on a Pi) and feeds it.
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Button as ButtonConfig;
+use crate::events::{Bus, Event};
+
+/// A level must hold this long to count: contact bounce of tactile switches dies out within
+/// ~5-10 ms; 30 ms leaves margin and is still far below what a person notices.
+pub const DEBOUNCE: Duration = Duration::from_millis(30);
+/// Held at least this long, a press is a long press (fired while still held, so the owner
+/// knows when to let go).
+pub const LONG_PRESS: Duration = Duration::from_secs(3);
+
+/// A completed gesture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Press {
+    Short,
+    Long,
+}
+
+/// Debounces a button's level and classifies presses.
+#[derive(Debug)]
+pub struct Presses {
+    raw: bool,
+    raw_since: Instant,
+    stable: bool,
+    pressed_at: Option<Instant>,
+    long_fired: bool,
+}
+
+impl Presses {
+    /// A released button at `now`.
+    pub fn new(now: Instant) -> Presses {
+        Presses { raw: false, raw_since: now, stable: false, pressed_at: None, long_fired: false }
+    }
+
+    /// The pin changed to `pressed` at `now`.
+    pub fn edge(&mut self, now: Instant, pressed: bool) -> Vec<Press> {
+        let out = self.poll(now);
+        if pressed != self.raw {
+            self.raw = pressed;
+            self.raw_since = now;
+        }
+        out
+    }
+
+    /// Time passed; call at [`Presses::deadline`] at the latest.
+    pub fn poll(&mut self, now: Instant) -> Vec<Press> {
+        let mut out = Vec::new();
+        if self.raw != self.stable && now.duration_since(self.raw_since) >= DEBOUNCE {
+            self.stable = self.raw;
+            if self.stable {
+                self.pressed_at = Some(self.raw_since);
+                self.long_fired = false;
+            } else if self.pressed_at.take().is_some() && !self.long_fired {
+                out.push(Press::Short);
+            }
+        }
+        if let Some(at) = self.pressed_at
+            && !self.long_fired
+            && now.duration_since(at) >= LONG_PRESS
+        {
+            self.long_fired = true;
+            out.push(Press::Long);
+        }
+        out
+    }
+
+    /// When [`Presses::poll`] next has something to decide.
+    pub fn deadline(&self) -> Option<Instant> {
+        if self.raw != self.stable {
+            Some(self.raw_since + DEBOUNCE)
+        } else {
+            self.pressed_at.filter(|_| !self.long_fired).map(|at| at + LONG_PRESS)
+        }
+    }
+}
+
+/// Why the button is not read.
+#[derive(Debug, thiserror::Error)]
+#[error("button on GPIO {pin}: {reason}")]
+pub struct ButtonError {
+    pin: u8,
+    reason: String,
+}
+
+/// The button's pin, delivering raw levels (true = pressed) into a channel.
+pub struct ButtonPin {
+    _pin: rppal::gpio::InputPin,
+    levels: tokio::sync::mpsc::UnboundedReceiver<bool>,
+}
+
+impl ButtonPin {
+    /// Fails on anything that is not a Raspberry Pi, naming why.
+    pub fn open(pin: u8, active_low: bool) -> Result<ButtonPin, ButtonError> {
+        let fail = |e: rppal::gpio::Error| ButtonError { pin, reason: e.to_string() };
+        let gpio = rppal::gpio::Gpio::new().map_err(fail)?;
+        // Active low buttons short the pin to ground: pull it up so released reads high.
+        let raw = gpio.get(pin).map_err(fail)?;
+        let mut input = if active_low { raw.into_input_pullup() } else { raw.into_input_pulldown() };
+        let (tx, levels) = tokio::sync::mpsc::unbounded_channel();
+        input
+            .set_async_interrupt(rppal::gpio::Trigger::Both, None, move |event| {
+                let high = event.trigger == rppal::gpio::Trigger::RisingEdge;
+                let _ = tx.send(high != active_low);
+            })
+            .map_err(fail)?;
+        Ok(ButtonPin { _pin: input, levels })
+    }
+}
+
+/// Publishes the configured action for each press until `shutdown`.
+pub async fn run(mut pin: ButtonPin, config: ButtonConfig, bus: Bus, shutdown: CancellationToken) {
+    let mut presses = Presses::new(Instant::now());
+    loop {
+        let deadline = presses.deadline();
+        let found = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            level = pin.levels.recv() => match level {
+                Some(pressed) => presses.edge(Instant::now(), pressed),
+                None => return,
+            },
+            _ = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            } => presses.poll(Instant::now()),
+        };
+        for press in found {
+            dispatch(press, &config, &bus);
+        }
+    }
+}
+
+/// Publishes what `press` is mapped to, if anything.
+pub fn dispatch(press: Press, config: &ButtonConfig, bus: &Bus) {
+    let action = match press {
+        Press::Short => config.actions.short,
+        Press::Long => config.actions.long,
+    };
+    tracing::info!(?press, ?action, "button pressed");
+    if let Some(action) = action {
+        bus.publish(Event::ActionRequested { action, origin: format!("button ({press:?} press)").to_lowercase() });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ButtonActions;
+    use crate::events::Action;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Feeds (ms, level) edges, polling at every deadline in between, until `end_ms`.
+    fn run_edges(edges: &[(u64, bool)], end_ms: u64) -> Vec<(u64, Press)> {
+        let t0 = Instant::now();
+        let mut p = Presses::new(t0);
+        let mut out = Vec::new();
+        let mut i = 0;
+        let mut now = t0;
+        while now <= t0 + ms(end_ms) {
+            let next_edge = edges.get(i).map(|&(t, _)| t0 + ms(t));
+            let next = match (next_edge, p.deadline()) {
+                (Some(e), Some(d)) => e.min(d),
+                (Some(e), None) => e,
+                (None, Some(d)) => d,
+                (None, None) => break,
+            };
+            if next > t0 + ms(end_ms) {
+                break;
+            }
+            now = next;
+            let found = if Some(now) == next_edge {
+                i += 1;
+                p.edge(now, edges[i - 1].1)
+            } else {
+                p.poll(now)
+            };
+            out.extend(found.into_iter().map(|f| ((now - t0).as_millis() as u64, f)));
+        }
+        out
+    }
+
+    #[test]
+    fn a_clean_short_press_fires_on_release() {
+        assert_eq!(run_edges(&[(100, true), (400, false)], 5000), vec![(430, Press::Short)]);
+    }
+
+    #[test]
+    fn bounce_on_press_and_release_is_one_press() {
+        let bouncy = [(100, true), (102, false), (104, true), (107, false), (108, true), (400, false), (403, true), (405, false)];
+        assert_eq!(run_edges(&bouncy, 5000), vec![(435, Press::Short)]);
+    }
+
+    #[test]
+    fn glitches_shorter_than_the_debounce_are_ignored() {
+        assert_eq!(run_edges(&[(100, true), (110, false), (500, true), (520, false)], 5000), vec![]);
+    }
+
+    #[test]
+    fn held_three_seconds_is_a_long_press_fired_while_held_and_release_adds_nothing() {
+        let found = run_edges(&[(100, true), (5000, false)], 8000);
+        assert_eq!(found, vec![(3100, Press::Long)]);
+    }
+
+    #[test]
+    fn just_under_three_seconds_is_still_short() {
+        assert_eq!(run_edges(&[(0, true), (2900, false)], 8000), vec![(2930, Press::Short)]);
+    }
+
+    #[test]
+    fn presses_dispatch_their_configured_actions() {
+        let bus = Bus::default();
+        let mut rx = bus.subscribe();
+        let config = ButtonConfig {
+            actions: ButtonActions { short: Some(Action::Identify), long: Some(Action::Reboot) },
+            ..ButtonConfig::default()
+        };
+        dispatch(Press::Short, &config, &bus);
+        dispatch(Press::Long, &config, &bus);
+        let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|e| match e {
+                Event::ActionRequested { action, .. } => action,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(got, vec![Action::Identify, Action::Reboot]);
+    }
+}

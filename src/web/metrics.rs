@@ -1,0 +1,132 @@
+//! `GET /metrics`: Prometheus text exposition (version 0.0.4) of the cameras, recordings and
+//! device health, for an NVR's or a home lab's Prometheus to scrape.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use super::AppState;
+use crate::device::health;
+
+/// Builds the exposition text: one `# HELP`/`# TYPE` header per family, then its samples.
+#[derive(Default)]
+pub struct Exposition(String);
+
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+impl Exposition {
+    /// Starts a metric family; `kind` is `gauge` or `counter`.
+    pub fn family(&mut self, name: &str, kind: &str, help: &str) -> &mut Self {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        self
+    }
+
+    /// One sample of the family just started.
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
+        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+        let labels = if labels.is_empty() { String::new() } else { format!("{{{}}}", labels.join(",")) };
+        let _ = writeln!(self.0, "{name}{labels} {value}");
+        self
+    }
+
+    pub fn finish(self) -> String {
+        self.0
+    }
+}
+
+fn bool01(b: bool) -> f64 {
+    if b { 1.0 } else { 0.0 }
+}
+
+/// Every metric, read fresh at each scrape.
+pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    let data = app.config.storage.path.clone();
+    let reading = tokio::task::spawn_blocking(move || health::read(&health::Roots::default(), crate::storage::disk::usage(&data).ok()))
+        .await
+        .unwrap_or_else(|_| health::read(&health::Roots::default(), None));
+    let mut recorded: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (camera, seg) in app.index.all() {
+        let e = recorded.entry(camera).or_default();
+        e.0 += seg.size;
+        e.1 += 1;
+    }
+    let cameras = app.board.cameras();
+    let mut out = Exposition::default();
+
+    type PerCamera = fn(&crate::status::CameraStatus) -> f64;
+    let per_camera: [(&str, &str, &str, PerCamera); 6] = [
+        ("lookout_camera_online", "gauge", "1 while the camera delivers frames", |c| bool01(c.online)),
+        ("lookout_camera_fps", "gauge", "Frames per second measured at the encoder output", |c| c.measured_fps),
+        ("lookout_camera_bitrate_bits_per_second", "gauge", "Encoded bitrate measured at the encoder output", |c| c.measured_bitrate_kbps * 1000.0),
+        ("lookout_camera_viewers", "gauge", "Live viewers (WHEP and MSE)", |c| c.viewers as f64),
+        ("lookout_camera_restarts_total", "counter", "Times the camera pipeline was rebuilt after a fault", |c| c.restarts as f64),
+        ("lookout_camera_recording", "gauge", "1 while the camera is being recorded", |c| bool01(c.recording)),
+    ];
+    for (name, kind, help, value) in per_camera {
+        out.family(name, kind, help);
+        for c in &cameras {
+            out.sample(name, &[("camera", &c.name)], value(c));
+        }
+    }
+    out.family("lookout_camera_dropped_frames_total", "counter", "Frames outputs dropped (slow viewers, full recorder queue)");
+    for cam in app.media.cameras() {
+        out.sample("lookout_camera_dropped_frames_total", &[("camera", &cam.config.name)], cam.fanout.dropped_total() as f64);
+    }
+    out.family("lookout_recording_bytes", "gauge", "Bytes of recordings on the data partition");
+    for c in &cameras {
+        out.sample("lookout_recording_bytes", &[("camera", &c.name)], recorded.get(&c.name).map_or(0, |r| r.0) as f64);
+    }
+    out.family("lookout_recording_segments", "gauge", "Recorded segment files on the data partition");
+    for c in &cameras {
+        out.sample("lookout_recording_segments", &[("camera", &c.name)], recorded.get(&c.name).map_or(0, |r| r.1) as f64);
+    }
+
+    if let Some(t) = reading.temperature_c {
+        out.family("lookout_soc_temperature_celsius", "gauge", "SoC temperature").sample("lookout_soc_temperature_celsius", &[], t);
+    }
+    if let Some(th) = reading.throttled {
+        out.family("lookout_power_flag", "gauge", "The Pi firmware's get_throttled flags, now and since boot");
+        for (flag, set) in [
+            ("under_voltage", th.under_voltage),
+            ("frequency_capped", th.frequency_capped),
+            ("throttled", th.throttled),
+            ("soft_temperature_limit", th.soft_temperature_limit),
+            ("under_voltage_occurred", th.under_voltage_occurred),
+            ("throttled_occurred", th.throttled_occurred),
+        ] {
+            out.sample("lookout_power_flag", &[("flag", flag)], bool01(set));
+        }
+    }
+    out.family("lookout_load_average", "gauge", "System load average");
+    for (period, v) in ["1m", "5m", "15m"].iter().zip(reading.load) {
+        out.sample("lookout_load_average", &[("period", period)], v);
+    }
+    out.family("lookout_memory_total_bytes", "gauge", "Memory").sample("lookout_memory_total_bytes", &[], reading.memory_total_bytes as f64);
+    out.family("lookout_memory_available_bytes", "gauge", "Memory available to programs")
+        .sample("lookout_memory_available_bytes", &[], reading.memory_available_bytes as f64);
+    out.family("lookout_uptime_seconds", "gauge", "Time since boot").sample("lookout_uptime_seconds", &[], reading.uptime_s);
+    out.family("lookout_data_total_bytes", "gauge", "Size of the data partition").sample("lookout_data_total_bytes", &[], reading.disk_total_bytes as f64);
+    out.family("lookout_data_free_bytes", "gauge", "Free space on the data partition").sample("lookout_data_free_bytes", &[], reading.disk_free_bytes as f64);
+    out.family("lookout_health_warning", "gauge", "1 for each health warning raised now");
+    for w in health::warnings(&reading, &health::Thresholds::default()) {
+        out.sample("lookout_health_warning", &[("kind", &w.name())], 1.0);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut e = Exposition::default();
+        e.family("m", "gauge", "help").sample("m", &[("camera", "a\"b\\c\nd")], 1.5);
+        assert_eq!(e.finish(), "# HELP m help\n# TYPE m gauge\nm{camera=\"a\\\"b\\\\c\\nd\"} 1.5\n");
+    }
+}

@@ -52,7 +52,8 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let mut recorded: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for (camera, seg) in app.index.all() {
         let e = recorded.entry(camera).or_default();
-        e.0 += seg.size;
+        // The segment being written grows; the index knows its size only once it closes.
+        e.0 += if seg.recording { std::fs::metadata(&seg.path).map_or(0, |m| m.len()) } else { seg.size };
         e.1 += 1;
     }
     let cameras = app.board.cameras();

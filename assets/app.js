@@ -114,6 +114,10 @@ async function refreshHealth() {
   }
 }
 
+document.getElementById("identify").addEventListener("click", () => {
+  fetch("/api/actions/identify", { method: "POST" }).catch(() => {});
+});
+
 async function main() {
   let cameras = [];
   while (cameras.length === 0) {

@@ -62,13 +62,13 @@ image_base_rootfs() {
       --customize-hook='chroot "$1" update-initramfs -c -k all' \
       --customize-hook='cd "$1/var/cache" && APT_CONFIG=$MMDEBSTRAP_APT_CONFIG apt-get download -q raspi-firmware:arm64' \
       --customize-hook='rm -rf "$1/var/lib/apt/lists/"*' \
-      bookworm "$dir" "$DEBIAN_MIRROR"
+      bookworm "$dir" "$DEBIAN_MIRROR" >&2
     touch "$dir.done"
   fi
   echo "$dir"
 }
 
-SYSROOT_RECIPE=1
+SYSROOT_RECIPE=2
 # Prints the path of a sysroot holding arm64 GStreamer headers, .pc files and libraries to
 # cross-compile the daemon against. Extract-only: no emulation, a minute or two.
 image_sysroot() {
@@ -81,8 +81,8 @@ image_sysroot() {
     # library links are needed, so it is extracted by itself without its dependencies.
     as_root mmdebstrap --mode=root --architectures=arm64 --variant=extract \
       --include=libc6-dev,linux-libc-dev,libgstreamer1.0-dev,libgstreamer-plugins-base1.0-dev,libgstreamer-plugins-bad1.0-0,libgstrtspserver-1.0-dev \
-      --customize-hook='cd "$1/tmp" && APT_CONFIG=$MMDEBSTRAP_APT_CONFIG apt-get download -q libgstreamer-plugins-bad1.0-dev:arm64 && dpkg -x ./*.deb "$1" && rm ./*.deb' \
-      bookworm "$dir" "$DEBIAN_MIRROR"
+      --extract-hook='mkdir -p "$1/tmp" && cd "$1/tmp" && APT_CONFIG=$MMDEBSTRAP_APT_CONFIG apt-get download -q libgstreamer-plugins-bad1.0-dev:arm64 && dpkg -x ./*.deb "$1" && rm ./*.deb' \
+      bookworm "$dir" "$DEBIAN_MIRROR" >&2
     as_root touch "$dir/.done"
   fi
   echo "$dir"
@@ -199,4 +199,24 @@ image_debian_assemble() {
   rm -f "$out/rootfs.ext4"
   mke2fs -q -t ext4 -L lookout-root -d "$root" -E root_owner=0:0 "$out/rootfs.ext4" "$((mb * 5 / 4 + 64))M"
   "$LOOKOUT_BOARD/post-image.sh" "$out"
+}
+
+# Prints the path of a qemu-system-aarch64 for the boot test. Debian's qemu-system-arm 7.2
+# conflicts with the backported qemu-utils some machines carry, so it is unpacked into the
+# cache instead of installed; its libraries are installed normally (they do not conflict).
+image_qemu() {
+  local dir="$LOOKOUT_IMAGE_CACHE/qemu"
+  if [ ! -x "$dir/usr/bin/qemu-system-aarch64" ]; then
+    log "unpacking qemu-system-arm"
+    local deps
+    deps="$(apt-cache depends --no-recommends --no-suggests qemu-system-arm qemu-system-common |
+      awk '/Depends:/ {print $2}' | grep -v -e '^qemu-' -e '^<' | sort -u)"
+    # shellcheck disable=SC2086
+    apt_install_missing $deps >&2
+    rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+    (cd "$dir.tmp" && apt-get download -q qemu-system-arm qemu-system-common qemu-system-data >&2)
+    for deb in "$dir.tmp"/*.deb; do dpkg -x "$deb" "$dir.tmp"; done
+    rm -f "$dir.tmp"/*.deb && rm -rf "$dir" && mv "$dir.tmp" "$dir"
+  fi
+  echo "$dir/usr/bin/qemu-system-aarch64"
 }

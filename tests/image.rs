@@ -1,0 +1,240 @@
+//! The firmware image, booted: QEMU's `virt` machine (TCG, Cortex-A72) runs the card image
+//! made by `scripts/build-image`, with the kernel's `vivid` driver as the camera. From the host,
+//! through QEMU's port forwarding: the page answers, the camera is online on the vivid device,
+//! a WebRTC viewer gets frames, a segment is recorded on the data partition (grown to fill
+//! the disk), the reboot action reboots the device, the segment survives, and the root
+//! partition was never written to.
+//!
+//! Needs `LOOKOUT_IMAGE_DIR` (the output of `scripts/build-image`) and `LOOKOUT_QEMU` (a
+//! `qemu-system-aarch64`); `scripts/test` sets both. Without them the test fails, unless
+//! `LOOKOUT_SKIP_IMAGE=1` says on purpose that this run does not test the image.
+
+mod common;
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::whep::WhepViewer;
+
+const IMAGE: &str = "lookout-rpi4-arm64.img";
+/// Debian's kernel with the root on the card's second partition (PARTUUID from genimage.cfg).
+const KERNEL_ARGS: &str = "root=PARTUUID=4c4f4f4b-02 ro rootwait console=ttyAMA0 \
+    modules-load=vivid vivid.n_devs=1 vivid.node_types=0x1 vivid.num_inputs=1 vivid.input_types=0x0";
+
+struct Partition {
+    start: u64,
+    size: u64,
+}
+
+/// The card's partitions, in bytes, from `sfdisk --json`.
+fn partitions(image: &Path) -> Vec<Partition> {
+    let out = Command::new("sfdisk").arg("--json").arg(image).output().expect("sfdisk (fdisk package)");
+    let table: Value = serde_json::from_slice(&out.stdout).expect("sfdisk --json");
+    table["partitiontable"]["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| Partition { start: p["start"].as_u64().unwrap() * 512, size: p["size"].as_u64().unwrap() * 512 })
+        .collect()
+}
+
+fn read_range(path: &Path, p: &Partition) -> Vec<u8> {
+    let mut f = std::fs::File::open(path).unwrap();
+    f.seek(SeekFrom::Start(p.start)).unwrap();
+    let mut buf = vec![0u8; p.size as usize];
+    f.read_exact(&mut buf).unwrap();
+    buf
+}
+
+fn free_port(udp: bool) -> u16 {
+    if udp {
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    } else {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+}
+
+/// One power-on of the emulated device; dropping it pulls the power.
+struct Device {
+    qemu: Child,
+    console: PathBuf,
+}
+
+impl Device {
+    fn boot(images: &Path, disk: &Path, console: PathBuf, http: u16, udp: u16) -> Device {
+        let qemu = std::env::var("LOOKOUT_QEMU").unwrap_or_else(|_| "qemu-system-aarch64".into());
+        let data_dir = Path::new(&qemu).parent().and_then(Path::parent).map(|usr| usr.join("share/qemu"));
+        let mut cmd = Command::new(&qemu);
+        if let Some(dir) = data_dir.filter(|d| d.exists()) {
+            cmd.arg("-L").arg(dir);
+        }
+        cmd.args(["-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1024", "-display", "none", "-monitor", "none", "-no-reboot"])
+            .arg("-kernel")
+            .arg(images.join("boot-debian/vmlinuz"))
+            .arg("-initrd")
+            .arg(images.join("boot-debian/initrd.img"))
+            .args(["-append", KERNEL_ARGS])
+            .arg("-drive")
+            .arg(format!("if=none,id=card,format=raw,file={}", disk.display()))
+            .args(["-device", "virtio-blk-pci,drive=card"])
+            .arg("-netdev")
+            .arg(format!("user,id=net0,hostfwd=tcp:127.0.0.1:{http}-:80,hostfwd=udp:127.0.0.1:{udp}-:{udp}"))
+            .args(["-device", "virtio-net-pci,netdev=net0"])
+            .arg("-serial")
+            .arg(format!("file:{}", console.display()))
+            .stdin(Stdio::null());
+        let qemu = cmd.spawn().expect("qemu-system-aarch64 runs");
+        Device { qemu, console }
+    }
+
+    fn console_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.console).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    /// Waits for QEMU to exit by itself (the guest rebooted: `-no-reboot`).
+    fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.qemu.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        false
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        let _ = self.qemu.kill();
+        let _ = self.qemu.wait();
+    }
+}
+
+async fn get_json(base: &str, path: &str) -> Option<Value> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().ok()?;
+    client.get(format!("{base}{path}")).send().await.ok()?.json().await.ok()
+}
+
+/// Polls `path` until `pred` holds; panics with the console's tail after `timeout`.
+async fn wait_for(device: &Device, base: &str, path: &str, timeout: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let end = Instant::now() + timeout;
+    let mut last = None;
+    while Instant::now() < end {
+        if let Some(v) = get_json(base, path).await {
+            if pred(&v) {
+                return v;
+            }
+            last = Some(v);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!("{what}: not within {timeout:?}; last {path}: {last:?}\nconsole:\n{}", device.console_tail());
+}
+
+fn finished_segments(listing: &Value) -> Vec<String> {
+    listing["segments"]
+        .as_array()
+        .map(|s| s.iter().filter(|s| s["recording"] == false).filter_map(|s| s["name"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_image_boots_into_a_working_appliance_and_keeps_its_recordings_across_a_reboot() {
+    let Some(images) = std::env::var_os("LOOKOUT_IMAGE_DIR").map(PathBuf::from) else {
+        assert!(
+            std::env::var("LOOKOUT_SKIP_IMAGE").as_deref() == Ok("1"),
+            "LOOKOUT_IMAGE_DIR is unset: run scripts/test (which builds the image), or set LOOKOUT_SKIP_IMAGE=1 to skip on purpose"
+        );
+        eprintln!("image boot test skipped (LOOKOUT_SKIP_IMAGE=1)");
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let disk = work.path().join("card.img");
+    std::fs::copy(images.join(IMAGE), &disk).expect("the image exists (scripts/build-image)");
+    let original = partitions(&images.join(IMAGE));
+    assert_eq!(original.len(), 3, "boot, root, data");
+    // A bigger card than the image: the data partition must grow into it on first boot.
+    let card_size = std::fs::metadata(&disk).unwrap().len() + 1024 * 1024 * 1024;
+    std::fs::OpenOptions::new().write(true).open(&disk).unwrap().set_len(card_size).unwrap();
+
+    // The owner's config, dropped on the boot partition: the vivid camera at 640x360@30 (its
+    // default mode is 3840x2160 at 2 fps), WebRTC reachable through QEMU's port forwarding.
+    let http = free_port(false);
+    let udp = free_port(true);
+    let config = work.path().join("lookout.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[http]\nlisten = \"0.0.0.0:80\"\n[storage]\npath = \"/data\"\n\
+             [webrtc]\nudp_ports = \"{udp}-{udp}\"\nannounce = [\"127.0.0.1\"]\n\
+             [[camera]]\nname = \"cam\"\nsource = \"auto\"\nwidth = 640\nheight = 360\nfps = 30\nbitrate_kbps = 600\n\
+             [camera.recording]\nsegment = \"10s\"\n"
+        ),
+    )
+    .unwrap();
+    let status = Command::new("mcopy")
+        .arg("-o")
+        .arg("-i")
+        .arg(format!("{}@@{}", disk.display(), original[0].start))
+        .arg(&config)
+        .arg("::lookout.toml")
+        .status()
+        .expect("mcopy (mtools)");
+    assert!(status.success());
+
+    let base = format!("http://127.0.0.1:{http}");
+    let booted = Instant::now();
+    let mut device = Device::boot(&images, &disk, work.path().join("console-1.log"), http, udp);
+
+    let state = wait_for(&device, &base, "/api/state", Duration::from_secs(300), "camera online", |s| s["cameras"][0]["online"] == true).await;
+    let boot_to_online = booted.elapsed();
+    let cam = &state["cameras"][0];
+    assert!(cam["source"].as_str().unwrap_or("").contains("/dev/video"), "the vivid V4L2 camera: {cam}");
+    assert_eq!((cam["width"].as_u64(), cam["height"].as_u64()), (Some(640), Some(360)), "{cam}");
+
+    let page = reqwest::get(format!("{base}/")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Lookout"));
+
+    let viewer = WhepViewer::connect(&format!("{base}/whep/cam")).await.expect("WHEP session created");
+    assert!(viewer.wait_frames(15, Duration::from_secs(60)).await, "viewer got {} frames\nconsole:\n{}", viewer.frames(), device.console_tail());
+    let first_frame = booted.elapsed();
+    eprintln!("boot to camera online {:.1} s, to first WebRTC frame {:.1} s", boot_to_online.as_secs_f64(), first_frame.as_secs_f64());
+    viewer.delete().await;
+
+    let listing = wait_for(&device, &base, "/api/cameras/cam/recordings", Duration::from_secs(90), "a finished segment", |l| !finished_segments(l).is_empty()).await;
+    let kept = finished_segments(&listing)[0].clone();
+    let health = get_json(&base, "/api/health").await.expect("health");
+    let data_total = health["health"]["disk_total_bytes"].as_u64().unwrap_or(0);
+    assert!(data_total > 900 * 1024 * 1024, "the data partition grew into the card: {data_total} bytes");
+
+    // The reboot action: the daemon asks systemd (lookout-reboot.path); QEMU exits at reboot.
+    let status = reqwest::Client::new().post(format!("{base}/api/actions/reboot")).send().await.unwrap().status();
+    assert_eq!(status, 202);
+    assert!(device.wait_exit(Duration::from_secs(120)), "the device rebooted\nconsole:\n{}", device.console_tail());
+    drop(device);
+
+    let device = Device::boot(&images, &disk, work.path().join("console-2.log"), http, udp);
+    let listing = wait_for(&device, &base, "/api/cameras/cam/recordings", Duration::from_secs(300), "the segment after reboot", |l| {
+        finished_segments(l).contains(&kept)
+    })
+    .await;
+    assert!(!finished_segments(&listing).is_empty());
+    wait_for(&device, &base, "/api/state", Duration::from_secs(120), "camera online again", |s| s["cameras"][0]["online"] == true).await;
+    drop(device); // pulled power
+
+    let after = partitions(&disk);
+    assert_eq!(after[1].start, original[1].start);
+    assert!(
+        read_range(&disk, &after[1]) == read_range(&images.join(IMAGE), &original[1]),
+        "the root partition is byte-for-byte unchanged after two boots: it is mounted read-only"
+    );
+    assert!(after[2].size > original[2].size, "partition table shows the data partition grown");
+}

@@ -23,7 +23,7 @@ use common::whep::WhepViewer;
 const IMAGE: &str = "lookout-rpi4-arm64.img";
 /// Debian's kernel with the root on the card's second partition (PARTUUID from genimage.cfg).
 const KERNEL_ARGS: &str = "root=PARTUUID=4c4f4f4b-02 ro rootwait console=ttyAMA0 \
-    modules-load=vivid vivid.n_devs=1 vivid.node_types=0x1 vivid.num_inputs=1 vivid.input_types=0x0";
+    systemd.journald.forward_to_console=1 modules-load=vivid vivid.n_devs=1 vivid.node_types=0x1 vivid.num_inputs=1 vivid.input_types=0x0";
 
 struct Partition {
     start: u64,
@@ -83,7 +83,7 @@ impl Device {
             .args(["-device", "virtio-blk-pci,drive=card"])
             .arg("-netdev")
             .arg(format!("user,id=net0,hostfwd=tcp:127.0.0.1:{http}-:80,hostfwd=udp:127.0.0.1:{udp}-:{udp}"))
-            .args(["-device", "virtio-net-pci,netdev=net0"])
+            .args(["-device", "virtio-net-pci,netdev=net0,romfile="])
             .arg("-serial")
             .arg(format!("file:{}", console.display()))
             .stdin(Stdio::null());

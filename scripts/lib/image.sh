@@ -181,7 +181,7 @@ image_debian_assemble() {
   rm -rf "$root" "$out/boot-debian" && mkdir -p "$out/boot-debian"
   cp -a "$base" "$root"
   cp -a "$LOOKOUT_REPO/overlays/rootfs/." "$root/"
-  install -m 0755 "$binary" "$root/usr/bin/lookout"
+  install -m 0755 --strip-program=aarch64-linux-gnu-strip -s "$binary" "$root/usr/bin/lookout"
   "$LOOKOUT_BOARD/post-build.sh" "$root"
 
   kver="$(basename "$(ls -d "$root"/lib/modules/*)")"
@@ -192,7 +192,9 @@ image_debian_assemble() {
   fw="$(mktemp -d)"
   dpkg -x "$root"/var/cache/raspi-firmware_*.deb "$fw"
   cp "$fw"/usr/lib/raspi-firmware/{start4.elf,fixup4.dat} "$out/boot-debian/"
-  rm -rf "$fw" "$root"/var/cache/raspi-firmware_*.deb "$root"/boot/*
+  # The kernel and initramfs live on the boot partition; /boot keeps only its mount point.
+  rm -rf "$fw" "$root"/var/cache/raspi-firmware_*.deb
+  rm -f "$root"/boot/{vmlinuz,initrd.img,System.map,config}-*
 
   local mb
   mb="$(du -sm "$root" | cut -f1)"

@@ -252,7 +252,9 @@ impl SourcePlan {
 fn v4l2_launch(device: &Path, mode: &Mode, want_fps: u32) -> String {
     let Mode { width, height, fps, .. } = mode;
     let src = format!("v4l2src device=\"{}\" do-timestamp=true", device.display());
-    let size = format!("width={width},height={height},framerate={fps}/1");
+    // Modes are listed with whole rates, but drivers offer fractions (12.5, 29.97): accept
+    // anything within half a frame per second of the mode's rate so the driver can fixate.
+    let size = format!("width={width},height={height},framerate=(fraction)[{}/2,{}/2]", 2 * fps - 1, 2 * fps + 1);
     // Faster than asked: drop frames rather than encode more than the owner wanted.
     let rate = if *fps > want_fps {
         format!(" ! videorate drop-only=true ! video/x-raw,framerate={want_fps}/1")
@@ -260,9 +262,9 @@ fn v4l2_launch(device: &Path, mode: &Mode, want_fps: u32) -> String {
         String::new()
     };
     match mode.input {
-        Input::H264 => format!("{src} ! video/x-h264,{size} ! h264parse"),
-        Input::Raw(format) => format!("{src} ! video/x-raw,format={format},{size}{rate}"),
-        Input::Mjpeg => format!("{src} ! image/jpeg,{size} ! jpegdec{rate}"),
+        Input::H264 => format!("{src} ! capsfilter caps=\"video/x-h264,{size}\" ! h264parse"),
+        Input::Raw(format) => format!("{src} ! capsfilter caps=\"video/x-raw,format={format},{size}\"{rate}"),
+        Input::Mjpeg => format!("{src} ! capsfilter caps=\"image/jpeg,{size}\" ! jpegdec{rate}"),
     }
 }
 
@@ -273,6 +275,22 @@ mod tests {
 
     fn cam(source: SourceSpec) -> Camera {
         Camera { source, ..Camera::default() }
+    }
+
+    #[test]
+    fn v4l2_caps_accept_the_fractional_rate_a_driver_lists_as_a_whole_one() {
+        // vivid offers 1280x720 at 12.5 fps; the mode says 13 (rounded). Caps pinned to 13/1
+        // failed to negotiate ("Internal data stream error") on the image's boot test.
+        gst::init().unwrap();
+        let mode = Mode { input: Input::Raw("YUY2"), width: 1280, height: 720, fps: 13 };
+        let launch = v4l2_launch(Path::new("/dev/video0"), &mode, 30);
+        let caps_str = launch.split("caps=\"").nth(1).and_then(|r| r.split('"').next()).expect("a capsfilter");
+        let ours: gst::Caps = caps_str.parse().expect("valid caps");
+        let driver: gst::Caps = "video/x-raw,format=YUY2,width=1280,height=720,framerate=25/2".parse().unwrap();
+        assert!(ours.can_intersect(&driver), "{caps_str}");
+        let too_fast: gst::Caps = "video/x-raw,format=YUY2,width=1280,height=720,framerate=15/1".parse().unwrap();
+        assert!(!ours.can_intersect(&too_fast));
+        gst::parse::launch(&launch).expect("the fragment parses");
     }
 
     #[test]

@@ -30,9 +30,9 @@ image_host_tools() {
 
 # Bumped when image_base_rootfs changes how it builds; with the package and module lists it
 # makes the cache key of the base root filesystem.
-BASE_ROOTFS_RECIPE=1
+BASE_ROOTFS_RECIPE=2
 base_rootfs_key() {
-  { echo "$BASE_ROOTFS_RECIPE"; cat "$LOOKOUT_BOARD/debian/packages" "$LOOKOUT_BOARD/debian/initramfs-modules"; } |
+  { echo "$BASE_ROOTFS_RECIPE"; cat "$LOOKOUT_BOARD"/debian/{packages,initramfs-modules,dpkg-excludes}; } |
     sha256sum | cut -c1-16
 }
 
@@ -44,13 +44,15 @@ image_base_rootfs() {
   if [ ! -e "$dir.done" ]; then
     mkdir -p "$LOOKOUT_IMAGE_CACHE"
     as_root rm -rf "$dir"
-    log "building the base root filesystem (arm64 under qemu-user, ~20 min once)"
+    log "building the base root filesystem (arm64 under qemu-user, ~5 min once)"
+    local excludes=()
+    mapfile -t excludes < <(grep '^path-' "$LOOKOUT_BOARD/debian/dpkg-excludes" | sed 's/^/--dpkgopt=/')
     # The kernel's postinst would build the initramfs with every module, and again for each
     # trigger: update-initramfs is a no-op while packages install, then runs once, small.
     as_root mmdebstrap --mode=root --architectures=arm64 --variant=minbase \
       --components=main,non-free-firmware \
       --aptopt='APT::Install-Recommends "false"' \
-      --dpkgopt=force-unsafe-io \
+      --dpkgopt=force-unsafe-io "${excludes[@]}" \
       --include="$(list_words "$LOOKOUT_BOARD/debian/packages")" \
       --essential-hook='chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs' \
       --essential-hook='ln -s /bin/true "$1/usr/sbin/update-initramfs"' \

@@ -365,6 +365,22 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_device_example_and_the_images_default_config_are_valid() {
+        let readme = include_str!("../../README.md");
+        let block = readme.split("```toml\n").nth(2).expect("README has a [led]/[button] example");
+        let text = format!("{}\n[[camera]]\nname = \"cam\"\n", block.split("```").next().unwrap());
+        let c = Config::from_toml(&text, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.led.names, ["ACT", "led0"]);
+        let button = c.button.expect("a button");
+        assert_eq!((button.pin, button.actions.long), (3, Some(crate::events::Action::Reboot)));
+
+        let image = include_str!("../../overlays/rootfs/etc/lookout/lookout.toml");
+        let c = Config::from_toml(image, Path::new("lookout.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.http.listen.port(), 80);
+        assert_eq!(c.storage.path, Path::new("/data"));
+    }
+
+    #[test]
     fn unknown_key_is_rejected_with_its_name() {
         let err = Config::from_toml("[http]\nlisten = \"0.0.0.0:1\"\nport = 3\n", Path::new("t"))
             .unwrap_err()

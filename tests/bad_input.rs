@@ -41,8 +41,9 @@ async fn malformed_offers_unknown_cameras_and_oversized_bodies_are_refused_clear
     assert_eq!(status, 415, "{body}");
 
     let huge = vec![b'a'; 200 * 1024];
-    let (status, _) = post_offer(&daemon, "/whep/cam", "application/sdp", huge).await;
+    let (status, body) = post_offer(&daemon, "/whep/cam", "application/sdp", huge).await;
     assert_eq!(status, 413);
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("too large")), "413 is JSON: {body}");
 
     let r = reqwest::Client::new().delete(daemon.url("/whep/cam/doesnotexist")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 404);
@@ -70,6 +71,32 @@ async fn viewers_beyond_the_limit_get_503() {
     let refused = WhepViewer::connect(&endpoint).await.err().expect("third refused");
     assert_eq!(refused.status, 503);
     assert!(refused.body.contains("max_viewers"), "{}", refused.body);
+    daemon.stop().await;
+}
+
+/// A browser-shaped offer whose H.264 formats use payload types no RTP packet can carry.
+const OFFER_WITH_WIDE_PAYLOAD_TYPES: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+a=group:BUNDLE 0\r\na=fingerprint:sha-256 AA:BB\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 300 301\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=recvonly\r\n\
+a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=rtcp-mux\r\na=setup:actpass\r\n\
+a=rtpmap:300 H264/90000\r\na=fmtp:300 packetization-mode=1;profile-level-id=42e01f\r\n\
+a=rtpmap:301 H264/90000\r\na=fmtp:301 packetization-mode=1;profile-level-id=42001f\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_payload_types_are_refused_and_hold_no_viewer_slot() {
+    let mut config = config_with(vec![test_camera("cam")]);
+    config.webrtc.max_viewers = 2;
+    let daemon = Daemon::start(config).await;
+    for _ in 0..4 {
+        let (status, body) = post_offer(&daemon, "/whep/cam", "application/sdp", OFFER_WITH_WIDE_PAYLOAD_TYPES).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body["error"].as_str().unwrap().contains("H.264"), "{body}");
+    }
+    // Every slot is still free: both allowed viewers get in and see video.
+    let endpoint = daemon.url("/whep/cam");
+    let a = WhepViewer::connect(&endpoint).await.expect("first viewer");
+    let b = WhepViewer::connect(&endpoint).await.expect("second viewer");
+    assert!(a.wait_frames(10, Duration::from_secs(20)).await && b.wait_frames(10, Duration::from_secs(20)).await);
     daemon.stop().await;
 }
 

@@ -115,8 +115,10 @@ impl Encoder {
         let kbps = cam.bitrate_kbps;
         let baseline = "video/x-h264,profile=constrained-baseline";
         match self {
-            Encoder::V4l2 { device } => format!(
-                "v4l2convert ! video/x-raw,format=I420 ! v4l2h264enc device=\"{device}\" \
+            // The element is bound to its M2M device when GStreamer registers it (`device` is
+            // read-only): `v4l2h264enc` is the first H.264 encoder node, /dev/video11 on a Pi.
+            Encoder::V4l2 { .. } => format!(
+                "v4l2convert ! video/x-raw,format=I420 ! v4l2h264enc \
                  extra-controls=\"controls,video_bitrate={bps},h264_i_frame_period={gop},repeat_sequence_header=1\" \
                  ! {baseline},level=(string){level}",
                 bps = u64::from(kbps) * 1000,

@@ -7,7 +7,6 @@
 //! whose bytes go straight to the HTTP response.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use gst::prelude::*;
@@ -15,6 +14,9 @@ use tokio::sync::mpsc;
 
 /// Chunks of MP4 in flight between the muxer and the client; backpressure beyond this.
 const CHANNEL_CHUNKS: usize = 16;
+
+/// Frames queued for the muxer while it waits for the client (about 4 s at 4 Mbit/s).
+const FEED_BYTES: u64 = 2 * 1024 * 1024;
 
 /// What to export: segment files in order, and the span within their concatenation.
 #[derive(Debug, Clone)]
@@ -92,7 +94,13 @@ pub fn start(request: ExportRequest) -> Result<mpsc::Receiver<Result<Vec<u8>, St
         return Err(ExportError("nothing recorded in that span".into()));
     }
     let pipeline = gst::Pipeline::with_name("export");
-    let feed = gst_app::AppSrc::builder().name("export-feed").format(gst::Format::Time).build();
+    // Blocking and bounded: reading the files waits for the muxer, which waits for the client.
+    let feed = gst_app::AppSrc::builder()
+        .name("export-feed")
+        .format(gst::Format::Time)
+        .block(true)
+        .max_bytes(FEED_BYTES)
+        .build();
     let mux = gst::ElementFactory::make("mp4mux")
         .property("fragment-duration", 1000u32)
         .property("streamable", true)
@@ -105,19 +113,23 @@ pub fn start(request: ExportRequest) -> Result<mpsc::Receiver<Result<Vec<u8>, St
 
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     let data_tx = tx.clone();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let done = Mutex::new(Some(done_tx));
+    let weak = pipeline.downgrade();
     out.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |s| {
                 let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 let bytes = sample.buffer().and_then(|b| b.map_readable().ok().map(|m| m.to_vec())).unwrap_or_default();
-                // The client went away: stop the export.
-                data_tx.blocking_send(Ok(bytes)).map_err(|_| gst::FlowError::Flushing)?;
+                if data_tx.blocking_send(Ok(bytes)).is_err() {
+                    // The client went away: stop everything, which also wakes a reader
+                    // blocked on the full feed. Not from this streaming thread itself.
+                    if let Some(p) = weak.upgrade() {
+                        p.call_async(|p| {
+                            let _ = p.set_state(gst::State::Null);
+                        });
+                    }
+                    return Err(gst::FlowError::Flushing);
+                }
                 Ok(gst::FlowSuccess::Ok)
-            })
-            .eos(move |_| {
-                done.lock().expect("export lock").take();
             })
             .build(),
     );
@@ -126,18 +138,34 @@ pub fn start(request: ExportRequest) -> Result<mpsc::Receiver<Result<Vec<u8>, St
     std::thread::Builder::new()
         .name("export".into())
         .spawn(move || {
-            let failure = pump(&request, &feed, &bus).err();
-            if let Some(failure) = failure {
+            let outcome = pump(&request, &feed, &bus).and_then(|()| {
+                feed.end_of_stream().map_err(|e| format!("muxer stopped: {e:?}"))?;
+                finish(&bus, &tx)
+            });
+            if let Err(failure) = outcome {
                 let _ = tx.blocking_send(Err(failure));
-            } else {
-                let _ = feed.end_of_stream();
-                // Until the muxer has written its last fragment, or fails.
-                let _ = done_rx.recv_timeout(std::time::Duration::from_secs(30));
             }
             let _ = pipeline.set_state(gst::State::Null);
         })
         .map_err(|e| err(&e))?;
     Ok(rx)
+}
+
+/// Waits, however long a slow client takes, until the muxer's last byte is handed over, the
+/// muxer fails, or the client leaves.
+fn finish(bus: &gst::Bus, tx: &mpsc::Sender<Result<Vec<u8>, String>>) -> Result<(), String> {
+    loop {
+        if tx.is_closed() {
+            return Ok(());
+        }
+        let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(500), &[gst::MessageType::Eos, gst::MessageType::Error]) else {
+            continue;
+        };
+        return match msg.view() {
+            gst::MessageView::Error(e) => Err(e.error().to_string()),
+            _ => Ok(()),
+        };
+    }
 }
 
 /// Reads every file in order, re-timestamps, trims, and feeds the muxer.
@@ -233,5 +261,43 @@ mod tests {
         assert_eq!(frames.first(), Some(&1000));
         assert_eq!(frames.len(), 40);
         assert!(!ended);
+    }
+
+    /// Records `seconds` of a small test pattern as a fragmented MP4, like the recorder's.
+    fn recording(dir: &std::path::Path, name: &str, seconds: u32) -> PathBuf {
+        let path = dir.join(name);
+        let launch = format!(
+            "videotestsrc num-buffers={n} ! video/x-raw,width=160,height=90,framerate=30/1 ! x264enc key-int-max=30 \
+             speed-preset=ultrafast ! h264parse ! mp4mux fragment-duration=1000 ! filesink location={p}",
+            n = seconds * 30,
+            p = path.display()
+        );
+        let pipeline = gst::parse::launch(&launch).expect("recording pipeline");
+        pipeline.set_state(gst::State::Playing).expect("records");
+        let bus = pipeline.bus().expect("bus");
+        bus.timed_pop_filtered(gst::ClockTime::from_seconds(60), &[gst::MessageType::Eos, gst::MessageType::Error]);
+        pipeline.set_state(gst::State::Null).expect("stops");
+        path
+    }
+
+    #[test]
+    fn a_client_that_pauses_longer_than_any_timeout_still_gets_every_byte() {
+        crate::media::init().expect("GStreamer initialises");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let files: Vec<PathBuf> = (0..3).map(|i| recording(dir.path(), &format!("{i}.mp4"), 10)).collect();
+        let request = ExportRequest { files, start: Duration::ZERO, end: Duration::from_secs(30) };
+        let mut rx = start(request).expect("export starts");
+        // Far more fragments than the channel holds: the muxer waits for the reader.
+        std::thread::sleep(Duration::from_secs(35));
+        let mut bytes = Vec::new();
+        while let Some(chunk) = rx.blocking_recv() {
+            bytes.extend(chunk.expect("no export error"));
+        }
+        let out = dir.path().join("export.mp4");
+        std::fs::write(&out, &bytes).expect("written");
+        let scan = crate::storage::mp4scan::scan_file(&out).expect("export parses");
+        assert!(!scan.truncated, "export ends in a cut-off box");
+        let seconds = scan.duration.as_secs_f64();
+        assert!((seconds - 30.0).abs() < 0.2, "export is {seconds} s of 30 s");
     }
 }

@@ -92,6 +92,8 @@ pub fn router(state: AppState) -> Router {
         .route("/whep/{camera}/{session}", axum::routing::delete(whep::delete).patch(whep::patch))
         .fallback(|| async { error::ApiError::NotFound("no such page or API endpoint".into()) })
         .layer(DefaultBodyLimit::max(whep::MAX_OFFER_BYTES))
+        .layer(axum::middleware::map_response(error::json_rejections))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_response))
         .layer(cors)
         .layer(axum::middleware::from_fn_with_state(state.clone(), whep::advertise_on_options))
         .with_state(state)

@@ -122,6 +122,21 @@ pub struct ViewerSet {
     tasks: tokio_util::task::TaskTracker,
 }
 
+/// A session slot held while its offer is negotiated; released on drop unless disarmed.
+struct Reserved<'a> {
+    set: &'a ViewerSet,
+    id: String,
+    armed: bool,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.set.sessions.lock().expect("sessions lock never poisoned").remove(&self.id);
+        }
+    }
+}
+
 impl ViewerSet {
     /// An empty set for a camera.
     pub fn new(camera: &str, fanout: Arc<Fanout>, clock: MediaClock, w: &WebRtc, bus: Bus) -> ViewerSet {
@@ -154,6 +169,9 @@ impl ViewerSet {
             }
             sessions.insert(id.clone(), Slot { stop: None });
         }
+        // Frees the slot if negotiation fails or the request is dropped mid-way (the client
+        // hung up); disarmed once the session runs and owns its slot.
+        let mut reserved = Reserved { set: self, id: id.clone(), armed: true };
         let short = &id[..8];
         let negotiated = tokio::time::timeout(NEGOTIATE_TIMEOUT, session::negotiate(short, parsed, &h264, &self.ice, &self.clock))
             .await
@@ -161,7 +179,6 @@ impl ViewerSet {
         let (viewer, answer) = match negotiated {
             Ok(ok) => ok,
             Err(e) => {
-                self.sessions.lock().expect("sessions lock never poisoned").remove(&id);
                 tracing::warn!(camera = %self.camera, "viewer negotiation failed: {e}");
                 return Err(e);
             }
@@ -176,6 +193,7 @@ impl ViewerSet {
             }
             sessions.len()
         };
+        reserved.armed = false;
         tracing::info!(camera = %self.camera, session = short, viewers, "viewer joined");
         self.bus.publish(Event::ViewerJoined { camera: self.camera.clone(), session: id.clone(), viewers });
         let set = self.clone();

@@ -20,6 +20,9 @@ pub enum OfferError {
     NoFingerprint,
 }
 
+/// Largest RTP payload type (the field is 7 bits, RFC 3550).
+const MAX_PAYLOAD_TYPE: u32 = 127;
+
 /// The H.264 format chosen from the viewer's offer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct H264Choice {
@@ -50,7 +53,8 @@ pub fn inspect_offer(text: &str) -> Result<(gst_sdp::SDPMessage, H264Choice), Of
     }
     let mut best: Option<(u8, H264Choice)> = None;
     for fmt in video.formats() {
-        let Ok(pt) = fmt.parse::<u32>() else { continue };
+        // RTP payload types are 7 bits; anything larger is a broken offer, not a format.
+        let Some(pt) = fmt.parse::<u32>().ok().filter(|pt| *pt <= MAX_PAYLOAD_TYPE) else { continue };
         let Some(caps) = video.caps_from_media(pt as i32) else { continue };
         let Some(s) = caps.structure(0) else { continue };
         let is_h264 = s.get::<&str>("encoding-name").is_ok_and(|n| n.eq_ignore_ascii_case("H264"));
@@ -153,6 +157,15 @@ a=fmtp:103 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01
         assert_eq!(inspect_offer(&no_ice).unwrap_err(), OfferError::NoIce);
         let no_fp = CHROME_LIKE_OFFER.replace("a=fingerprint:sha-256 AA:BB\r\n", "");
         assert_eq!(inspect_offer(&no_fp).unwrap_err(), OfferError::NoFingerprint);
+    }
+
+    #[test]
+    fn payload_types_beyond_seven_bits_are_not_formats() {
+        // rtph264pay's `pt` is 0-127: an offer reaching it with 300 would abort the request.
+        let wide = CHROME_LIKE_OFFER.replace("102", "300").replace("103", "301");
+        assert_eq!(inspect_offer(&wide).unwrap_err(), OfferError::NoH264);
+        let one_wide = CHROME_LIKE_OFFER.replace("103", "301");
+        assert_eq!(inspect_offer(&one_wide).unwrap().1.payload, 102);
     }
 
     #[test]

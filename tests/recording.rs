@@ -463,6 +463,35 @@ async fn a_missing_data_partition_pauses_recording_but_not_the_live_view() {
     assert!(cam["recording_error"].as_str().unwrap().contains("not writable"), "{cam}");
     let viewer = WhepViewer::connect(&format!("{base}/whep/cam")).await.expect("viewer");
     assert!(viewer.wait_frames(30, Duration::from_secs(10)).await, "live view works without storage");
+
+    // The partition turns up late, holding a recording made an hour ago: recording resumes
+    // by itself, and the old recording is listed (and so also subject to retention).
+    let an_hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    let name = lookout::storage::layout::segment_name(an_hour_ago);
+    let day = blocker.join("data/recordings/cam").join(&name[..10]);
+    let staged = dir.path().join("staged.mp4");
+    let made = Command::new("gst-launch-1.0")
+        .args(["-q", "videotestsrc", "num-buffers=90", "!", "video/x-raw,width=320,height=180,framerate=30/1", "!"])
+        .args(["x264enc", "key-int-max=30", "!", "h264parse", "!", "mp4mux", "fragment-duration=1000", "!", "filesink"])
+        .arg(format!("location={}", staged.display()))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::remove_file(&blocker).unwrap();
+    std::fs::create_dir_all(&day).unwrap();
+    std::fs::rename(&staged, day.join(&name)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(25);
+    loop {
+        let state: Value = client.get(format!("{base}/api/state")).send().await.unwrap().json().await.unwrap();
+        let from = (an_hour_ago - chrono::Duration::minutes(1)).timestamp().to_string();
+        let list: Value = client.get(format!("{base}/api/cameras/cam/recordings?from={from}")).send().await.unwrap().json().await.unwrap();
+        let names: Vec<&str> = list["segments"].as_array().unwrap().iter().filter_map(|s| s["name"].as_str()).collect();
+        if state["cameras"][0]["recording"] == true && names.contains(&name.as_str()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not resumed or old recording not found: {} {names:?}", state["cameras"][0]);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }

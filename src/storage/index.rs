@@ -2,7 +2,7 @@
 //! at start (so it survives restarts and picks up segments cut off by a crash) and kept up
 //! to date from `Segment*` events.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::Duration;
@@ -79,28 +79,49 @@ fn describe(path: &Path, start: DateTime<Utc>, recording: bool) -> Option<Segmen
     Some(Segment { name, start, end, size, recording, partial, path: path.to_owned() })
 }
 
+/// Every segment file of each camera under `root`, except `skip`. Blocking.
+fn scan(root: &Path, cameras: &[String], skip: &HashSet<PathBuf>) -> BTreeMap<String, BTreeMap<DateTime<Utc>, Segment>> {
+    let mut map = BTreeMap::new();
+    for camera in cameras {
+        let mut segments = BTreeMap::new();
+        let dir = layout::camera_dir(root, camera);
+        for day in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            for file in std::fs::read_dir(day.path()).into_iter().flatten().flatten() {
+                let path = file.path();
+                if skip.contains(&path) {
+                    continue;
+                }
+                let start = path.file_name().and_then(|n| n.to_str()).and_then(layout::parse_segment_name);
+                if let Some(seg) = start.and_then(|s| describe(&path, s, false)) {
+                    segments.insert(seg.start, seg);
+                }
+            }
+        }
+        map.insert(camera.clone(), segments);
+    }
+    map
+}
+
 impl Index {
     /// Scans `<root>/recordings/<camera>/*/*.mp4` for each camera. Blocking.
     pub fn load(root: &Path, cameras: &[String]) -> Index {
         let index = Index::default();
-        {
-            let mut map = index.cameras.write().expect("index lock never poisoned");
-            for camera in cameras {
-                let mut segments = BTreeMap::new();
-                let dir = layout::camera_dir(root, camera);
-                for day in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                    for file in std::fs::read_dir(day.path()).into_iter().flatten().flatten() {
-                        let path = file.path();
-                        let start = path.file_name().and_then(|n| n.to_str()).and_then(layout::parse_segment_name);
-                        if let Some(seg) = start.and_then(|s| describe(&path, s, false)) {
-                            segments.insert(seg.start, seg);
-                        }
-                    }
-                }
-                map.insert(camera.clone(), segments);
-            }
-        }
+        *index.cameras.write().expect("index lock never poisoned") = scan(root, cameras, &HashSet::new());
         index
+    }
+
+    /// Rebuilds the index from disk, keeping the segments being written as they are (their
+    /// files are not touched). For when the disk may hold something other than what events
+    /// said: the data partition was mounted or unmounted, or events were missed. Blocking;
+    /// call it from the task that applies `opened`/`closed`, so none is lost meanwhile.
+    pub fn reload(&self, root: &Path, cameras: &[String]) {
+        let writing: Vec<(String, Segment)> = self.all().into_iter().filter(|(_, s)| s.recording).collect();
+        let skip: HashSet<PathBuf> = writing.iter().map(|(_, s)| s.path.clone()).collect();
+        let mut fresh = scan(root, cameras, &skip);
+        for (camera, seg) in writing {
+            fresh.entry(camera).or_default().insert(seg.start, seg);
+        }
+        *self.cameras.write().expect("index lock never poisoned") = fresh;
     }
 
     /// A segment started being written.
@@ -188,6 +209,32 @@ mod tests {
         let index = Index::load(root.path(), &["cam".to_owned()]);
         assert!(index.all().is_empty());
         assert!(!empty.exists(), "a segment with no video is not kept");
+    }
+
+    #[test]
+    fn a_reload_finds_what_appeared_and_keeps_the_segment_being_written() {
+        let root = tempfile::tempdir().unwrap();
+        let day = layout::camera_dir(root.path(), "cam").join("2026-11-21");
+        std::fs::create_dir_all(&day).unwrap();
+        let cameras = ["cam".to_owned()];
+        let index = Index::load(root.path(), &cameras);
+        // Just opened: no fragment yet, which a scan would treat as a cut-off leftover.
+        let writing = day.join("2026-11-21T10-01-00.000Z.mp4");
+        std::fs::write(&writing, b"\0\0\0\x10ftypiso6\0\0\0\0").unwrap();
+        let t = |m| layout::parse_segment_name(&format!("2026-11-21T10-0{m}-00.000Z.mp4")).unwrap();
+        index.opened("cam", &writing, t(1));
+        // Appears on disk without any event (a partition mounted late).
+        std::fs::write(day.join("2026-11-21T10-00-00.000Z.mp4"), mp4scan::tests::fragmented(3)).unwrap();
+        index.reload(root.path(), &cameras);
+        let all = index.all();
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert!(all.iter().any(|(_, s)| s.start == t(0) && s.end == t(0) + chrono::Duration::seconds(3) && !s.recording));
+        assert!(all.iter().any(|(_, s)| s.start == t(1) && s.recording));
+        assert!(writing.exists(), "the file being written is left alone");
+        // Gone from disk (the partition unmounted): gone from the index.
+        std::fs::remove_file(day.join("2026-11-21T10-00-00.000Z.mp4")).unwrap();
+        index.reload(root.path(), &cameras);
+        assert_eq!(index.all().len(), 1);
     }
 
     #[test]

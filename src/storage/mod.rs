@@ -3,7 +3,8 @@
 //!
 //! [`Storage::start`] loads the index from disk and runs one task that follows `Segment*`
 //! events into the index and applies retention every [`RETENTION_EVERY`] and whenever a
-//! segment closes.
+//! segment closes. On the same period it rescans the disk if the data folder became a
+//! different file system (a partition mounted late, or lost) or events were missed.
 
 pub mod disk;
 pub mod index;
@@ -31,6 +32,7 @@ pub const RETENTION_EVERY: Duration = Duration::from_secs(10);
 /// The recordings index and its upkeep.
 pub struct Storage {
     root: PathBuf,
+    cameras: Vec<String>,
     index: Arc<Index>,
     max_total: Option<u64>,
     min_free: crate::config::SpaceLimit,
@@ -49,6 +51,7 @@ impl Storage {
         );
         let storage = Storage {
             root,
+            cameras: config.cameras.iter().map(|c| c.name.clone()).collect(),
             index: index.clone(),
             max_total: config.storage.max_size.map(|s| s.0),
             min_free: config.storage.min_free,
@@ -62,10 +65,24 @@ impl Storage {
 
     async fn run(self, mut rx: tokio::sync::broadcast::Receiver<Event>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(RETENTION_EVERY);
+        let mut mounted = self.mounted().await;
+        let mut stale = false;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tick.tick() => self.apply_retention().await,
+                _ = tick.tick() => {
+                    let now = self.mounted().await;
+                    if now != mounted || stale {
+                        // A partition mounted after start, unmounted, or swapped; or events
+                        // were missed. The disk is the truth.
+                        tracing::info!(path = %self.root.display(), "data folder changed or events were missed; rescanning recordings");
+                        let (index, root, cameras) = (self.index.clone(), self.root.clone(), self.cameras.clone());
+                        let _ = tokio::task::spawn_blocking(move || index.reload(&root, &cameras)).await;
+                        mounted = now;
+                        stale = false;
+                    }
+                    self.apply_retention().await;
+                }
                 event = rx.recv() => match event {
                     Ok(Event::SegmentOpened { camera, path, start }) => self.index.opened(&camera, &path, start),
                     Ok(Event::SegmentClosed { camera, path, start }) => {
@@ -75,13 +92,24 @@ impl Storage {
                     }
                     Ok(_) => {}
                     Err(RecvError::Lagged(n)) => {
-                        // Missed segment events: the disk is the truth, rescan it.
-                        tracing::warn!(missed = n, "storage lagged behind events; index may be stale until restart");
+                        tracing::warn!(missed = n, "storage lagged behind events; rescanning at the next check");
+                        stale = true;
                     }
                     Err(RecvError::Closed) => return,
                 },
             }
         }
+    }
+
+    /// Which file system object the data folder is (device and inode), `None` if it is not
+    /// a folder: changes when a partition is mounted on it or taken away.
+    async fn mounted(&self) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || std::fs::metadata(&root).ok().filter(|m| m.is_dir()).map(|m| (m.dev(), m.ino())))
+            .await
+            .ok()
+            .flatten()
     }
 
     async fn apply_retention(&self) {

@@ -210,7 +210,7 @@ pub fn scan_file(path: &std::path::Path) -> io::Result<Scan> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Cursor;
 
@@ -228,7 +228,7 @@ mod tests {
     }
 
     /// moov with a 90 kHz video track, then `n` one-second fragments of 30 samples.
-    fn fragmented(n: u64) -> Vec<u8> {
+    pub(crate) fn fragmented(n: u64) -> Vec<u8> {
         let mut mdhd = vec![0u8; 12];
         mdhd.extend_from_slice(&90_000u32.to_be_bytes());
         mdhd.extend_from_slice(&[0u8; 8]);

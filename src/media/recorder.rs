@@ -45,6 +45,9 @@ const FINALIZE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The recorder's queue: a slow SD card may stall writes for seconds; frames beyond this are
 /// dropped (counted) rather than holding up the camera.
 const QUEUE_TIME: Duration = Duration::from_secs(4);
+/// Most bytes waiting for a segment file's writer (about 16 s at 4 Mbit/s). A card that
+/// stalls longer loses frames up to the next keyframe instead of growing memory without end.
+const WRITER_QUEUE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Everything a camera's recorder needs.
 pub struct Recorder {
@@ -169,6 +172,7 @@ impl Recorder {
             boundary: None,
             reports: reports_tx,
             failed: false,
+            backlog: Backlog::default(),
         }));
         let tap = match build_tap(name, &self.clock, segmenter.clone()) {
             Ok(t) => t,
@@ -186,6 +190,7 @@ impl Recorder {
         let mut disk_checked = tokio::time::Instant::now();
         let mut next_keyframe: Option<tokio::time::Instant> = None;
         let mut current_bus: Option<gst::Bus> = None;
+        let tap_bus = tap.pipeline.bus();
         let mut closing = tokio::task::JoinSet::new();
 
         let outcome = loop {
@@ -216,9 +221,20 @@ impl Recorder {
                         closing.spawn(finish(writer, self.bus.clone(), name.clone()));
                     }
                     Some(Report::Failed(reason)) => break Outcome::Failed(reason),
+                    Some(Report::FellBehind { queued }) => tracing::warn!(
+                        camera = %name,
+                        "storage too slow: {} KiB waiting to be written; dropping frames until it catches up",
+                        queued / 1024
+                    ),
+                    Some(Report::CaughtUp { dropped }) => tracing::info!(camera = %name, dropped, "storage caught up; recording every frame again"),
                     None => break Outcome::Failed("recorder stopped".into()),
                 },
                 _ = tick.tick() => {
+                    if let Some(msg) = tap_bus.as_ref().and_then(|b| b.pop_filtered(&[gst::MessageType::Error]))
+                        && let gst::MessageView::Error(e) = msg.view()
+                    {
+                        break Outcome::Failed(format!("recorder stopped: {}", e.error()));
+                    }
                     if let Some(msg) = current_bus.as_ref().and_then(|b| b.pop_filtered(&[gst::MessageType::Error]))
                         && let gst::MessageView::Error(e) = msg.view()
                     {
@@ -262,6 +278,49 @@ enum Report {
     Opened { path: PathBuf, start: DateTime<Utc>, boundary: DateTime<Utc>, bus: gst::Bus },
     Finished(Writer),
     Failed(String),
+    /// The disk stopped keeping up: `queued` bytes wait and frames are being dropped.
+    FellBehind { queued: u64 },
+    /// Writing resumed at a keyframe after dropping this many frames.
+    CaughtUp { dropped: u64 },
+}
+
+/// Keeps a segment writer's queue bounded when the disk stalls. Frames are dropped from when
+/// the queue passes the limit until a keyframe finds it half drained, so the file holds a
+/// clean jump rather than pictures decoded from missing references. Sans-IO.
+#[derive(Debug, Default)]
+struct Backlog {
+    dropping: bool,
+    dropped: u64,
+}
+
+/// What to do with one frame.
+#[derive(Debug, PartialEq)]
+enum Admission {
+    Write,
+    /// Write it, after dropping this many frames.
+    Resume(u64),
+    Drop,
+    /// The first frame dropped in a stall.
+    StartDropping,
+}
+
+impl Backlog {
+    fn admit(&mut self, keyframe: bool, queued: u64, limit: u64) -> Admission {
+        if self.dropping {
+            if keyframe && queued <= limit / 2 {
+                self.dropping = false;
+                return Admission::Resume(std::mem::take(&mut self.dropped));
+            }
+            self.dropped += 1;
+            return Admission::Drop;
+        }
+        if queued > limit {
+            self.dropping = true;
+            self.dropped = 1;
+            return Admission::StartDropping;
+        }
+        Admission::Write
+    }
 }
 
 /// One segment file being written: appsrc → h264parse → mp4mux → filesink.
@@ -348,6 +407,7 @@ struct Segmenter {
     boundary: Option<DateTime<Utc>>,
     reports: tokio::sync::mpsc::UnboundedSender<Report>,
     failed: bool,
+    backlog: Backlog,
 }
 
 impl Segmenter {
@@ -381,9 +441,20 @@ impl Segmenter {
                 }
             }
         }
-        if let Some(writer) = &self.current
-            && writer.appsrc.push_sample(sample).is_err()
-        {
+        let Some(writer) = &self.current else { return };
+        let queued = writer.appsrc.current_level_bytes();
+        match self.backlog.admit(keyframe, queued, WRITER_QUEUE_BYTES) {
+            Admission::Write => {}
+            Admission::Resume(dropped) => {
+                let _ = self.reports.send(Report::CaughtUp { dropped });
+            }
+            Admission::Drop => return,
+            Admission::StartDropping => {
+                let _ = self.reports.send(Report::FellBehind { queued });
+                return;
+            }
+        }
+        if writer.appsrc.push_sample(sample).is_err() {
             self.failed = true;
             let _ = self.reports.send(Report::Failed(format!("writer for {} stopped", writer.path.display())));
         }
@@ -478,6 +549,21 @@ mod tests {
 
     fn at(h: u32, m: u32, s: u32, ms: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 21, h, m, s).unwrap() + chrono::Duration::milliseconds(ms)
+    }
+
+    #[test]
+    fn a_stalled_disk_drops_frames_from_the_limit_to_a_keyframe_with_room() {
+        let mut b = Backlog::default();
+        assert_eq!(b.admit(true, 0, 100), Admission::Write);
+        assert_eq!(b.admit(false, 100, 100), Admission::Write);
+        assert_eq!(b.admit(false, 101, 100), Admission::StartDropping);
+        assert_eq!(b.admit(false, 90, 100), Admission::Drop);
+        // A keyframe while the queue is still more than half full does not resume.
+        assert_eq!(b.admit(true, 60, 100), Admission::Drop);
+        // Not on a delta frame either: it would decode from missing pictures.
+        assert_eq!(b.admit(false, 0, 100), Admission::Drop);
+        assert_eq!(b.admit(true, 50, 100), Admission::Resume(4));
+        assert_eq!(b.admit(false, 50, 100), Admission::Write);
     }
 
     #[test]

@@ -166,10 +166,11 @@ fn remove_segment(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Makes a finished file durable: its data, then the directory entry naming it.
+/// Makes a finished file durable: its data, the day folder's entry naming it, and the camera
+/// folder's entry naming the day folder (new at the first segment of each day).
 pub fn sync_file(path: &Path) -> std::io::Result<()> {
     std::fs::File::open(path)?.sync_all()?;
-    if let Some(dir) = path.parent() {
+    for dir in path.ancestors().skip(1).take(2) {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())

@@ -15,6 +15,7 @@ use std::time::Instant;
 use gst::prelude::*;
 use gst_utils::{ConsumptionLink, StreamProducer};
 
+use super::gop::{self, Gop, GopCache};
 use super::keyframe::{KeyframeLimiter, Verdict};
 
 /// Identifies an attached consumer.
@@ -73,7 +74,11 @@ pub struct Fanout {
     limiter: Arc<Mutex<KeyframeLimiter>>,
     /// Frames dropped by outputs already detached, for the lifetime total.
     retired_drops: AtomicU64,
+    gop: Arc<Mutex<FrameCache>>,
 }
+
+/// The current GOP as the camera pipeline's own buffers (references, not copies).
+type FrameCache = GopCache<gst::Buffer, gst::Caps>;
 
 impl Fanout {
     /// An empty fan-out for the named camera; nothing flows until a producer is set.
@@ -85,6 +90,7 @@ impl Fanout {
             next_id: AtomicU64::new(1),
             limiter: Arc::new(Mutex::new(KeyframeLimiter::default())),
             retired_drops: AtomicU64::new(0),
+            gop: Arc::new(Mutex::new(GopCache::new(gop::MAX_BYTES))),
         }
     }
 
@@ -92,7 +98,8 @@ impl Fanout {
     /// and moves every consumer onto it. Returns the counters of the new pipeline.
     pub fn set_producer(&self, appsink: &gst_app::AppSink) -> Arc<Taps> {
         let taps = Arc::new(Taps::default());
-        install_probes(appsink, taps.clone(), self.limiter.clone());
+        self.gop.lock().expect("gop lock never poisoned").clear();
+        install_probes(appsink, taps.clone(), self.limiter.clone(), self.gop.clone());
         let producer = StreamProducer::with(appsink, gst_utils::streamproducer::ProducerSettings { sync: false });
         producer.set_forward_preroll(false);
         *self.producer.lock().expect("fanout lock never poisoned") = Some(producer.clone());
@@ -109,6 +116,7 @@ impl Fanout {
     /// stay registered and resume when the next producer is set.
     pub fn clear_producer(&self) {
         self.producer.lock().expect("fanout lock never poisoned").take();
+        self.gop.lock().expect("gop lock never poisoned").clear();
         for consumer in self.consumers.lock().expect("fanout lock never poisoned").values_mut() {
             consumer.link.disconnect();
         }
@@ -155,20 +163,28 @@ impl Fanout {
         self.consumers.lock().expect("fanout lock never poisoned").get(&id).map_or(0, Consumer::dropped)
     }
 
+    /// Every frame since the last keyframe, if the camera delivered one recently: decoded,
+    /// the current picture, without asking the camera for anything.
+    pub fn current_gop(&self) -> Option<Gop<gst::Buffer, gst::Caps>> {
+        self.gop.lock().expect("gop lock never poisoned").current(Instant::now())
+    }
+
     /// Keyframe requests (forwarded, dropped) so far.
     pub fn keyframe_requests(&self) -> (u64, u64) {
         self.limiter.lock().expect("limiter lock never poisoned").counts()
     }
 }
 
-/// Counts frames, remembers when the last one passed, and rate-limits keyframe requests.
-fn install_probes(appsink: &gst_app::AppSink, taps: Arc<Taps>, limiter: Arc<Mutex<KeyframeLimiter>>) {
+/// Counts frames, remembers when the last one passed, keeps the current GOP, and rate-limits
+/// keyframe requests.
+fn install_probes(appsink: &gst_app::AppSink, taps: Arc<Taps>, limiter: Arc<Mutex<KeyframeLimiter>>, gop: Arc<Mutex<FrameCache>>) {
     let pad = appsink.static_pad("sink").expect("appsink always has a sink pad");
     let frame_limiter = limiter.clone();
     pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
         if let Some(buffer) = info.buffer() {
             taps.mark(buffer.size());
             let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+            gop.lock().expect("gop lock never poisoned").push(Instant::now(), keyframe, buffer.size(), buffer.to_owned(), || pad.current_caps());
             let issue = frame_limiter.lock().expect("limiter lock never poisoned").on_frame(Instant::now(), keyframe);
             if issue {
                 // Pushed on the pad, not sent to the element: that would take the state lock.

@@ -8,6 +8,7 @@ pub mod devices;
 pub mod encoder;
 pub mod export;
 pub mod fanout;
+pub mod gop;
 pub mod keyframe;
 pub mod mse;
 pub mod pipeline;

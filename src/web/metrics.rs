@@ -78,6 +78,12 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     for cam in app.media.cameras() {
         out.sample("lookout_camera_dropped_frames_total", &[("camera", &cam.config.name)], cam.fanout.dropped_total() as f64);
     }
+    out.family("lookout_keyframe_requests_total", "counter", "Keyframe requests from outputs (joins, PLI/FIR), forwarded to the encoder or absorbed by the rate limit");
+    for cam in app.media.cameras() {
+        let (forwarded, absorbed) = cam.fanout.keyframe_requests();
+        out.sample("lookout_keyframe_requests_total", &[("camera", &cam.config.name), ("outcome", "forwarded")], forwarded as f64);
+        out.sample("lookout_keyframe_requests_total", &[("camera", &cam.config.name), ("outcome", "absorbed")], absorbed as f64);
+    }
     out.family("lookout_recording_bytes", "gauge", "Bytes of recordings on the data partition");
     for c in &cameras {
         out.sample("lookout_recording_bytes", &[("camera", &c.name)], recorded.get(&c.name).map_or(0, |r| r.0) as f64);

@@ -53,7 +53,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(file: &PathBuf) -> ExitCode {
+fn check_config(file: &std::path::Path) -> ExitCode {
     match Config::load(file) {
         Ok(c) => {
             println!("{}: ok ({} camera(s))", file.display(), c.cameras.len());

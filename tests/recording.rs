@@ -38,7 +38,7 @@ fn decode(path: &Path) -> (u64, f64) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{} does not decode: {stderr}", path.display());
-    let field = |name: &str| stdout.lines().filter_map(|l| l.strip_prefix(name)).last().unwrap_or("0").trim().to_owned();
+    let field = |name: &str| stdout.lines().filter_map(|l| l.strip_prefix(name)).next_back().unwrap_or("0").trim().to_owned();
     let frames = field("frame=").parse().unwrap_or(0);
     let time_us: f64 = field("out_time_us=").parse().unwrap_or(0.0);
     (frames, time_us / 1e6)
@@ -82,7 +82,7 @@ async fn twenty_seconds_in_five_second_segments_decode_and_add_up() {
         let name = f.file_name().unwrap().to_str().unwrap();
         let secs: u32 = name[17..19].parse().unwrap();
         let millis: u32 = name[20..23].parse().unwrap();
-        assert!(secs % 5 == 0 && millis < 200, "{name} is not aligned to the wall clock");
+        assert!(secs.is_multiple_of(5) && millis < 200, "{name} is not aligned to the wall clock");
     }
 }
 
@@ -195,7 +195,7 @@ fn jpeg_size(jpeg: &[u8]) -> Option<(u16, u16)> {
         }
         let marker = jpeg[i + 1];
         let len = u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]) as usize;
-        if matches!(marker, 0xc0 | 0xc1 | 0xc2) {
+        if matches!(marker, 0xc0..=0xc2) {
             let h = u16::from_be_bytes([jpeg[i + 5], jpeg[i + 6]]);
             let w = u16::from_be_bytes([jpeg[i + 7], jpeg[i + 8]]);
             return Some((w, h));

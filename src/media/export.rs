@@ -175,9 +175,7 @@ fn pump(request: &ExportRequest, feed: &gst_app::AppSrc, out_bus: &gst::Bus) -> 
     let mut offset = gst::ClockTime::ZERO;
     let mut caps_set = false;
     for file in &request.files {
-        let reader = gst::parse::launch(&format!(
-            "filesrc name=file ! qtdemux ! h264parse ! appsink name=frames sync=false max-buffers=8"
-        ))
+        let reader = gst::parse::launch("filesrc name=file ! qtdemux ! h264parse ! appsink name=frames sync=false max-buffers=8")
         .map_err(|e| e.to_string())?
         .downcast::<gst::Pipeline>()
         .map_err(|_| "reader is not a pipeline".to_string())?;

@@ -217,7 +217,7 @@ async fn watch(
         tokio::select! {
             _ = shutdown.cancelled() => return Ended::Shutdown,
             msg = messages.next() => match msg.as_ref().map(|m| m.view()) {
-                Some(gst::MessageView::Error(e)) => return Ended::Fault(describe_error(msg.as_ref().expect("matched Some"), &e)),
+                Some(gst::MessageView::Error(e)) => return Ended::Fault(describe_error(msg.as_ref().expect("matched Some"), e)),
                 Some(gst::MessageView::Eos(_)) => return Ended::Fault("source ended the stream".into()),
                 None => return Ended::Fault("pipeline bus closed".into()),
                 _ => {}
@@ -265,6 +265,12 @@ async fn watch(
     }
 }
 
+fn frame_size(appsink: &gst_app::AppSink) -> Option<(u32, u32)> {
+    let caps = appsink.static_pad("sink")?.current_caps()?;
+    let s = caps.structure(0)?;
+    Some((s.get::<i32>("width").ok()? as u32, s.get::<i32>("height").ok()? as u32))
+}
+
 #[cfg(test)]
 mod tests {
     use super::caps_at_end_as_filter;
@@ -278,10 +284,4 @@ mod tests {
         assert_eq!(caps_at_end_as_filter("v4l2src ! h264parse"), "v4l2src ! h264parse");
         assert_eq!(caps_at_end_as_filter("rtspsrc location=\"rtsp://a/b\""), "rtspsrc location=\"rtsp://a/b\"");
     }
-}
-
-fn frame_size(appsink: &gst_app::AppSink) -> Option<(u32, u32)> {
-    let caps = appsink.static_pad("sink")?.current_caps()?;
-    let s = caps.structure(0)?;
-    Some((s.get::<i32>("width").ok()? as u32, s.get::<i32>("height").ok()? as u32))
 }

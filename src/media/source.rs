@@ -140,11 +140,14 @@ fn v4l2_plan(node: &VideoNode, cam: &Camera) -> Option<SourcePlan> {
     })
 }
 
+/// How a mode compares, lowest best: the fields `best_mode` ranks by, in order.
+type ModeRank = (u8, u64, bool, u8, u32);
+
 /// The best mode a node offers for the wanted size and rate, or `None` if it offers nothing
 /// Lookout can use.
 pub fn best_mode(node: &VideoNode, want_w: u32, want_h: u32, want_fps: u32) -> Option<Mode> {
     let want_area = u64::from(want_w) * u64::from(want_h);
-    let mut best: Option<((u8, u64, bool, u8, u32), Mode)> = None;
+    let mut best: Option<(ModeRank, Mode)> = None;
     for format in &node.formats {
         let (input, format_rank) = match format.fourcc.as_str() {
             "H264" => (Input::H264, 0),

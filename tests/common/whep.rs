@@ -74,11 +74,10 @@ impl WhepViewer {
                         if f.fetch_add(1, Ordering::SeqCst) == 0 {
                             *ff.lock().unwrap() = Some(Instant::now());
                         }
-                        if let Some(st) = sample.caps().and_then(|c| c.structure(0).map(|s| s.to_owned())) {
-                            if let (Ok(w), Ok(h)) = (st.get::<i32>("width"), st.get::<i32>("height")) {
+                        if let Some(st) = sample.caps().and_then(|c| c.structure(0).map(|s| s.to_owned()))
+                            && let (Ok(w), Ok(h)) = (st.get::<i32>("width"), st.get::<i32>("height")) {
                                 *s.lock().unwrap() = Some((w, h));
                             }
-                        }
                         Ok(gst::FlowSuccess::Ok)
                     })
                     .build(),

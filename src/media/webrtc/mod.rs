@@ -245,8 +245,8 @@ impl ViewerSet {
     pub async fn close(&self) {
         let stops: Vec<_> = {
             let mut sessions = self.sessions.lock().expect("sessions lock never poisoned");
-            let stops = sessions.values_mut().filter_map(|s| s.stop.take()).collect();
-            stops
+            
+            sessions.values_mut().filter_map(|s| s.stop.take()).collect()
         };
         for stop in stops {
             let _ = stop.send("server shutting down".into());

@@ -19,8 +19,10 @@ function setOverlay(card, state, detail) {
 function render(card) {
   // The camera's own state wins over the player's: a live connection to an offline camera
   // shows no picture, and the owner should know why.
-  if (card.camera && !card.camera.online) {
+  if (card.camera && card.camera.state === "offline") {
     setOverlay(card, "offline", card.camera.last_error || "");
+  } else if (card.camera && card.camera.state === "starting" && card.playerState !== "live") {
+    setOverlay(card, "connecting", "camera starting");
   } else {
     setOverlay(card, card.playerState, card.playerState === "live" ? "" : card.playerDetail);
   }
@@ -40,8 +42,8 @@ function updateInfo(card, cam) {
   q(".bitrate").textContent = Math.round(cam.measured_bitrate_kbps) + " / " + cam.desired_bitrate_kbps + " kbit/s";
   q(".viewers").textContent = cam.viewers;
   const pill = q(".live-pill");
-  pill.textContent = cam.online ? "online" : "offline";
-  pill.className = "pill live-pill " + (cam.online ? "ok" : "bad");
+  pill.textContent = cam.state;
+  pill.className = "pill live-pill " + (cam.online ? "ok" : cam.state === "starting" ? "" : "bad");
   const err = q(".error");
   err.hidden = cam.online || !cam.last_error;
   err.textContent = cam.last_error || "";

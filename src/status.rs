@@ -17,6 +17,9 @@ use crate::events::{Bus, Event};
 pub struct CameraStatus {
     pub name: String,
     pub online: bool,
+    /// `starting` until the camera first delivers or fails, so a page can say "connecting"
+    /// rather than "offline" in the first seconds.
+    pub state: CameraState,
     /// The source as configured (`auto`, `/dev/video0`, ...), credentials redacted.
     pub configured_source: String,
     /// The source actually opened, once online.
@@ -37,6 +40,18 @@ pub struct CameraStatus {
     pub recording: bool,
     /// Why recording is paused, when it is.
     pub recording_error: Option<String>,
+}
+
+/// Where a camera is in its life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CameraState {
+    /// Configured, not yet delivering, no fault seen.
+    #[default]
+    Starting,
+    Online,
+    /// Not delivering; `last_error` says why.
+    Offline,
 }
 
 /// Shared, read-mostly status of all cameras.
@@ -85,6 +100,7 @@ impl Board {
         match event {
             Event::CameraOnline { source, encoder, encoder_reason, width, height, .. } => {
                 cam.online = true;
+                cam.state = CameraState::Online;
                 cam.source = Some(source.clone());
                 cam.encoder = Some(encoder.clone());
                 cam.encoder_reason = Some(encoder_reason.clone());
@@ -93,6 +109,7 @@ impl Board {
             }
             Event::CameraWentOffline { reason, .. } => {
                 cam.online = false;
+                cam.state = CameraState::Offline;
                 cam.measured_fps = 0.0;
                 cam.measured_bitrate_kbps = 0.0;
                 cam.last_error = Some(reason.clone());

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use common::webdriver::Driver;
-use common::{Daemon, config_with, test_camera};
+use common::{Daemon, config_with, free_udp_port, rtp_camera, rtp_sender, test_camera};
+use gst::prelude::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_the_live_view_and_a_recording() {
@@ -57,6 +58,58 @@ async fn chromium_plays_the_live_view_and_a_recording() {
         .await;
     assert!(played > 10, "recorded segment did not play in the page: {played} frames");
     driver.quit().await;
+    daemon.stop().await;
+}
+
+const OVERLAY: &str = "const o = document.querySelector('.overlay'); return [o.dataset.state, o.textContent]";
+
+/// Polls the overlay until it shows `state`; returns its text.
+async fn wait_overlay(driver: &Driver, state: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = driver.eval(OVERLAY).await;
+        if seen[0] == state {
+            return seen[1].as_str().unwrap_or_default().to_owned();
+        }
+        assert!(Instant::now() < deadline, "overlay never showed {state}: {seen}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_an_offline_camera_and_a_lost_device_and_recovers_from_both() {
+    let port = free_udp_port();
+    let sender = rtp_sender(port);
+    sender.set_state(gst::State::Playing).unwrap();
+    let config = config_with(vec![rtp_camera("ipcam", port)]);
+    let daemon = Daemon::start(config.clone()).await;
+    daemon.wait_state("ipcam", Duration::from_secs(15), |c| c["online"] == true).await.expect("camera online");
+    let driver = Driver::chromium().await;
+    driver.open(&daemon.base).await;
+    driver.wait_above(LIVE_FRAMES, 30, Duration::from_secs(30)).await;
+    wait_overlay(&driver, "live", Duration::from_secs(5)).await;
+
+    // The camera goes silent: the page says so, with the reason, then plays again by itself.
+    sender.set_state(gst::State::Null).unwrap();
+    let text = wait_overlay(&driver, "offline", Duration::from_secs(10)).await;
+    assert!(text.contains("Camera offline") && text.contains("no frames"), "{text}");
+    sender.set_state(gst::State::Playing).unwrap();
+    wait_overlay(&driver, "live", Duration::from_secs(30)).await;
+    let before = driver.eval(LIVE_FRAMES).await.as_u64().unwrap_or(0);
+    driver.wait_above(LIVE_FRAMES, before + 30, Duration::from_secs(15)).await;
+
+    // The device restarts: the player says it is reconnecting, and is live again afterwards.
+    let addr = daemon.base.trim_start_matches("http://").to_owned();
+    let data = daemon.stop().await;
+    let text = wait_overlay(&driver, "reconnecting", Duration::from_secs(20)).await;
+    assert!(text.contains("Reconnecting"), "{text}");
+    let listener = tokio::net::TcpListener::bind(&addr).await.expect("same address again");
+    let daemon = Daemon::start_on(config, data, listener).await;
+    wait_overlay(&driver, "live", Duration::from_secs(40)).await;
+    let before = driver.eval(LIVE_FRAMES).await.as_u64().unwrap_or(0);
+    driver.wait_above(LIVE_FRAMES, before + 30, Duration::from_secs(15)).await;
+    driver.quit().await;
+    sender.set_state(gst::State::Null).unwrap();
     daemon.stop().await;
 }
 

@@ -9,36 +9,14 @@ use gst::prelude::*;
 use lookout::config::{Camera, SourceSpec};
 
 use common::whep::WhepViewer;
-use common::{Daemon, config_with, test_camera};
-
-/// An "IP camera" pushing H.264 over RTP/UDP that the test can switch off and on.
-fn rtp_sender(port: u16) -> gst::Pipeline {
-    gst::init().unwrap();
-    let desc = format!(
-        "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 \
-         ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! rtph264pay config-interval=-1 pt=96 \
-         ! udpsink host=127.0.0.1 port={port}"
-    );
-    gst::parse::launch(&desc).unwrap().downcast::<gst::Pipeline>().unwrap()
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use common::{Daemon, config_with, free_udp_port, rtp_camera, rtp_sender, test_camera};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_source_is_rebuilt_and_viewers_resume() {
     let port = free_udp_port();
     let sender = rtp_sender(port);
     sender.set_state(gst::State::Playing).unwrap();
-    let camera = Camera {
-        source: SourceSpec::Pipeline(format!(
-            "udpsrc port={port} caps=\"application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload=96\" \
-             ! rtph264depay ! h264parse"
-        )),
-        stall_timeout: Duration::from_secs(1),
-        ..test_camera("ipcam")
-    };
+    let camera = rtp_camera("ipcam", port);
     let daemon = Daemon::start(config_with(vec![camera])).await;
     let online = daemon.wait_state("ipcam", Duration::from_secs(15), |c| c["online"] == true).await.expect("camera online");
     assert_eq!(online["encoder"], "passthrough", "H.264 from the source is not re-encoded");

@@ -25,6 +25,35 @@ pub fn test_camera(name: &str) -> Camera {
     Camera { name: name.into(), source: SourceSpec::Test, width: 640, height: 360, fps: 30, bitrate_kbps: 1000, ..Camera::default() }
 }
 
+/// An "IP camera" pushing H.264 over RTP/UDP to `port` on loopback, that a test can switch
+/// off (state Null: no EOS, no error, just no packets) and on again.
+pub fn rtp_sender(port: u16) -> gst::Pipeline {
+    use gst::prelude::*;
+    gst::init().unwrap();
+    let desc = format!(
+        "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 \
+         ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! rtph264pay config-interval=-1 pt=96 \
+         ! udpsink host=127.0.0.1 port={port}"
+    );
+    gst::parse::launch(&desc).unwrap().downcast::<gst::Pipeline>().unwrap()
+}
+
+/// A camera reading what [`rtp_sender`] sends to `port`, declared offline after 1 s of silence.
+pub fn rtp_camera(name: &str, port: u16) -> Camera {
+    Camera {
+        source: SourceSpec::Pipeline(format!(
+            "udpsrc port={port} caps=\"application/x-rtp,media=video,encoding-name=H264,clock-rate=90000,payload=96\" \
+             ! rtph264depay ! h264parse"
+        )),
+        stall_timeout: Duration::from_secs(1),
+        ..test_camera(name)
+    }
+}
+
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// A config with the given cameras and data in a temporary folder.
 pub fn config_with(cameras: Vec<Camera>) -> Config {
     Config { cameras, ..Config::default() }
@@ -38,13 +67,23 @@ impl Daemon {
     }
 
     /// Starts the daemon with `storage.path` in `data` (kept until the daemon is dropped).
-    pub async fn start_in(mut config: Config, data: tempfile::TempDir) -> Daemon {
+    pub async fn start_in(config: Config, data: tempfile::TempDir) -> Daemon {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "lookout=info".into()))
+            .with_test_writer()
+            .try_init();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Daemon::start_on(config, data, listener).await
+    }
+
+    /// Starts the daemon on `listener` (e.g. the address of one stopped before, as a device
+    /// that restarts), with `storage.path` in `data`.
+    pub async fn start_on(mut config: Config, data: tempfile::TempDir, listener: tokio::net::TcpListener) -> Daemon {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "lookout=info".into()))
             .with_test_writer()
             .try_init();
         config.storage.path = data.path().to_owned();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(lookout::serve(config, listener, async move {

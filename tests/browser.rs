@@ -61,6 +61,27 @@ async fn chromium_plays_the_live_view_and_a_recording() {
     daemon.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_phone_the_live_view_plays_and_fits_the_screen() {
+    let daemon = Daemon::start(config_with(vec![test_camera("cam")])).await;
+    daemon.wait_state("cam", Duration::from_secs(15), |c| c["online"] == true).await.expect("camera online");
+    let driver = Driver::chromium_phone().await;
+    driver.open(&daemon.base).await;
+    driver.wait_above(LIVE_FRAMES, 30, Duration::from_secs(30)).await;
+    let layout = driver
+        .eval(
+            "const v = document.querySelector('video').getBoundingClientRect(); \
+             return [window.innerWidth, document.documentElement.scrollWidth, v.left, v.right, v.height]",
+        )
+        .await;
+    let n = |i: usize| layout[i].as_f64().unwrap_or(f64::NAN);
+    assert_eq!(n(0), 390.0, "phone viewport: {layout}");
+    assert!(n(1) <= n(0), "the page scrolls sideways on a phone: {layout}");
+    assert!(n(2) >= 0.0 && n(3) <= n(0) && n(4) > 150.0, "the video does not fit the screen: {layout}");
+    driver.quit().await;
+    daemon.stop().await;
+}
+
 const OVERLAY: &str = "const o = document.querySelector('.overlay'); return [o.dataset.state, o.textContent]";
 
 /// Polls the overlay until it shows `state`; returns its text.

@@ -16,8 +16,20 @@ pub struct Driver {
 impl Driver {
     /// Headless Chromium through chromedriver.
     pub async fn chromium() -> Driver {
+        Driver::chromium_with(json!({})).await
+    }
+
+    /// Headless Chromium emulating a phone: a 390x844 touch screen at 3x, a mobile user agent.
+    pub async fn chromium_phone() -> Driver {
+        Driver::chromium_with(json!({"mobileEmulation": {
+            "deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 3.0, "touch": true},
+            "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Mobile Safari/537.36"
+        }})).await
+    }
+
+    async fn chromium_with(extra: Value) -> Driver {
         let profile = tempfile::tempdir().unwrap();
-        let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
+        let mut options = json!({
             "binary": "/usr/bin/chromium",
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -25,7 +37,11 @@ impl Driver {
                 "--autoplay-policy=no-user-gesture-required",
                 format!("--user-data-dir={}", profile.path().display()),
             ]
-        }}}});
+        });
+        if let (Some(options), Some(extra)) = (options.as_object_mut(), extra.as_object()) {
+            options.extend(extra.clone());
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": options}}});
         Driver::start("chromedriver", "chromedriver is installed (scripts/setup --test installs chromium-driver)", caps, profile).await
     }
 

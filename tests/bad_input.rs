@@ -138,6 +138,29 @@ fn check_config_names_every_wrong_field_and_fails() {
         assert!(err.contains(field), "{field} missing from: {err}");
     }
 
+    let storage = dir.path().join("storage.toml");
+    std::fs::write(
+        &storage,
+        "[storage]\nmin_free = \"95%\"\n[[camera]]\nname = \"cam\"\n[camera.recording]\nsegment = \"3h\"\nkeep = \"2h\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout")).args(["check-config"]).arg(&storage).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for field in ["storage.min_free", "camera[0].recording.segment", "camera[0].recording.keep"] {
+        assert!(err.contains(field), "{field} missing from: {err}");
+    }
+
+    // Values of the wrong type in several places: each is listed, not only the first.
+    let types = dir.path().join("types.toml");
+    std::fs::write(&types, "[storage]\nmax_size = \"lots\"\n[[camera]]\nname = \"cam\"\nfps = \"thirty\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout")).args(["check-config"]).arg(&types).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for part in ["storage", "max_size", "camera[0]", "fps"] {
+        assert!(err.contains(part), "{part} missing from: {err}");
+    }
+
     let typo = dir.path().join("typo.toml");
     std::fs::write(&typo, "[http]\nlisten = \"0.0.0.0:80\"\nlisen = 1\n").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout")).args(["check-config"]).arg(&typo).output().unwrap();

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::whep::WhepViewer;
 use common::{Daemon, config_with, test_camera};
+use lookout::config::Camera;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewer_receives_and_decodes_sixty_frames_at_the_configured_size() {
@@ -68,5 +69,33 @@ async fn a_viewer_that_vanishes_is_cleaned_up_after_the_session_timeout() {
     let before = staying.frames();
     assert!(staying.wait_frames(before + 300, Duration::from_secs(12)).await, "the other viewer stalled");
     assert_eq!(daemon.camera_state("cam").await["viewers"], 1);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_pli_reaches_the_encoder() {
+    // Keyframes 10 s apart, so one within the test can only be a requested one.
+    let camera = Camera { keyframe_interval: Duration::from_secs(10), ..test_camera("cam") };
+    let daemon = Daemon::start(config_with(vec![camera])).await;
+    let viewer = WhepViewer::connect(&daemon.url("/whep/cam")).await.expect("session created");
+    assert!(viewer.wait_frames(20, Duration::from_secs(15)).await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = daemon.keyframes_forced("cam").await;
+    viewer.request_keyframe();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while daemon.keyframes_forced("cam").await <= before {
+        assert!(std::time::Instant::now() < deadline, "the viewer's PLI never reached the encoder");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_whose_network_blocks_udp_watches_over_ice_tcp() {
+    let mut config = config_with(vec![test_camera("cam")]);
+    config.webrtc.ice_tcp = true;
+    let daemon = Daemon::start(config).await;
+    let viewer = WhepViewer::connect_tcp_only(&daemon.url("/whep/cam")).await.expect("session created");
+    assert!(viewer.wait_frames(30, Duration::from_secs(20)).await, "over ICE-TCP: {} frames", viewer.frames());
     daemon.stop().await;
 }

@@ -158,15 +158,6 @@ async fn export_across_three_segments_is_one_file_of_the_right_length() {
     daemon.stop().await;
 }
 
-/// Keyframes the camera's encoder was asked for so far (the metrics' forwarded count).
-async fn keyframes_forced(daemon: &Daemon) -> f64 {
-    let text = reqwest::get(daemon.url("/metrics")).await.unwrap().text().await.unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("lookout_keyframe_requests_total{camera=\"cam\",outcome=\"forwarded\"} "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("keyframe request counter")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_of_a_long_gop_stream_are_fast_and_force_no_keyframe() {
     // A keyframe every 10 s, like many IP cameras: waiting for one would take seconds.
@@ -174,14 +165,14 @@ async fn snapshots_of_a_long_gop_stream_are_fast_and_force_no_keyframe() {
     let daemon = Daemon::start(config_with(vec![camera])).await;
     daemon.wait_state("cam", Duration::from_secs(15), |c| c["online"] == true).await.expect("online");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let forced = keyframes_forced(&daemon).await;
+    let forced = daemon.keyframes_forced("cam").await;
     for width in ["", "?width=320", ""] {
         let (took, jpeg) = snapshot(&daemon, width).await;
         assert!(jpeg_size(&jpeg).is_some());
         assert!(took < Duration::from_secs(1), "snapshot took {took:?}");
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
-    assert_eq!(keyframes_forced(&daemon).await, forced, "snapshots asked the encoder for keyframes");
+    assert_eq!(daemon.keyframes_forced("cam").await, forced, "snapshots asked the encoder for keyframes");
     daemon.stop().await;
 }
 

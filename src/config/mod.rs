@@ -4,6 +4,7 @@
 //! serde; [`Config::validate`] then checks what types cannot and names the field at fault.
 //! Used by `main` (load, `check-config`) and handed to `lib::serve`.
 
+mod diagnose;
 mod source;
 mod units;
 mod validate;
@@ -287,10 +288,16 @@ impl Config {
 
     /// Parses TOML text; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: origin.to_owned(),
-            message: e.to_string(),
-        })?;
+        let config: Config = match toml::from_str(text) {
+            Ok(config) => config,
+            Err(e) => {
+                let problems = diagnose::type_problems(text);
+                if problems.is_empty() {
+                    return Err(ConfigError::Parse { path: origin.to_owned(), message: e.to_string() });
+                }
+                return Err(ConfigError::Invalid { path: origin.to_owned(), problems });
+            }
+        };
         let problems = config.validate();
         if problems.is_empty() {
             Ok(config)

@@ -106,6 +106,13 @@ impl Daemon {
         state["cameras"].as_array().unwrap().iter().find(|c| c["name"] == camera).cloned().unwrap()
     }
 
+    /// Keyframes the camera's encoder has been asked for so far (`/metrics`, forwarded).
+    pub async fn keyframes_forced(&self, camera: &str) -> f64 {
+        let text = reqwest::get(self.url("/metrics")).await.unwrap().text().await.unwrap();
+        let prefix = format!("lookout_keyframe_requests_total{{camera=\"{camera}\",outcome=\"forwarded\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok()).expect("keyframe request counter")
+    }
+
     /// Polls `/api/state` until `pred` holds for the camera; returns the last state seen.
     pub async fn wait_state(&self, camera: &str, timeout: Duration, pred: impl Fn(&serde_json::Value) -> bool) -> Result<serde_json::Value, serde_json::Value> {
         let deadline = Instant::now() + timeout;

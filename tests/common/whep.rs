@@ -36,9 +36,23 @@ packetization-mode=(string)1,profile-level-id=(string)42e01f,rtcp-fb-nack-pli=(b
 impl WhepViewer {
     /// Negotiates with `endpoint` (e.g. `http://127.0.0.1:8080/whep/cam`).
     pub async fn connect(endpoint: &str) -> Result<WhepViewer, Refused> {
+        WhepViewer::connect_over(endpoint, true).await
+    }
+
+    /// Like [`WhepViewer::connect`] from a network that blocks UDP: only ICE-TCP candidates.
+    pub async fn connect_tcp_only(endpoint: &str) -> Result<WhepViewer, Refused> {
+        WhepViewer::connect_over(endpoint, false).await
+    }
+
+    async fn connect_over(endpoint: &str, udp: bool) -> Result<WhepViewer, Refused> {
         gst::init().expect("GStreamer initialises");
         let pipeline = gst::Pipeline::new();
         let webrtc = gst::ElementFactory::make("webrtcbin").build().expect("webrtcbin installed");
+        if !udp {
+            let agent = webrtc.property::<gst::glib::Object>("ice-agent");
+            agent.set_property("ice-udp", false);
+            agent.set_property("ice-tcp", true);
+        }
         webrtc.set_property_from_str("bundle-policy", "max-bundle");
         // No jitter-buffer delay: frames are decoded the moment they are complete, so
         // time-to-first-frame measures the server and the network, not a playout policy.
@@ -123,6 +137,14 @@ impl WhepViewer {
         let answer_desc = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, answer);
         promise(&webrtc, "set-remote-description", Some(&answer_desc)).await;
         Ok(WhepViewer { pipeline, frames, size, first_frame, location, started, answer: body })
+    }
+
+    /// Asks the sender for a keyframe the way a decoder that lost a picture does: an upstream
+    /// force-key-unit event, which webrtcbin's RTP session turns into an RTCP PLI.
+    pub fn request_keyframe(&self) {
+        let sink = self.pipeline.by_name("frames").expect("decoding branch linked");
+        let pad = sink.static_pad("sink").expect("appsink has a sink pad");
+        pad.push_event(gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build());
     }
 
     /// Decoded frames so far.

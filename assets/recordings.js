@@ -1,5 +1,6 @@
-// The recordings panel of a camera card: a day timeline of what was recorded (gaps are
-// simply where nothing is drawn), click to play, download a segment, export a span.
+// The recordings panel of a camera card: a day timeline of what was recorded, with every gap
+// marked (even seconds-long ones, which would vanish on a day-wide bar), click to play,
+// download a segment, export a span.
 "use strict";
 
 const DAY_MS = 24 * 3600 * 1000;
@@ -72,8 +73,19 @@ class RecordingsPanel {
   }
 
   draw(day, body) {
-    this.timeline.querySelectorAll(".span").forEach((n) => n.remove());
+    this.timeline.querySelectorAll(".span, .gap").forEach((n) => n.remove());
     const t0 = day.getTime();
+    for (const g of body.gaps) {
+      const start = Math.max(new Date(g.start).getTime(), t0);
+      const end = Math.min(new Date(g.end).getTime(), t0 + DAY_MS);
+      if (end <= start) continue;
+      const mark = document.createElement("div");
+      mark.className = "gap";
+      mark.style.left = ((start - t0) / DAY_MS) * 100 + "%";
+      mark.style.width = ((end - start) / DAY_MS) * 100 + "%";
+      mark.title = `Not recorded: ${new Date(g.start).toLocaleTimeString()} – ${new Date(g.end).toLocaleTimeString()}`;
+      this.timeline.appendChild(mark);
+    }
     for (const seg of body.segments) {
       const start = Math.max(new Date(seg.start).getTime(), t0);
       const end = Math.min(new Date(seg.end).getTime(), t0 + DAY_MS);

@@ -57,6 +57,16 @@ async fn chromium_plays_the_live_view_and_a_recording() {
         .wait_above("return document.querySelector('.playback').getVideoPlaybackQuality().totalVideoFrames", 10, Duration::from_secs(10))
         .await;
     assert!(played > 10, "recorded segment did not play in the page: {played} frames");
+
+    // The download and export links the page offers fetch real MP4s.
+    let links = driver.eval("return [document.querySelector('.download').href, document.querySelector('.export').href]").await;
+    for link in [&links[0], &links[1]] {
+        let url = link.as_str().filter(|u| u.starts_with("http")).unwrap_or_else(|| panic!("no link: {links}"));
+        let r = reqwest::get(url).await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{url}");
+        let body = r.bytes().await.unwrap();
+        assert!(body.len() > 1000 && &body[4..8] == b"ftyp", "{url} is not an MP4 ({} bytes)", body.len());
+    }
     driver.quit().await;
     daemon.stop().await;
 }
@@ -67,7 +77,8 @@ async fn on_a_phone_the_live_view_plays_and_fits_the_screen() {
     daemon.wait_state("cam", Duration::from_secs(15), |c| c["online"] == true).await.expect("camera online");
     let driver = Driver::chromium_phone().await;
     driver.open(&daemon.base).await;
-    driver.wait_above(LIVE_FRAMES, 30, Duration::from_secs(30)).await;
+    let seen = driver.wait_above(LIVE_FRAMES, 30, Duration::from_secs(30)).await;
+    assert!(seen > 30, "the page decoded only {seen} frames");
     let layout = driver
         .eval(
             "const v = document.querySelector('video').getBoundingClientRect(); \
@@ -107,7 +118,8 @@ async fn the_page_shows_an_offline_camera_and_a_lost_device_and_recovers_from_bo
     daemon.wait_state("ipcam", Duration::from_secs(15), |c| c["online"] == true).await.expect("camera online");
     let driver = Driver::chromium().await;
     driver.open(&daemon.base).await;
-    driver.wait_above(LIVE_FRAMES, 30, Duration::from_secs(30)).await;
+    let seen = driver.wait_above(LIVE_FRAMES, 30, Duration::from_secs(30)).await;
+    assert!(seen > 30, "the page decoded only {seen} frames");
     wait_overlay(&driver, "live", Duration::from_secs(5)).await;
 
     // The camera goes silent: the page says so, with the reason, then plays again by itself.
@@ -117,7 +129,14 @@ async fn the_page_shows_an_offline_camera_and_a_lost_device_and_recovers_from_bo
     sender.set_state(gst::State::Playing).unwrap();
     wait_overlay(&driver, "live", Duration::from_secs(30)).await;
     let before = driver.eval(LIVE_FRAMES).await.as_u64().unwrap_or(0);
-    driver.wait_above(LIVE_FRAMES, before + 30, Duration::from_secs(15)).await;
+    let seen = driver.wait_above(LIVE_FRAMES, before + 30, Duration::from_secs(15)).await;
+    assert!(seen > before + 30, "the page decoded only {} frames after recovering", seen.saturating_sub(before));
+    // The silence is a gap in the recording, marked on the timeline.
+    driver
+        .eval("const d = document.querySelector('.recordings'); d.open = true; d.dispatchEvent(new Event('toggle')); return true")
+        .await;
+    let seen = driver.wait_above("return document.querySelectorAll('.timeline .gap').length", 0, Duration::from_secs(10)).await;
+    assert!(seen > 0, "no gap marked on the timeline after the camera was silent");
 
     // The device restarts: the player says it is reconnecting, and is live again afterwards.
     let addr = daemon.base.trim_start_matches("http://").to_owned();
@@ -128,7 +147,8 @@ async fn the_page_shows_an_offline_camera_and_a_lost_device_and_recovers_from_bo
     let daemon = Daemon::start_on(config, data, listener).await;
     wait_overlay(&driver, "live", Duration::from_secs(40)).await;
     let before = driver.eval(LIVE_FRAMES).await.as_u64().unwrap_or(0);
-    driver.wait_above(LIVE_FRAMES, before + 30, Duration::from_secs(15)).await;
+    let seen = driver.wait_above(LIVE_FRAMES, before + 30, Duration::from_secs(15)).await;
+    assert!(seen > before + 30, "the page decoded only {} frames after recovering", seen.saturating_sub(before));
     driver.quit().await;
     sender.set_state(gst::State::Null).unwrap();
     daemon.stop().await;

@@ -45,7 +45,7 @@ ensure_rust() {
 # into ~/.cargo/bin, outside the repository, so CI builds it once per machine.
 GECKODRIVER_VERSION=0.37.1
 ensure_geckodriver() {
-  if command -v geckodriver >/dev/null && geckodriver --version | grep -q "$GECKODRIVER_VERSION"; then
+  if command -v geckodriver >/dev/null && geckodriver --version 2>/dev/null | grep "$GECKODRIVER_VERSION" >/dev/null; then
     return 0
   fi
   cargo install --locked --quiet "geckodriver@$GECKODRIVER_VERSION"

@@ -175,3 +175,24 @@ pub fn sync_file(path: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deleting_the_last_segment_of_a_day_removes_its_folder() {
+        let root = tempfile::tempdir().unwrap();
+        let day = root.path().join("recordings/cam/2026-11-21");
+        std::fs::create_dir_all(&day).unwrap();
+        let (a, b) = (day.join("a.mp4"), day.join("b.mp4"));
+        std::fs::write(&a, b"a").unwrap();
+        std::fs::write(&b, b"b").unwrap();
+        remove_segment(&a).unwrap();
+        assert!(day.is_dir(), "a folder with segments left stays");
+        remove_segment(&b).unwrap();
+        assert!(!day.exists(), "an emptied day folder goes");
+        assert!(root.path().join("recordings/cam").is_dir(), "the camera folder stays");
+        remove_segment(&b).unwrap();
+    }
+}

@@ -36,7 +36,7 @@ pub enum Event {
     /// A camera stopped delivering or could not start; `reason` is for a person.
     CameraWentOffline { camera: String, reason: String, retry_in_ms: u64 },
     /// Measured every couple of seconds while a camera is online.
-    CameraStats { camera: String, fps: f64, bitrate_kbps: f64, restarts: u64 },
+    CameraStats { camera: String, fps: f64, bitrate_kbps: f64, restarts: u64, dropped_frames: u64 },
     /// A WHEP viewer session was created.
     ViewerJoined { camera: String, session: String, viewers: usize },
     /// A viewer session ended, by DELETE, timeout or failure.

@@ -33,6 +33,9 @@ pub struct CameraStatus {
     pub desired_bitrate_kbps: u32,
     pub measured_bitrate_kbps: f64,
     pub viewers: usize,
+    /// Frames outputs dropped since start (slow viewers, a recorder behind): each on its own
+    /// queue, never holding up the camera.
+    pub dropped_frames: u64,
     pub restarts: u64,
     pub last_error: Option<String>,
     pub recording_enabled: bool,
@@ -114,7 +117,8 @@ impl Board {
                 cam.measured_bitrate_kbps = 0.0;
                 cam.last_error = Some(reason.clone());
             }
-            Event::CameraStats { fps, bitrate_kbps, restarts, .. } => {
+            Event::CameraStats { fps, bitrate_kbps, restarts, dropped_frames, .. } => {
+                cam.dropped_frames = *dropped_frames;
                 cam.measured_fps = *fps;
                 cam.measured_bitrate_kbps = *bitrate_kbps;
                 cam.restarts = *restarts;

@@ -18,6 +18,8 @@ async fn viewer_receives_and_decodes_sixty_frames_at_the_configured_size() {
     let state = daemon.camera_state("cam").await;
     assert_eq!(state["viewers"], 1);
     assert_eq!(state["encoder"], "x264enc");
+    assert_eq!(state["state"], "online");
+    assert!(state["dropped_frames"].is_u64(), "{state}");
     assert_eq!(viewer.delete().await, 200);
     daemon.wait_state("cam", Duration::from_secs(5), |c| c["viewers"] == 0).await.expect("viewer count back to 0");
     daemon.stop().await;

@@ -137,13 +137,13 @@ pub struct Supervisor {
 impl Supervisor {
     /// Keeps the camera running until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        let Supervisor { cam, fanout, clock, bus, heartbeat } = self;
+        let Supervisor { cam, fanout, clock, bus, heartbeat } = &self;
         let mut backoff = Backoff::default();
         let mut restarts = 0u64;
         loop {
             heartbeat.beat();
             let machine = tokio::task::spawn_blocking(Machine::probe).await.unwrap_or_default();
-            let reason = match build(&cam, &machine, &clock) {
+            let reason = match build(cam, &machine, clock) {
                 Err(reason) => reason,
                 Ok(built) => {
                     tracing::info!(camera = %cam.name, source = %built.source, encoder = built.encoder.encoder.name(),
@@ -152,7 +152,7 @@ impl Supervisor {
                     let running = StopOnDrop::new(&built.pipeline);
                     let ended = match built.pipeline.set_state(gst::State::Playing) {
                         Err(_) => Ended::Fault(first_error(&built.pipeline).unwrap_or_else(|| "pipeline refused to start".into())),
-                        Ok(_) => watch(&cam, &built, &taps, &bus, &heartbeat, &mut backoff, restarts, &shutdown).await,
+                        Ok(_) => self.watch(&built, &taps, &mut backoff, restarts, &shutdown).await,
                     };
                     fanout.clear_producer();
                     // Stopping waits for the streaming threads; one stuck in a read that never
@@ -197,68 +197,64 @@ fn describe_error(msg: &gst::Message, e: &gst::message::Error) -> String {
     format!("{src}: {}", e.error())
 }
 
-async fn watch(
-    cam: &Camera,
-    built: &Built,
-    taps: &Taps,
-    bus: &Bus,
-    heartbeat: &Heartbeat,
-    backoff: &mut Backoff,
-    restarts: u64,
-    shutdown: &CancellationToken,
-) -> Ended {
-    let Some(gst_bus) = built.pipeline.bus() else { return Ended::Fault("pipeline has no bus".into()) };
-    let mut messages = gst_bus.stream();
-    let mut tick = tokio::time::interval(WATCH_TICK);
-    let started = Instant::now();
-    let mut online = false;
-    let mut last_stats = (Instant::now(), 0u64, 0u64);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ended::Shutdown,
-            msg = messages.next() => match msg.as_ref().map(|m| m.view()) {
-                Some(gst::MessageView::Error(e)) => return Ended::Fault(describe_error(msg.as_ref().expect("matched Some"), e)),
-                Some(gst::MessageView::Eos(_)) => return Ended::Fault("source ended the stream".into()),
-                None => return Ended::Fault("pipeline bus closed".into()),
-                _ => {}
-            },
-            _ = tick.tick() => {
-                heartbeat.beat();
-                let now = Instant::now();
-                match (online, taps.last_frame()) {
-                    (false, Some(_)) => {
-                        online = true;
-                        backoff.on_running(now);
-                        let (width, height) = frame_size(&built.appsink).unwrap_or((cam.width, cam.height));
-                        tracing::info!(camera = %cam.name, width, height, "camera online");
-                        bus.publish(Event::CameraOnline {
-                            camera: cam.name.clone(),
-                            source: built.source.clone(),
-                            encoder: built.encoder.encoder.name().into(),
-                            encoder_reason: built.encoder.reason.clone(),
-                            width,
-                            height,
-                        });
-                    }
-                    (false, None) if now.duration_since(started) > START_TIMEOUT => {
-                        return Ended::Fault(format!("no frames within {}s of starting {}", START_TIMEOUT.as_secs(), built.source));
-                    }
-                    (true, Some(last)) if now.duration_since(last) > cam.stall_timeout => {
-                        return Ended::Fault(format!("no frames for {:.1}s: camera stalled or disconnected", now.duration_since(last).as_secs_f64()));
-                    }
+impl Supervisor {
+    /// Watches a running camera pipeline until it faults or `shutdown`, publishing its state.
+    async fn watch(&self, built: &Built, taps: &Taps, backoff: &mut Backoff, restarts: u64, shutdown: &CancellationToken) -> Ended {
+            let Supervisor { cam, bus, heartbeat, fanout, .. } = self;
+        let Some(gst_bus) = built.pipeline.bus() else { return Ended::Fault("pipeline has no bus".into()) };
+        let mut messages = gst_bus.stream();
+        let mut tick = tokio::time::interval(WATCH_TICK);
+        let started = Instant::now();
+        let mut online = false;
+        let mut last_stats = (Instant::now(), 0u64, 0u64);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ended::Shutdown,
+                msg = messages.next() => match msg.as_ref().map(|m| m.view()) {
+                    Some(gst::MessageView::Error(e)) => return Ended::Fault(describe_error(msg.as_ref().expect("matched Some"), e)),
+                    Some(gst::MessageView::Eos(_)) => return Ended::Fault("source ended the stream".into()),
+                    None => return Ended::Fault("pipeline bus closed".into()),
                     _ => {}
-                }
-                if online && now.duration_since(last_stats.0) >= STATS_EVERY {
-                    let frames = taps.frames.load(Ordering::Relaxed);
-                    let bytes = taps.bytes.load(Ordering::Relaxed);
-                    let secs = now.duration_since(last_stats.0).as_secs_f64();
-                    bus.publish(Event::CameraStats {
-                        camera: cam.name.clone(),
-                        fps: ((frames - last_stats.1) as f64 / secs * 10.0).round() / 10.0,
-                        bitrate_kbps: ((bytes - last_stats.2) as f64 * 8.0 / 1000.0 / secs).round(),
-                        restarts,
-                    });
-                    last_stats = (now, frames, bytes);
+                },
+                _ = tick.tick() => {
+                    heartbeat.beat();
+                    let now = Instant::now();
+                    match (online, taps.last_frame()) {
+                        (false, Some(_)) => {
+                            online = true;
+                            backoff.on_running(now);
+                            let (width, height) = frame_size(&built.appsink).unwrap_or((cam.width, cam.height));
+                            tracing::info!(camera = %cam.name, width, height, "camera online");
+                            bus.publish(Event::CameraOnline {
+                                camera: cam.name.clone(),
+                                source: built.source.clone(),
+                                encoder: built.encoder.encoder.name().into(),
+                                encoder_reason: built.encoder.reason.clone(),
+                                width,
+                                height,
+                            });
+                        }
+                        (false, None) if now.duration_since(started) > START_TIMEOUT => {
+                            return Ended::Fault(format!("no frames within {}s of starting {}", START_TIMEOUT.as_secs(), built.source));
+                        }
+                        (true, Some(last)) if now.duration_since(last) > cam.stall_timeout => {
+                            return Ended::Fault(format!("no frames for {:.1}s: camera stalled or disconnected", now.duration_since(last).as_secs_f64()));
+                        }
+                        _ => {}
+                    }
+                    if online && now.duration_since(last_stats.0) >= STATS_EVERY {
+                        let frames = taps.frames.load(Ordering::Relaxed);
+                        let bytes = taps.bytes.load(Ordering::Relaxed);
+                        let secs = now.duration_since(last_stats.0).as_secs_f64();
+                        bus.publish(Event::CameraStats {
+                            camera: cam.name.clone(),
+                            fps: ((frames - last_stats.1) as f64 / secs * 10.0).round() / 10.0,
+                            bitrate_kbps: ((bytes - last_stats.2) as f64 * 8.0 / 1000.0 / secs).round(),
+                            restarts,
+                            dropped_frames: fanout.dropped_total(),
+                        });
+                        last_stats = (now, frames, bytes);
+                    }
                 }
             }
         }

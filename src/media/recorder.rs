@@ -87,7 +87,9 @@ impl Recorder {
                 }
                 continue;
             }
-            if let Err(reason) = writable(&self.root, &name) {
+            let (root, camera) = (self.root.clone(), name.clone());
+            let check = tokio::task::spawn_blocking(move || writable(&root, &camera)).await;
+            if let Err(reason) = check.unwrap_or_else(|e| Err(format!("disk check failed: {e}"))) {
                 if paused_for.as_ref() != Some(&reason) {
                     tracing::warn!(camera = %name, "recording paused: {reason}");
                     self.bus.publish(Event::RecordingPaused { camera: name.clone(), reason: reason.clone() });
@@ -238,7 +240,7 @@ impl Recorder {
                     if let Some(msg) = current_bus.as_ref().and_then(|b| b.pop_filtered(&[gst::MessageType::Error]))
                         && let gst::MessageView::Error(e) = msg.view()
                     {
-                        let full = storage::disk::usage(&self.root).map(|d| d.free < PAUSE_BELOW_FREE).unwrap_or(false);
+                        let full = free_bytes(&self.root).await.is_some_and(|free| free < PAUSE_BELOW_FREE);
                         break Outcome::Failed(if full {
                             format!("disk full while writing to {}", self.root.display())
                         } else {
@@ -247,8 +249,8 @@ impl Recorder {
                     }
                     if disk_checked.elapsed() >= DISK_CHECK_EVERY {
                         disk_checked = tokio::time::Instant::now();
-                        if let Ok(d) = storage::disk::usage(&self.root) && d.free < PAUSE_BELOW_FREE {
-                            break Outcome::Failed(format!("disk full: {} KiB free on {}", d.free / 1024, self.root.display()));
+                        if let Some(free) = free_bytes(&self.root).await && free < PAUSE_BELOW_FREE {
+                            break Outcome::Failed(format!("disk full: {} KiB free on {}", free / 1024, self.root.display()));
                         }
                     }
                 }
@@ -520,7 +522,14 @@ fn request_keyframe(appsrc: &gst_app::AppSrc) {
     }
 }
 
-/// Can a segment be written now? `Err` says why not, for the owner.
+/// Free bytes on the data partition. Read on a blocking thread: statvfs on a card that has
+/// stopped answering blocks, and must not take an async worker (HTTP, viewers) with it.
+async fn free_bytes(root: &Path) -> Option<u64> {
+    let root = root.to_owned();
+    tokio::task::spawn_blocking(move || storage::disk::usage(&root).ok().map(|d| d.free)).await.ok().flatten()
+}
+
+/// Can a segment be written now? `Err` says why not, for the owner. Blocking.
 fn writable(root: &Path, camera: &str) -> Result<(), String> {
     let dir = layout::camera_dir(root, camera);
     std::fs::create_dir_all(&dir)

@@ -55,7 +55,10 @@ pub struct Index {
     cameras: RwLock<BTreeMap<String, BTreeMap<DateTime<Utc>, Segment>>>,
 }
 
-fn describe(path: &Path, start: DateTime<Utc>, recording: bool) -> Option<Segment> {
+/// Reads a segment file's size and media. A finished file with no complete fragment is
+/// deleted when `remove_empty` (at start and on close, when nothing can still be writing it),
+/// otherwise only left out.
+fn describe(path: &Path, start: DateTime<Utc>, recording: bool, remove_empty: bool) -> Option<Segment> {
     let name = path.file_name()?.to_str()?.to_owned();
     let size = std::fs::metadata(path).ok()?.len();
     let (duration, partial) = if recording {
@@ -63,11 +66,13 @@ fn describe(path: &Path, start: DateTime<Utc>, recording: bool) -> Option<Segmen
     } else {
         match mp4scan::scan_file(path) {
             Ok(scan) if scan.holds_nothing() => {
-                // Cut off before its first fragment was complete (a crash within a second of
-                // the segment opening): there is no picture to keep, and players reject it.
-                tracing::warn!(segment = %path.display(), "removing a cut-off segment that holds no video");
-                if let Err(e) = std::fs::remove_file(path) {
-                    tracing::warn!(segment = %path.display(), "could not remove it: {e}");
+                if remove_empty {
+                    // Cut off before its first fragment was complete (a crash within a second
+                    // of the segment opening): there is no picture to keep, and players reject it.
+                    tracing::warn!(segment = %path.display(), "removing a cut-off segment that holds no video");
+                    if let Err(e) = std::fs::remove_file(path) {
+                        tracing::warn!(segment = %path.display(), "could not remove it: {e}");
+                    }
                 }
                 return None;
             }
@@ -80,7 +85,8 @@ fn describe(path: &Path, start: DateTime<Utc>, recording: bool) -> Option<Segmen
 }
 
 /// Every segment file of each camera under `root`, except `skip`. Blocking.
-fn scan(root: &Path, cameras: &[String], skip: &HashSet<PathBuf>) -> BTreeMap<String, BTreeMap<DateTime<Utc>, Segment>> {
+/// `remove_empty`: see [`describe`]; never while a recorder may be writing an unknown file.
+fn scan(root: &Path, cameras: &[String], skip: &HashSet<PathBuf>, remove_empty: bool) -> BTreeMap<String, BTreeMap<DateTime<Utc>, Segment>> {
     let mut map = BTreeMap::new();
     for camera in cameras {
         let mut segments = BTreeMap::new();
@@ -92,7 +98,7 @@ fn scan(root: &Path, cameras: &[String], skip: &HashSet<PathBuf>) -> BTreeMap<St
                     continue;
                 }
                 let start = path.file_name().and_then(|n| n.to_str()).and_then(layout::parse_segment_name);
-                if let Some(seg) = start.and_then(|s| describe(&path, s, false)) {
+                if let Some(seg) = start.and_then(|s| describe(&path, s, false, remove_empty)) {
                     segments.insert(seg.start, seg);
                 }
             }
@@ -106,7 +112,7 @@ impl Index {
     /// Scans `<root>/recordings/<camera>/*/*.mp4` for each camera. Blocking.
     pub fn load(root: &Path, cameras: &[String]) -> Index {
         let index = Index::default();
-        *index.cameras.write().expect("index lock never poisoned") = scan(root, cameras, &HashSet::new());
+        *index.cameras.write().expect("index lock never poisoned") = scan(root, cameras, &HashSet::new(), true);
         index
     }
 
@@ -117,7 +123,7 @@ impl Index {
     pub fn reload(&self, root: &Path, cameras: &[String]) {
         let writing: Vec<(String, Segment)> = self.all().into_iter().filter(|(_, s)| s.recording).collect();
         let skip: HashSet<PathBuf> = writing.iter().map(|(_, s)| s.path.clone()).collect();
-        let mut fresh = scan(root, cameras, &skip);
+        let mut fresh = scan(root, cameras, &skip, false);
         for (camera, seg) in writing {
             fresh.entry(camera).or_default().insert(seg.start, seg);
         }
@@ -126,14 +132,14 @@ impl Index {
 
     /// A segment started being written.
     pub fn opened(&self, camera: &str, path: &Path, start: DateTime<Utc>) {
-        if let Some(seg) = describe(path, start, true) {
+        if let Some(seg) = describe(path, start, true, false) {
             self.put(camera, seg);
         }
     }
 
     /// A segment was finished (or cut off); reads its final size and duration. Blocking.
     pub fn closed(&self, camera: &str, path: &Path, start: DateTime<Utc>) {
-        match describe(path, start, false) {
+        match describe(path, start, false, true) {
             Some(seg) => self.put(camera, seg),
             None => self.remove(camera, start),
         }
@@ -225,7 +231,11 @@ mod tests {
         index.opened("cam", &writing, t(1));
         // Appears on disk without any event (a partition mounted late).
         std::fs::write(day.join("2026-11-21T10-00-00.000Z.mp4"), mp4scan::tests::fragmented(3)).unwrap();
+        // Just opened by a recorder whose event the index missed: not listed, not touched.
+        let unknown = day.join("2026-11-21T10-02-00.000Z.mp4");
+        std::fs::write(&unknown, b"\0\0\0\x10ftypiso6\0\0\0\0").unwrap();
         index.reload(root.path(), &cameras);
+        assert!(unknown.exists(), "a reload never deletes a file something may be writing");
         let all = index.all();
         assert_eq!(all.len(), 2, "{all:?}");
         assert!(all.iter().any(|(_, s)| s.start == t(0) && s.end == t(0) + chrono::Duration::seconds(3) && !s.recording));

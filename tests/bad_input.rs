@@ -125,52 +125,39 @@ async fn whep_options_advertises_ice_servers_and_cors() {
 #[test]
 fn check_config_names_every_wrong_field_and_fails() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
+    // `lookout check-config` on this text: whether it passed, and what it printed on stderr.
+    let check = |name: &str, text: &str| {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout")).args(["check-config"]).arg(&file).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let fails_naming = |name: &str, text: &str, parts: &[&str]| {
+        let (ok, err) = check(name, text);
+        assert!(!ok, "{name} passed");
+        for part in parts {
+            assert!(err.contains(part), "{part} missing from: {err}");
+        }
+    };
+    fails_naming(
+        "bad.toml",
         "[[camera]]\nname = \"Front Door\"\nfps = 500\n[[camera]]\nname = \"yard\"\nsource = \"webcam\"\nbitrate_kbps = 5\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout")).args(["check-config"]).arg(&bad).output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    for field in ["camera[0].name", "camera[0].fps", "camera[1].source", "camera[1].bitrate_kbps"] {
-        assert!(err.contains(field), "{field} missing from: {err}");
-    }
-
-    let storage = dir.path().join("storage.toml");
-    std::fs::write(
-        &storage,
+        &["camera[0].name", "camera[0].fps", "camera[1].source", "camera[1].bitrate_kbps"],
+    );
+    fails_naming(
+        "storage.toml",
         "[storage]\nmin_free = \"95%\"\n[[camera]]\nname = \"cam\"\n[camera.recording]\nsegment = \"3h\"\nkeep = \"2h\"\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout")).args(["check-config"]).arg(&storage).output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    for field in ["storage.min_free", "camera[0].recording.segment", "camera[0].recording.keep"] {
-        assert!(err.contains(field), "{field} missing from: {err}");
-    }
-
+        &["storage.min_free", "camera[0].recording.segment", "camera[0].recording.keep"],
+    );
     // Values of the wrong type in several places: each is listed, not only the first.
-    let types = dir.path().join("types.toml");
-    std::fs::write(&types, "[storage]\nmax_size = \"lots\"\n[[camera]]\nname = \"cam\"\nfps = \"thirty\"\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout")).args(["check-config"]).arg(&types).output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    for part in ["storage", "max_size", "camera[0]", "fps"] {
-        assert!(err.contains(part), "{part} missing from: {err}");
-    }
-
-    let typo = dir.path().join("typo.toml");
-    std::fs::write(&typo, "[http]\nlisten = \"0.0.0.0:80\"\nlisen = 1\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout")).args(["check-config"]).arg(&typo).output().unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("lisen"));
-
-    let good = dir.path().join("good.toml");
-    std::fs::write(&good, "[[camera]]\nname = \"cam\"\nsource = \"test\"\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lookout")).args(["check-config"]).arg(&good).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    fails_naming(
+        "types.toml",
+        "[storage]\nmax_size = \"lots\"\n[[camera]]\nname = \"cam\"\nfps = \"thirty\"\n",
+        &["storage", "max_size", "camera[0]", "fps"],
+    );
+    fails_naming("typo.toml", "[http]\nlisten = \"0.0.0.0:80\"\nlisen = 1\n", &["lisen"]);
+    let (ok, err) = check("good.toml", "[[camera]]\nname = \"cam\"\nsource = \"test\"\n");
+    assert!(ok, "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -104,11 +104,34 @@ async fn out_of_range_payload_types_are_refused_and_hold_no_viewer_slot() {
 async fn whep_options_advertises_ice_servers_and_cors() {
     let mut config = config_with(vec![test_camera("cam")]);
     config.webrtc.stun = vec!["stun:stun.example.org:3478".into()];
+    config.webrtc.turn = vec![lookout::config::TurnServer {
+        url: "turn:turn.example.org:3478".into(),
+        username: "viewer".into(),
+        credential: "s3cret".into(),
+    }];
     let daemon = Daemon::start(config).await;
     let r = reqwest::Client::new().request(reqwest::Method::OPTIONS, daemon.url("/whep/cam")).send().await.unwrap();
     assert!(r.status().is_success());
     assert_eq!(r.headers()["accept-post"], "application/sdp");
-    assert_eq!(r.headers()["link"], "<stun:stun.example.org:3478>; rel=\"ice-server\"");
+    let links: Vec<&str> = r.headers().get_all("link").iter().map(|v| v.to_str().unwrap()).collect();
+    assert_eq!(
+        links,
+        [
+            "<stun:stun.example.org:3478>; rel=\"ice-server\"",
+            "<turn:turn.example.org:3478>; rel=\"ice-server\"; username=\"viewer\"; credential=\"s3cret\"; credential-type=\"password\"",
+        ]
+    );
+    // A player on another origin can read the session's Location and the ICE servers.
+    let r = reqwest::Client::new()
+        .post(daemon.url("/whep/cam"))
+        .header("origin", "https://player.example")
+        .header("content-type", "application/sdp")
+        .body("not sdp")
+        .send()
+        .await
+        .unwrap();
+    let exposed = r.headers()["access-control-expose-headers"].to_str().unwrap().to_ascii_lowercase();
+    assert!(exposed.contains("location") && exposed.contains("link"), "{exposed}");
     let preflight = reqwest::Client::new()
         .request(reqwest::Method::OPTIONS, daemon.url("/whep/cam"))
         .header("origin", "https://player.example")

@@ -20,6 +20,10 @@ async fn viewer_receives_and_decodes_sixty_frames_at_the_configured_size() {
     assert_eq!(state["encoder"], "x264enc");
     assert_eq!(state["state"], "online");
     assert!(state["dropped_frames"].is_u64(), "{state}");
+    let cameras = daemon.get_json("/api/cameras").await;
+    assert_eq!(cameras[0]["name"], "cam");
+    assert_eq!(cameras[0]["whep"], "/whep/cam");
+    assert_eq!((cameras[0]["width"].as_u64(), cameras[0]["height"].as_u64()), (Some(640), Some(360)));
     assert_eq!(viewer.delete().await, 200);
     daemon.wait_state("cam", Duration::from_secs(5), |c| c["viewers"] == 0).await.expect("viewer count back to 0");
     daemon.stop().await;

@@ -426,7 +426,7 @@ impl Segmenter {
             if let Some(old) = self.current.take() {
                 let _ = self.reports.send(Report::Finished(old));
             }
-            let path = layout::segment_path(&self.root, &self.camera, wall);
+            let (path, wall) = layout::new_segment_path(&self.root, &self.camera, wall);
             match Writer::open(path.clone(), wall, sample.caps(), &self.camera) {
                 Ok(writer) => {
                     let boundary = next_boundary(wall, self.segment);

@@ -30,6 +30,22 @@ pub fn segment_path(root: &Path, camera: &str, start: DateTime<Utc>) -> PathBuf 
     camera_dir(root, camera).join(start.format("%Y-%m-%d").to_string()).join(segment_name(start))
 }
 
+/// Where a new segment starting at `start` goes, and the start its name records. If a file of
+/// that name exists (a Pi with no clock battery and no network boots at the same time every
+/// time, so names repeat), the name moves on by a millisecond until it is free: a recording
+/// already on the card is never opened for writing again. Blocking (it looks at the disk).
+pub fn new_segment_path(root: &Path, camera: &str, start: DateTime<Utc>) -> (PathBuf, DateTime<Utc>) {
+    let mut at = start;
+    for _ in 0..10_000 {
+        let path = segment_path(root, camera, at);
+        if !path.exists() {
+            return (path, at);
+        }
+        at += chrono::Duration::milliseconds(1);
+    }
+    (segment_path(root, camera, at), at)
+}
+
 /// The start time a segment's file name encodes; `None` for anything that is not a segment.
 pub fn parse_segment_name(name: &str) -> Option<DateTime<Utc>> {
     let stem = name.strip_suffix(EXTENSION)?;
@@ -68,5 +84,19 @@ mod tests {
         for bad in ["../../etc/passwd", "2026-11-21T09-05-00Z.mp4", "x.mp4", "2026-11-21T09-05-00.033Z.mp4/..", ""] {
             assert!(resolve(root, "cam", bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_new_segment_never_takes_the_name_of_one_on_disk() {
+        let root = tempfile::tempdir().unwrap();
+        let start = DateTime::parse_from_rfc3339("2026-11-21T10:00:00Z").unwrap().with_timezone(&Utc);
+        let (first, at) = new_segment_path(root.path(), "cam", start);
+        assert_eq!((first.clone(), at), (segment_path(root.path(), "cam", start), start));
+        std::fs::create_dir_all(first.parent().unwrap()).unwrap();
+        std::fs::write(&first, b"yesterday's recording").unwrap();
+        let (second, at) = new_segment_path(root.path(), "cam", start);
+        assert_ne!(second, first);
+        assert_eq!(at, start + chrono::Duration::milliseconds(1));
+        assert_eq!(parse_segment_name(second.file_name().unwrap().to_str().unwrap()), Some(at));
     }
 }

@@ -254,4 +254,16 @@ async fn the_image_boots_into_a_working_appliance_and_keeps_its_recordings_acros
         "the root partition is byte-for-byte unchanged after two boots: it is mounted read-only"
     );
     assert!(after[2].size > original[2].size, "partition table shows the data partition grown");
+
+    // The clock is kept on the data partition across boots (a Pi has no clock battery).
+    let data = work.path().join("data.ext4");
+    {
+        let mut card = std::fs::File::open(&disk).unwrap();
+        card.seek(SeekFrom::Start(after[2].start)).unwrap();
+        let mut out = std::fs::File::create(&data).unwrap();
+        std::io::copy(&mut card.take(after[2].size), &mut out).unwrap();
+    }
+    let listed = Command::new("debugfs").args(["-R", "ls -l /.system/timesync"]).arg(&data).output().expect("debugfs (e2fsprogs)");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.contains(" clock"), "timesyncd's clock file is on the data partition: {listed}");
 }

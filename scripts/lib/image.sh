@@ -112,6 +112,7 @@ LOOKOUT_UNITS=(
   local-fs.target.wants:data.mount local-fs.target.wants:boot-firmware.mount
   local-fs.target.wants:tmp.mount local-fs.target.wants:var-tmp.mount
   local-fs.target.wants:var-log.mount local-fs.target.wants:var-lib-systemd.mount
+  local-fs.target.wants:var-lib-systemd-timesync.mount
   multi-user.target.wants:lookout-data.service multi-user.target.wants:lookout.service
   multi-user.target.wants:lookout-reboot.path
 )

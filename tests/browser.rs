@@ -71,12 +71,18 @@ async fn chromium_plays_the_live_view_and_a_recording() {
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_a_phone_the_live_view_plays_and_fits_the_screen() {
+/// A daemon with one online test-pattern camera, and `browser` showing its page.
+async fn page_with_a_test_camera(browser: impl std::future::Future<Output = Driver>) -> (Daemon, Driver) {
     let daemon = Daemon::start(config_with(vec![test_camera("cam")])).await;
     daemon.wait_state("cam", Duration::from_secs(15), |c| c["online"] == true).await.expect("camera online");
-    let driver = Driver::chromium_phone().await;
+    let driver = browser.await;
     driver.open(&daemon.base).await;
+    (daemon, driver)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_phone_the_live_view_plays_and_fits_the_screen() {
+    let (daemon, driver) = page_with_a_test_camera(Driver::chromium_phone()).await;
     let seen = driver.wait_above(LIVE_FRAMES, 30, Duration::from_secs(30)).await;
     assert!(seen > 30, "the page decoded only {seen} frames");
     let layout = driver
@@ -156,10 +162,7 @@ async fn the_page_shows_an_offline_camera_and_a_lost_device_and_recovers_from_bo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firefox_without_webrtc_h264_plays_the_live_view_over_mse() {
-    let daemon = Daemon::start(config_with(vec![test_camera("cam")])).await;
-    daemon.wait_state("cam", Duration::from_secs(15), |c| c["online"] == true).await.expect("camera online");
-    let driver = Driver::firefox().await;
-    driver.open(&daemon.base).await;
+    let (daemon, driver) = page_with_a_test_camera(Driver::firefox()).await;
     let frames = driver.wait_above(LIVE_FRAMES, 30, Duration::from_secs(30)).await;
     let overlay = driver.eval("return document.querySelector('.overlay').dataset.state").await;
     assert!(frames > 30, "Firefox decoded {frames} frames; overlay {overlay}");

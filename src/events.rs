@@ -25,14 +25,7 @@ use tokio::sync::broadcast;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// A camera pipeline reached PLAYING and produced its first frame.
-    CameraOnline {
-        camera: String,
-        source: String,
-        encoder: String,
-        encoder_reason: String,
-        width: u32,
-        height: u32,
-    },
+    CameraOnline { camera: String, source: String, encoder: String, encoder_reason: String, width: u32, height: u32 },
     /// A camera stopped delivering or could not start; `reason` is for a person.
     CameraWentOffline { camera: String, reason: String, retry_in_ms: u64 },
     /// Measured every couple of seconds while a camera is online.

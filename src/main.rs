@@ -35,9 +35,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         // Colour only for a person at a terminal; the journal and log files get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(cli.config),

@@ -8,13 +8,7 @@ use common::whep::WhepViewer;
 use common::{Daemon, config_with, test_camera};
 
 async fn post_offer(daemon: &Daemon, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
-    let r = reqwest::Client::new()
-        .post(daemon.url(path))
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = reqwest::Client::new().post(daemon.url(path)).header("content-type", content_type).body(body).send().await.unwrap();
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))

@@ -36,9 +36,7 @@ async fn chromium_plays_the_live_view_and_a_recording() {
 
     // The recordings panel draws what was recorded and plays it when clicked.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    driver
-        .eval("const d = document.querySelector('.recordings'); d.open = true; d.dispatchEvent(new Event('toggle')); return true")
-        .await;
+    driver.eval("const d = document.querySelector('.recordings'); d.open = true; d.dispatchEvent(new Event('toggle')); return true").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let spans = loop {
         let n = driver.eval("return document.querySelectorAll('.timeline .span:not(.live)').length").await.as_u64().unwrap_or(0);
@@ -138,9 +136,7 @@ async fn the_page_shows_an_offline_camera_and_a_lost_device_and_recovers_from_bo
     let seen = driver.wait_above(LIVE_FRAMES, before + 30, Duration::from_secs(15)).await;
     assert!(seen > before + 30, "the page decoded only {} frames after recovering", seen.saturating_sub(before));
     // The silence is a gap in the recording, marked on the timeline.
-    driver
-        .eval("const d = document.querySelector('.recordings'); d.open = true; d.dispatchEvent(new Event('toggle')); return true")
-        .await;
+    driver.eval("const d = document.querySelector('.recordings'); d.open = true; d.dispatchEvent(new Event('toggle')); return true").await;
     let seen = driver.wait_above("return document.querySelectorAll('.timeline .gap').length", 0, Duration::from_secs(10)).await;
     assert!(seen > 0, "no gap marked on the timeline after the camera was silent");
 

@@ -79,7 +79,8 @@ async fn the_snapshot_action_saves_a_jpeg_of_every_camera() {
     let dir = daemon.data.join("snapshots/cam");
     let deadline = Instant::now() + Duration::from_secs(10);
     let jpeg = loop {
-        let found = std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "jpg"));
+        let found =
+            std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "jpg"));
         if let Some(p) = found {
             break std::fs::read(p).unwrap();
         }
@@ -93,7 +94,10 @@ async fn the_snapshot_action_saves_a_jpeg_of_every_camera() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_as_prometheus_text_and_describe_the_cameras() {
     let daemon = Daemon::start(config_with(vec![test_camera("cam")])).await;
-    daemon.wait_state("cam", Duration::from_secs(15), |c| c["recording"] == true && c["measured_fps"].as_f64() > Some(0.0)).await.expect("recording");
+    daemon
+        .wait_state("cam", Duration::from_secs(15), |c| c["recording"] == true && c["measured_fps"].as_f64() > Some(0.0))
+        .await
+        .expect("recording");
     let viewer = WhepViewer::connect(&daemon.url("/whep/cam")).await.expect("viewer admitted");
     assert!(viewer.wait_frames(10, Duration::from_secs(10)).await);
     // Let a segment's first fragment reach the disk (fragments are 1 s).
@@ -124,7 +128,13 @@ async fn metrics_parse_as_prometheus_text_and_describe_the_cameras() {
     assert!(value("lookout_recording_bytes") > 0.0);
     assert!(scrape.docs.contains_key("lookout_camera_fps"), "HELP lines present");
     let has = |name: &str| scrape.samples.iter().any(|s| s.metric == name);
-    for gauge in ["lookout_load_average", "lookout_memory_total_bytes", "lookout_uptime_seconds", "lookout_data_total_bytes", "lookout_data_free_bytes"] {
+    for gauge in [
+        "lookout_load_average",
+        "lookout_memory_total_bytes",
+        "lookout_uptime_seconds",
+        "lookout_data_total_bytes",
+        "lookout_data_free_bytes",
+    ] {
         assert!(has(gauge), "{gauge} missing");
     }
     viewer.delete().await;

@@ -46,10 +46,8 @@ async fn a_silent_source_is_rebuilt_and_viewers_resume() {
 async fn a_missing_camera_is_reported_offline_with_the_reason_and_others_run() {
     let missing = Camera { source: SourceSpec::Device("/dev/video99".into()), ..test_camera("door") };
     let daemon = Daemon::start(config_with(vec![missing, test_camera("yard")])).await;
-    let door = daemon
-        .wait_state("door", Duration::from_secs(10), |c| c["last_error"].is_string())
-        .await
-        .expect("door reports why it is offline");
+    let door =
+        daemon.wait_state("door", Duration::from_secs(10), |c| c["last_error"].is_string()).await.expect("door reports why it is offline");
     assert_eq!(door["online"], false);
     assert!(door["last_error"].as_str().unwrap().contains("/dev/video99"), "{door}");
     daemon.wait_state("yard", Duration::from_secs(15), |c| c["online"] == true).await.expect("other camera unaffected");

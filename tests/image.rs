@@ -210,7 +210,8 @@ async fn the_image_boots_into_a_working_appliance_and_keeps_its_recordings_acros
     let booted = Instant::now();
     let mut device = Device::boot(&images, &disk, work.path().join("console-1.log"), http, udp);
 
-    let state = wait_for(&device, &base, "/api/state", Duration::from_secs(300), "camera online", |s| s["cameras"][0]["online"] == true).await;
+    let state =
+        wait_for(&device, &base, "/api/state", Duration::from_secs(300), "camera online", |s| s["cameras"][0]["online"] == true).await;
     let boot_to_online = booted.elapsed();
     let cam = &state["cameras"][0];
     assert!(cam["source"].as_str().unwrap_or("").contains("/dev/video"), "the vivid V4L2 camera: {cam}");
@@ -221,12 +222,20 @@ async fn the_image_boots_into_a_working_appliance_and_keeps_its_recordings_acros
     assert!(page.text().await.unwrap().contains("Lookout"));
 
     let viewer = WhepViewer::connect(&format!("{base}/whep/cam")).await.expect("WHEP session created");
-    assert!(viewer.wait_frames(15, Duration::from_secs(60)).await, "viewer got {} frames\nconsole:\n{}", viewer.frames(), device.console_tail());
+    assert!(
+        viewer.wait_frames(15, Duration::from_secs(60)).await,
+        "viewer got {} frames\nconsole:\n{}",
+        viewer.frames(),
+        device.console_tail()
+    );
     let first_frame = booted.elapsed();
     eprintln!("boot to camera online {:.1} s, to first WebRTC frame {:.1} s", boot_to_online.as_secs_f64(), first_frame.as_secs_f64());
     viewer.delete().await;
 
-    let listing = wait_for(&device, &base, "/api/cameras/cam/recordings", Duration::from_secs(90), "a finished segment", |l| !finished_segments(l).is_empty()).await;
+    let listing = wait_for(&device, &base, "/api/cameras/cam/recordings", Duration::from_secs(90), "a finished segment", |l| {
+        !finished_segments(l).is_empty()
+    })
+    .await;
     let kept = finished_segments(&listing)[0].clone();
     let health = get_json(&base, "/api/health").await.expect("health");
     let data_total = health["health"]["disk_total_bytes"].as_u64().unwrap_or(0);

@@ -367,7 +367,9 @@ fn a_killed_daemon_leaves_a_playable_partial_segment_and_recording_continues() {
                 && let Ok(v) = r.json::<Value>().await
             {
                 let segs = v["segments"].as_array().cloned().unwrap_or_default();
-                if segs.iter().any(|s| s["name"] == name.as_str()) && segs.iter().any(|s| s["recording"] == true && s["name"] != name.as_str()) {
+                if segs.iter().any(|s| s["name"] == name.as_str())
+                    && segs.iter().any(|s| s["recording"] == true && s["name"] != name.as_str())
+                {
                     break segs;
                 }
             }
@@ -387,10 +389,7 @@ fn a_killed_daemon_leaves_a_playable_partial_segment_and_recording_continues() {
 async fn a_full_disk_pauses_recording_keeps_live_view_and_resumes_when_space_returns() {
     let data = tempfile::tempdir().unwrap();
     let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"]).arg(data.path()).status();
-    assert!(
-        mounted.is_ok_and(|s| s.success()),
-        "this test mounts a 6 MB tmpfs as the data partition and needs root (CI runs as root)"
-    );
+    assert!(mounted.is_ok_and(|s| s.success()), "this test mounts a 6 MB tmpfs as the data partition and needs root (CI runs as root)");
     struct Unmount(PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {

@@ -299,17 +299,12 @@ impl Config {
             }
         };
         let problems = config.validate();
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError::Invalid { path: origin.to_owned(), problems })
-        }
+        if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid { path: origin.to_owned(), problems }) }
     }
 
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Config::from_toml(&text, path)
     }
 
@@ -389,9 +384,7 @@ mod tests {
 
     #[test]
     fn unknown_key_is_rejected_with_its_name() {
-        let err = Config::from_toml("[http]\nlisten = \"0.0.0.0:1\"\nport = 3\n", Path::new("t"))
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_toml("[http]\nlisten = \"0.0.0.0:1\"\nport = 3\n", Path::new("t")).unwrap_err().to_string();
         assert!(err.contains("port"), "{err}");
     }
 }

@@ -31,9 +31,7 @@ impl SourceSpec {
             "test" => SourceSpec::Test,
             "libcamera" => SourceSpec::Libcamera,
             _ if s.starts_with("/dev/") => SourceSpec::Device(PathBuf::from(s)),
-            _ if s.starts_with("rtsp://") || s.starts_with("rtsps://") => {
-                SourceSpec::Rtsp(s.to_owned())
-            }
+            _ if s.starts_with("rtsp://") || s.starts_with("rtsps://") => SourceSpec::Rtsp(s.to_owned()),
             _ => SourceSpec::Unknown(s.to_owned()),
         }
     }

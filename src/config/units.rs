@@ -24,14 +24,8 @@ impl PortRange {
 impl FromStr for PortRange {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (lo, hi) = s
-            .split_once('-')
-            .ok_or_else(|| format!("`{s}` is not a port range like \"40000-40100\""))?;
-        let parse = |p: &str| {
-            p.trim()
-                .parse::<u16>()
-                .map_err(|_| format!("`{}` is not a port number (1-65535)", p.trim()))
-        };
+        let (lo, hi) = s.split_once('-').ok_or_else(|| format!("`{s}` is not a port range like \"40000-40100\""))?;
+        let parse = |p: &str| p.trim().parse::<u16>().map_err(|_| format!("`{}` is not a port number (1-65535)", p.trim()));
         let (lo, hi) = (parse(lo)?, parse(hi)?);
         if lo == 0 || lo > hi {
             return Err(format!("`{s}` must be low-high with 0 < low <= high"));

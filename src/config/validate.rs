@@ -62,13 +62,10 @@ pub fn check(config: &Config) -> Vec<Problem> {
             r.fail(at("name"), format!("`{}` is used by another camera", cam.name));
         }
         match &cam.source {
-            SourceSpec::Unknown(s) => r.fail(
-                at("source"),
-                format!("`{s}` is not auto, test, libcamera, /dev/videoN, rtsp://... or {{ pipeline = \"...\" }}"),
-            ),
-            SourceSpec::Pipeline(p) if p.trim().is_empty() => {
-                r.fail(at("source.pipeline"), "must not be empty")
+            SourceSpec::Unknown(s) => {
+                r.fail(at("source"), format!("`{s}` is not auto, test, libcamera, /dev/videoN, rtsp://... or {{ pipeline = \"...\" }}"))
             }
+            SourceSpec::Pipeline(p) if p.trim().is_empty() => r.fail(at("source.pipeline"), "must not be empty"),
             _ => {}
         }
         // Bounds: the Pi encoder's limits (1920x1080, level 4.2) with headroom for USB cameras
@@ -137,8 +134,7 @@ fn check_device(config: &Config, r: &mut Report) {
 }
 
 fn valid_name(name: &str) -> bool {
-    (1..=32).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    (1..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 #[cfg(test)]
@@ -152,9 +148,6 @@ mod tests {
         c.cameras.push(Camera { name: "cam".into(), ..Camera::default() });
         c.webrtc.max_viewers = 0;
         let fields: Vec<_> = c.validate().into_iter().map(|p| p.field).collect();
-        assert_eq!(
-            fields,
-            ["webrtc.max_viewers", "camera[1].name", "camera[1].fps", "camera[2].name"]
-        );
+        assert_eq!(fields, ["webrtc.max_viewers", "camera[1].name", "camera[1].fps", "camera[2].name"]);
     }
 }

@@ -92,10 +92,8 @@ pub fn read(roots: &Roots, disk: Option<Disk>) -> Health {
         *slot = v.parse().unwrap_or(0.0);
     }
     let uptime_s = first_number(&roots.proc.join("uptime")).unwrap_or(0.0);
-    let cpus = std::fs::read_to_string(roots.sys.join("devices/system/cpu/online"))
-        .ok()
-        .and_then(|s| parse_cpu_list(s.trim()))
-        .unwrap_or(1);
+    let cpus =
+        std::fs::read_to_string(roots.sys.join("devices/system/cpu/online")).ok().and_then(|s| parse_cpu_list(s.trim())).unwrap_or(1);
     Health {
         temperature_c: temperature(&roots.sys),
         throttled: throttled(&roots.sys),
@@ -214,7 +212,8 @@ impl Warning {
 
 /// The events that take the published warnings from `before` to `now`. Pure.
 pub fn changes(before: &[Warning], now: &[Warning]) -> Vec<Event> {
-    let raised = now.iter().filter(|w| !before.contains(w)).map(|w| Event::HealthWarningRaised { kind: w.name(), message: w.advice().into() });
+    let raised =
+        now.iter().filter(|w| !before.contains(w)).map(|w| Event::HealthWarningRaised { kind: w.name(), message: w.advice().into() });
     let cleared = before.iter().filter(|w| !now.contains(w)).map(|w| Event::HealthWarningCleared { kind: w.name() });
     raised.chain(cleared).collect()
 }
@@ -234,7 +233,9 @@ pub async fn watch(roots: Roots, data: PathBuf, bus: Bus, shutdown: Cancellation
             _ = tick.tick() => {}
         }
         let (roots, data) = (roots.clone(), data.clone());
-        let Ok(reading) = tokio::task::spawn_blocking(move || read(&roots, crate::storage::disk::usage(&data).ok())).await else { continue };
+        let Ok(reading) = tokio::task::spawn_blocking(move || read(&roots, crate::storage::disk::usage(&data).ok())).await else {
+            continue;
+        };
         let now = warnings(&reading, &thresholds);
         for event in changes(&published, &now) {
             if let Event::HealthWarningRaised { kind, message } = &event {

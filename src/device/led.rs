@@ -285,7 +285,11 @@ impl GpioLed {
 
 impl Backend for GpioLed {
     fn set(&mut self, lit: bool) -> Result<(), LedError> {
-        if lit != self.active_low { self.pin.set_high() } else { self.pin.set_low() }
+        if lit != self.active_low {
+            self.pin.set_high()
+        } else {
+            self.pin.set_low()
+        }
         Ok(())
     }
 
@@ -411,14 +415,17 @@ mod tests {
         led.handle(t0, &Event::CameraWentOffline { camera: "a".into(), reason: "unplugged".into(), retry_in_ms: 1000 });
         led.handle(t0, &Event::RecordingPaused { camera: "b".into(), reason: "disk full".into() });
         assert_eq!(led.status(t0), Status::Degraded);
-        led.handle(t0, &Event::CameraOnline {
-            camera: "a".into(),
-            source: "test".into(),
-            encoder: "x264".into(),
-            encoder_reason: String::new(),
-            width: 1,
-            height: 1,
-        });
+        led.handle(
+            t0,
+            &Event::CameraOnline {
+                camera: "a".into(),
+                source: "test".into(),
+                encoder: "x264".into(),
+                encoder_reason: String::new(),
+                width: 1,
+                height: 1,
+            },
+        );
         assert_eq!(led.status(t0), Status::Degraded, "recording on b is still paused");
         led.handle(t0, &Event::RecordingStarted { camera: "b".into() });
         assert_eq!(led.status(t0), Status::Recording);

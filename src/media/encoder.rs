@@ -13,7 +13,9 @@ use super::probe::Machine;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Encoder {
     /// Pi 4 `bcm2835-codec` through `v4l2h264enc`.
-    V4l2 { device: String },
+    V4l2 {
+        device: String,
+    },
     X264,
     OpenH264,
     /// The source already delivers H.264: nothing is encoded.
@@ -47,7 +49,9 @@ pub fn choose(cam: &Camera, machine: &Machine) -> Result<EncoderPlan, EncoderErr
         EncoderChoice::X264 if machine.has("x264enc") => plan(Encoder::X264, "configured".into()),
         EncoderChoice::X264 => Err(EncoderError("encoder = \"x264\" but x264enc is not installed (gstreamer1.0-plugins-ugly)".into())),
         EncoderChoice::Openh264 if machine.has("openh264enc") => plan(Encoder::OpenH264, "configured".into()),
-        EncoderChoice::Openh264 => Err(EncoderError("encoder = \"openh264\" but openh264enc is not installed (gstreamer1.0-plugins-bad)".into())),
+        EncoderChoice::Openh264 => {
+            Err(EncoderError("encoder = \"openh264\" but openh264enc is not installed (gstreamer1.0-plugins-bad)".into()))
+        }
         EncoderChoice::Auto => match hw {
             Ok(device) => plan(Encoder::V4l2 { device: device.clone() }, format!("hardware encoder {device}")),
             Err(why) if machine.has("x264enc") => plan(Encoder::X264, format!("software x264 (zero latency): {why}")),
@@ -65,10 +69,9 @@ fn hardware_status(cam: &Camera, machine: &Machine) -> Result<String, String> {
     match node {
         _ if !machine.has("v4l2h264enc") => Err("no v4l2h264enc element".into()),
         None => Err("no V4L2 M2M H.264 encoder device".into()),
-        Some(_) if cam.width > V4L2_MAX.0 || cam.height > V4L2_MAX.1 => Err(format!(
-            "{}x{} exceeds the hardware encoder's {}x{}",
-            cam.width, cam.height, V4L2_MAX.0, V4L2_MAX.1
-        )),
+        Some(_) if cam.width > V4L2_MAX.0 || cam.height > V4L2_MAX.1 => {
+            Err(format!("{}x{} exceeds the hardware encoder's {}x{}", cam.width, cam.height, V4L2_MAX.0, V4L2_MAX.1))
+        }
         Some(n) => Ok(n.path.display().to_string()),
     }
 }
@@ -91,10 +94,7 @@ const LEVELS: &[(&str, u64, u64)] = &[
 pub fn h264_level(width: u32, height: u32, fps: u32) -> &'static str {
     let mbs = u64::from(width.div_ceil(16)) * u64::from(height.div_ceil(16));
     let rate = mbs * u64::from(fps);
-    LEVELS
-        .iter()
-        .find(|(_, max_rate, max_frame)| rate <= *max_rate && mbs <= *max_frame)
-        .map_or("5.2", |(name, _, _)| name)
+    LEVELS.iter().find(|(_, max_rate, max_frame)| rate <= *max_rate && mbs <= *max_frame).map_or("5.2", |(name, _, _)| name)
 }
 
 impl Encoder {

@@ -95,12 +95,7 @@ pub fn start(request: ExportRequest) -> Result<mpsc::Receiver<Result<Vec<u8>, St
     }
     let pipeline = gst::Pipeline::with_name("export");
     // Blocking and bounded: reading the files waits for the muxer, which waits for the client.
-    let feed = gst_app::AppSrc::builder()
-        .name("export-feed")
-        .format(gst::Format::Time)
-        .block(true)
-        .max_bytes(FEED_BYTES)
-        .build();
+    let feed = gst_app::AppSrc::builder().name("export-feed").format(gst::Format::Time).block(true).max_bytes(FEED_BYTES).build();
     let mux = gst::ElementFactory::make("mp4mux")
         .property("fragment-duration", 1000u32)
         .property("streamable", true)
@@ -158,7 +153,8 @@ fn finish(bus: &gst::Bus, tx: &mpsc::Sender<Result<Vec<u8>, String>>) -> Result<
         if tx.is_closed() {
             return Ok(());
         }
-        let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(500), &[gst::MessageType::Eos, gst::MessageType::Error]) else {
+        let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(500), &[gst::MessageType::Eos, gst::MessageType::Error])
+        else {
             continue;
         };
         return match msg.view() {
@@ -176,9 +172,9 @@ fn pump(request: &ExportRequest, feed: &gst_app::AppSrc, out_bus: &gst::Bus) -> 
     let mut caps_set = false;
     for file in &request.files {
         let reader = gst::parse::launch("filesrc name=file ! qtdemux ! h264parse ! appsink name=frames sync=false max-buffers=8")
-        .map_err(|e| e.to_string())?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| "reader is not a pipeline".to_string())?;
+            .map_err(|e| e.to_string())?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| "reader is not a pipeline".to_string())?;
         let frames = reader.by_name("frames").and_then(|e| e.downcast::<gst_app::AppSink>().ok()).ok_or("reader has no sink")?;
         if let Some(src) = reader.by_name("file") {
             src.set_property("location", file.to_string_lossy().as_ref());

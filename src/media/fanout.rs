@@ -184,7 +184,9 @@ fn install_probes(appsink: &gst_app::AppSink, taps: Arc<Taps>, limiter: Arc<Mute
         if let Some(buffer) = info.buffer() {
             taps.mark(buffer.size());
             let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-            gop.lock().expect("gop lock never poisoned").push(Instant::now(), keyframe, buffer.size(), buffer.to_owned(), || pad.current_caps());
+            gop.lock()
+                .expect("gop lock never poisoned")
+                .push(Instant::now(), keyframe, buffer.size(), buffer.to_owned(), || pad.current_caps());
             let issue = frame_limiter.lock().expect("limiter lock never poisoned").on_frame(Instant::now(), keyframe);
             if issue {
                 // Pushed on the pad, not sent to the element: that would take the state lock.

@@ -177,7 +177,13 @@ impl Media {
                 tasks.spawn(recorder.run(bus.subscribe(), shutdown.clone()));
             }
             let heartbeat = Heartbeat::default();
-            let supervisor = pipeline::Supervisor { cam: cam.clone(), fanout: fanout.clone(), clock: clock.clone(), bus: bus.clone(), heartbeat: heartbeat.clone() };
+            let supervisor = pipeline::Supervisor {
+                cam: cam.clone(),
+                fanout: fanout.clone(),
+                clock: clock.clone(),
+                bus: bus.clone(),
+                heartbeat: heartbeat.clone(),
+            };
             tasks.spawn(supervisor.run(shutdown.clone()));
             cameras.insert(
                 cam.name.clone(),
@@ -201,7 +207,8 @@ impl Media {
     pub fn wedged(&self) -> Option<String> {
         self.cameras.values().find_map(|cam| {
             let silent = cam.heartbeat.silent_for();
-            (silent > WEDGED_AFTER).then(|| format!("camera {}: pipeline wedged (supervisor silent for {}s)", cam.config.name, silent.as_secs()))
+            (silent > WEDGED_AFTER)
+                .then(|| format!("camera {}: pipeline wedged (supervisor silent for {}s)", cam.config.name, silent.as_secs()))
         })
     }
 

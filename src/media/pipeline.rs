@@ -18,12 +18,12 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Camera;
 use crate::events::{Bus, Event};
 
-use super::{Heartbeat, MediaClock, StopOnDrop};
 use super::encoder::{self, Encoder, EncoderPlan};
 use super::fanout::{Fanout, Taps};
 use super::probe::Machine;
 use super::restart::Backoff;
 use super::source::{self, Output};
+use super::{Heartbeat, MediaClock, StopOnDrop};
 
 /// A source that has not produced a frame this long after starting is considered failed.
 /// RTSP cameras need a TCP connect, DESCRIBE and a keyframe: 10 s covers slow ones.
@@ -43,8 +43,7 @@ struct Built {
 
 fn build(cam: &Camera, machine: &Machine, clock: &MediaClock) -> Result<Built, String> {
     let plan = source::plan(cam, machine).map_err(|e| e.to_string())?;
-    let source_bin = source_bin(&caps_at_end_as_filter(&plan.launch(cam.fps)))
-        .map_err(|e| format!("source {}: {e}", plan.describe()))?;
+    let source_bin = source_bin(&caps_at_end_as_filter(&plan.launch(cam.fps))).map_err(|e| format!("source {}: {e}", plan.describe()))?;
     source_bin.set_property("name", format!("source-{}", cam.name));
     let output = match plan.output() {
         Output::Unknown => probe_output(&source_bin)?,
@@ -95,9 +94,9 @@ fn caps_at_end_as_filter(fragment: &str) -> String {
     let (head, last) = fragment.rsplit_once('!').map_or(("", fragment), |(h, l)| (h, l));
     let last = last.trim();
     let media_type = last.split([',', ' ']).next().unwrap_or("");
-    let is_caps = media_type.split_once('/').is_some_and(|(a, b)| {
-        !a.is_empty() && !b.is_empty() && a.chars().all(|c| c.is_ascii_lowercase()) && !a.contains('=')
-    });
+    let is_caps = media_type
+        .split_once('/')
+        .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && a.chars().all(|c| c.is_ascii_lowercase()) && !a.contains('='));
     if !is_caps || last.contains('"') {
         return fragment.to_owned();
     }
@@ -200,7 +199,7 @@ fn describe_error(msg: &gst::Message, e: &gst::message::Error) -> String {
 impl Supervisor {
     /// Watches a running camera pipeline until it faults or `shutdown`, publishing its state.
     async fn watch(&self, built: &Built, taps: &Taps, backoff: &mut Backoff, restarts: u64, shutdown: &CancellationToken) -> Ended {
-            let Supervisor { cam, bus, heartbeat, fanout, .. } = self;
+        let Supervisor { cam, bus, heartbeat, fanout, .. } = self;
         let Some(gst_bus) = built.pipeline.bus() else { return Ended::Fault("pipeline has no bus".into()) };
         let mut messages = gst_bus.stream();
         let mut tick = tokio::time::interval(WATCH_TICK);

@@ -10,16 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// Elements whose presence changes what Lookout chooses.
-pub const INTERESTING_ELEMENTS: &[&str] = &[
-    "v4l2h264enc",
-    "x264enc",
-    "openh264enc",
-    "libcamerasrc",
-    "v4l2src",
-    "jpegdec",
-    "v4l2jpegenc",
-    "jpegenc",
-];
+pub const INTERESTING_ELEMENTS: &[&str] =
+    &["v4l2h264enc", "x264enc", "openh264enc", "libcamerasrc", "v4l2src", "jpegdec", "v4l2jpegenc", "jpegenc"];
 
 /// A snapshot of the machine's video capabilities.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -75,11 +67,8 @@ impl Machine {
     /// Probes GStreamer's registry and every `/dev/video*` node. Never fails: what cannot be
     /// read is left out, so the choice falls back to what is known to work.
     pub fn probe() -> Machine {
-        let elements = INTERESTING_ELEMENTS
-            .iter()
-            .filter(|name| gst::ElementFactory::find(name).is_some())
-            .map(|s| s.to_string())
-            .collect();
+        let elements =
+            INTERESTING_ELEMENTS.iter().filter(|name| gst::ElementFactory::find(name).is_some()).map(|s| s.to_string()).collect();
         Machine { elements, video_nodes: probe_video_nodes(Path::new("/dev")) }
     }
 }
@@ -90,19 +79,12 @@ fn probe_video_nodes(dev: &Path) -> Vec<VideoNode> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.strip_prefix("video").is_some_and(|d| d.parse::<u32>().is_ok()))
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.strip_prefix("video").is_some_and(|d| d.parse::<u32>().is_ok()))
         })
         .collect();
-    paths.sort_by_key(|p| {
-        p.to_string_lossy().trim_start_matches("/dev/video").parse::<u32>().unwrap_or(u32::MAX)
-    });
+    paths.sort_by_key(|p| p.to_string_lossy().trim_start_matches("/dev/video").parse::<u32>().unwrap_or(u32::MAX));
     // The v4l crate unwraps driver strings; a broken driver must not take the daemon down.
-    paths
-        .into_iter()
-        .filter_map(|p| std::panic::catch_unwind(|| probe_node(&p)).ok().flatten())
-        .collect()
+    paths.into_iter().filter_map(|p| std::panic::catch_unwind(|| probe_node(&p)).ok().flatten()).collect()
 }
 
 fn probe_node(path: &Path) -> Option<VideoNode> {
@@ -118,10 +100,7 @@ fn probe_node(path: &Path) -> Option<VideoNode> {
         dev.enum_formats()
             .unwrap_or_default()
             .into_iter()
-            .map(|f| NodeFormat {
-                fourcc: f.fourcc.str().unwrap_or("????").to_string(),
-                sizes: probe_sizes(&dev, f.fourcc),
-            })
+            .map(|f| NodeFormat { fourcc: f.fourcc.str().unwrap_or("????").to_string(), sizes: probe_sizes(&dev, f.fourcc) })
             .collect()
     } else {
         Vec::new()
@@ -149,19 +128,12 @@ fn probe_sizes(dev: &v4l::Device, fourcc: v4l::FourCC) -> Vec<NodeSize> {
         .unwrap_or_default()
         .into_iter()
         .map(|s| match s.size {
-            FrameSizeEnum::Discrete(d) => NodeSize {
-                width: d.width,
-                height: d.height,
-                fps: rates(d.width, d.height),
-                ..NodeSize::default()
-            },
-            FrameSizeEnum::Stepwise(s) => NodeSize {
-                width: s.min_width,
-                height: s.min_height,
-                max_width: s.max_width,
-                max_height: s.max_height,
-                fps: Vec::new(),
-            },
+            FrameSizeEnum::Discrete(d) => {
+                NodeSize { width: d.width, height: d.height, fps: rates(d.width, d.height), ..NodeSize::default() }
+            }
+            FrameSizeEnum::Stepwise(s) => {
+                NodeSize { width: s.min_width, height: s.min_height, max_width: s.max_width, max_height: s.max_height, fps: Vec::new() }
+            }
         })
         .collect()
 }

@@ -29,8 +29,8 @@ use crate::config::Camera;
 use crate::events::{Bus, Event};
 use crate::storage::{self, layout};
 
-use super::{MediaClock, StopOnDrop};
 use super::fanout::Fanout;
+use super::{MediaClock, StopOnDrop};
 
 /// mp4mux fragment length: what a crash can lose at most, and the index's granularity.
 const FRAGMENT_MS: u32 = 1000;
@@ -136,12 +136,7 @@ impl Recorder {
     }
 
     /// The next event about this camera, a timeout, or shutdown.
-    async fn wait_event(
-        &self,
-        events: &mut broadcast::Receiver<Event>,
-        shutdown: &CancellationToken,
-        timeout: Option<Duration>,
-    ) -> Wake {
+    async fn wait_event(&self, events: &mut broadcast::Receiver<Event>, shutdown: &CancellationToken, timeout: Option<Duration>) -> Wake {
         let sleep = async {
             match timeout {
                 Some(t) => tokio::time::sleep(t).await,
@@ -277,13 +272,22 @@ impl Recorder {
 
 /// What the streaming thread tells the recorder task.
 enum Report {
-    Opened { path: PathBuf, start: DateTime<Utc>, boundary: DateTime<Utc>, bus: gst::Bus },
+    Opened {
+        path: PathBuf,
+        start: DateTime<Utc>,
+        boundary: DateTime<Utc>,
+        bus: gst::Bus,
+    },
     Finished(Writer),
     Failed(String),
     /// The disk stopped keeping up: `queued` bytes wait and frames are being dropped.
-    FellBehind { queued: u64 },
+    FellBehind {
+        queued: u64,
+    },
     /// Writing resumed at a keyframe after dropping this many frames.
-    CaughtUp { dropped: u64 },
+    CaughtUp {
+        dropped: u64,
+    },
 }
 
 /// Keeps a segment writer's queue bounded when the disk stalls. Frames are dropped from when
@@ -345,7 +349,8 @@ impl Writer {
         if let Some(caps) = caps {
             appsrc.set_caps(Some(&caps.to_owned()));
         }
-        let make = |factory: &str| gst::ElementFactory::make(factory).build().map_err(|_| format!("GStreamer element {factory} is not installed"));
+        let make =
+            |factory: &str| gst::ElementFactory::make(factory).build().map_err(|_| format!("GStreamer element {factory} is not installed"));
         let parse = make("h264parse")?;
         let mux = make("mp4mux")?;
         mux.set_property("fragment-duration", FRAGMENT_MS);
@@ -535,8 +540,7 @@ fn writable(root: &Path, camera: &str) -> Result<(), String> {
     std::fs::create_dir_all(&dir)
         .map_err(|e| format!("data folder {} is not writable (data partition not mounted?): {e}", dir.display()))?;
     let probe = dir.join(".write-test");
-    std::fs::write(&probe, b"")
-        .map_err(|e| format!("data folder {} is not writable (data partition not mounted?): {e}", dir.display()))?;
+    std::fs::write(&probe, b"").map_err(|e| format!("data folder {} is not writable (data partition not mounted?): {e}", dir.display()))?;
     let _ = std::fs::remove_file(&probe);
     let disk = storage::disk::usage(root).map_err(|e| format!("cannot read free space of {}: {e}", root.display()))?;
     if disk.free < RESUME_AT_FREE {

@@ -113,7 +113,10 @@ fn from_gop(gop: Gop<gst::Buffer, gst::Caps>, width: Option<u32>) -> Result<Vec<
     }
     let _ = appsrc.end_of_stream();
     let bus = pipeline.bus().ok_or_else(|| SnapshotError::Pipeline("no bus".into()))?;
-    let done = bus.timed_pop_filtered(gst::ClockTime::from_nseconds(CAPTURE_TIMEOUT.as_nanos() as u64), &[gst::MessageType::Eos, gst::MessageType::Error]);
+    let done = bus.timed_pop_filtered(
+        gst::ClockTime::from_nseconds(CAPTURE_TIMEOUT.as_nanos() as u64),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
     if let Some(msg) = &done
         && let gst::MessageView::Error(e) = msg.view()
     {
@@ -122,10 +125,7 @@ fn from_gop(gop: Gop<gst::Buffer, gst::Caps>, width: Option<u32>) -> Result<Vec<
     // The newest picture: the sink keeps only the last one.
     let sample = appsink.try_pull_sample(gst::ClockTime::ZERO).ok_or(SnapshotError::Timeout)?;
     tracing::debug!(frames = total, took_ms = started.elapsed().as_millis() as u64, "snapshot decoded from the cached GOP");
-    sample
-        .buffer()
-        .and_then(|b| b.map_readable().ok().map(|m| m.to_vec()))
-        .ok_or_else(|| SnapshotError::Pipeline("empty picture".into()))
+    sample.buffer().and_then(|b| b.map_readable().ok().map(|m| m.to_vec())).ok_or_else(|| SnapshotError::Pipeline("empty picture".into()))
 }
 
 /// Attaches to the live stream and encodes the first picture, from a requested keyframe.

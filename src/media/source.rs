@@ -93,11 +93,7 @@ pub fn plan(cam: &Camera, machine: &Machine) -> Result<SourcePlan, SourceError> 
             if !machine.has("v4l2src") {
                 return Err(SourceError::V4l2srcMissing);
             }
-            let node = machine
-                .video_nodes
-                .iter()
-                .find(|n| n.path == *path)
-                .ok_or_else(|| SourceError::DeviceMissing(path.clone()))?;
+            let node = machine.video_nodes.iter().find(|n| n.path == *path).ok_or_else(|| SourceError::DeviceMissing(path.clone()))?;
             if !node.capture {
                 return Err(SourceError::NotCapture { path: path.clone(), card: node.card.clone() });
             }
@@ -106,9 +102,7 @@ pub fn plan(cam: &Camera, machine: &Machine) -> Result<SourcePlan, SourceError> 
                 offered: node.formats.iter().map(|f| f.fourcc.as_str()).collect::<Vec<_>>().join(", "),
             })
         }
-        SourceSpec::Libcamera if machine.has("libcamerasrc") => {
-            Ok(SourcePlan::Libcamera { width, height, fps })
-        }
+        SourceSpec::Libcamera if machine.has("libcamerasrc") => Ok(SourcePlan::Libcamera { width, height, fps }),
         SourceSpec::Libcamera => Err(SourceError::LibcameraMissing),
         SourceSpec::Rtsp(url) => Ok(SourcePlan::Rtsp { url: url.clone() }),
         SourceSpec::Pipeline(fragment) => Ok(SourcePlan::Pipeline { fragment: fragment.clone() }),
@@ -240,13 +234,12 @@ impl SourcePlan {
                  ! video/x-raw,width={width},height={height},framerate={fps}/1"
             ),
             SourcePlan::V4l2 { device, mode, .. } => v4l2_launch(device, mode, want_fps),
-            SourcePlan::Libcamera { width, height, fps } => format!(
-                "libcamerasrc ! video/x-raw,width={width},height={height},framerate={fps}/1"
-            ),
-            SourcePlan::Rtsp { url } => format!(
-                "rtspsrc location=\"{}\" protocols=tcp latency=200 ! rtph264depay ! h264parse",
-                url.replace('"', "%22")
-            ),
+            SourcePlan::Libcamera { width, height, fps } => {
+                format!("libcamerasrc ! video/x-raw,width={width},height={height},framerate={fps}/1")
+            }
+            SourcePlan::Rtsp { url } => {
+                format!("rtspsrc location=\"{}\" protocols=tcp latency=200 ! rtph264depay ! h264parse", url.replace('"', "%22"))
+            }
             SourcePlan::Pipeline { fragment } => fragment.clone(),
         }
     }
@@ -259,11 +252,7 @@ fn v4l2_launch(device: &Path, mode: &Mode, want_fps: u32) -> String {
     // anything within half a frame per second of the mode's rate so the driver can fixate.
     let size = format!("width={width},height={height},framerate=(fraction)[{}/2,{}/2]", 2 * fps - 1, 2 * fps + 1);
     // Faster than asked: drop frames rather than encode more than the owner wanted.
-    let rate = if *fps > want_fps {
-        format!(" ! videorate drop-only=true ! video/x-raw,framerate={want_fps}/1")
-    } else {
-        String::new()
-    };
+    let rate = if *fps > want_fps { format!(" ! videorate drop-only=true ! video/x-raw,framerate={want_fps}/1") } else { String::new() };
     match mode.input {
         Input::H264 => format!("{src} ! capsfilter caps=\"video/x-h264,{size}\" ! h264parse"),
         Input::Raw(format) => format!("{src} ! capsfilter caps=\"video/x-raw,format={format},{size}\"{rate}"),

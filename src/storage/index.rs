@@ -42,11 +42,7 @@ const GAP_TOLERANCE: chrono::Duration = chrono::Duration::milliseconds(1500);
 
 /// Gaps between consecutive segments (sorted by start).
 pub fn gaps(segments: &[Segment]) -> Vec<Gap> {
-    segments
-        .windows(2)
-        .filter(|w| w[1].start - w[0].end > GAP_TOLERANCE)
-        .map(|w| Gap { start: w[0].end, end: w[1].start })
-        .collect()
+    segments.windows(2).filter(|w| w[1].start - w[0].end > GAP_TOLERANCE).map(|w| Gap { start: w[0].end, end: w[1].start }).collect()
 }
 
 /// Every camera's segments by start time.
@@ -86,7 +82,12 @@ fn describe(path: &Path, start: DateTime<Utc>, recording: bool, remove_empty: bo
 
 /// Every segment file of each camera under `root`, except `skip`. Blocking.
 /// `remove_empty`: see [`describe`]; never while a recorder may be writing an unknown file.
-fn scan(root: &Path, cameras: &[String], skip: &HashSet<PathBuf>, remove_empty: bool) -> BTreeMap<String, BTreeMap<DateTime<Utc>, Segment>> {
+fn scan(
+    root: &Path,
+    cameras: &[String],
+    skip: &HashSet<PathBuf>,
+    remove_empty: bool,
+) -> BTreeMap<String, BTreeMap<DateTime<Utc>, Segment>> {
     let mut map = BTreeMap::new();
     for camera in cameras {
         let mut segments = BTreeMap::new();

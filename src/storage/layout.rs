@@ -70,10 +70,7 @@ mod tests {
         let name = segment_name(t);
         assert_eq!(name, "2026-11-21T09-05-00.033Z.mp4");
         assert_eq!(parse_segment_name(&name), Some(t));
-        assert_eq!(
-            segment_path(Path::new("/data"), "cam", t),
-            Path::new("/data/recordings/cam/2026-11-21/2026-11-21T09-05-00.033Z.mp4")
-        );
+        assert_eq!(segment_path(Path::new("/data"), "cam", t), Path::new("/data/recordings/cam/2026-11-21/2026-11-21T09-05-00.033Z.mp4"));
         assert!(segment_name(t) < segment_name(t + chrono::Duration::seconds(1)));
     }
 

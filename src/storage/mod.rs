@@ -46,9 +46,7 @@ impl Storage {
         let root = config.storage.path.clone();
         let cameras: Vec<String> = config.cameras.iter().map(|c| c.name.clone()).collect();
         let scan_root = root.clone();
-        let index = Arc::new(
-            tokio::task::spawn_blocking(move || Index::load(&scan_root, &cameras)).await.unwrap_or_default(),
-        );
+        let index = Arc::new(tokio::task::spawn_blocking(move || Index::load(&scan_root, &cameras)).await.unwrap_or_default());
         let storage = Storage {
             root,
             cameras: config.cameras.iter().map(|c| c.name.clone()).collect(),

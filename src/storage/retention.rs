@@ -64,9 +64,7 @@ pub fn plan(now: DateTime<Utc>, segments: &[Candidate], limits: Limits, disk: Di
 
     for &i in &order {
         let s = &segments[i];
-        let expired = s.keep.is_some_and(|keep| {
-            chrono::Duration::from_std(keep).is_ok_and(|keep| s.end + keep < now)
-        });
+        let expired = s.keep.is_some_and(|keep| chrono::Duration::from_std(keep).is_ok_and(|keep| s.end + keep < now));
         if expired {
             doomed.push((i, Reason::Age));
             total -= s.size;
@@ -102,10 +100,8 @@ mod tests {
 
     /// One-minute, 10 MB segments starting at the given minutes; the last is being written.
     fn minutes(starts: &[i64], keep: Option<Duration>) -> Vec<Candidate> {
-        let mut v: Vec<Candidate> = starts
-            .iter()
-            .map(|&m| Candidate { start: t(m), end: t(m + 1), size: 10_000_000, in_progress: false, keep })
-            .collect();
+        let mut v: Vec<Candidate> =
+            starts.iter().map(|&m| Candidate { start: t(m), end: t(m + 1), size: 10_000_000, in_progress: false, keep }).collect();
         if let Some(last) = v.last_mut() {
             last.in_progress = true;
         }

@@ -77,7 +77,10 @@ pub async fn health(State(app): State<AppState>) -> Json<HealthResponse> {
 }
 
 /// `POST /api/actions/{action}`: the page's (and scripts') way to press the button.
-pub async fn action(State(app): State<AppState>, axum::extract::Path(name): axum::extract::Path<String>) -> Result<axum::http::StatusCode, super::error::ApiError> {
+pub async fn action(
+    State(app): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<axum::http::StatusCode, super::error::ApiError> {
     let action = crate::events::Action::from_name(&name)
         .ok_or_else(|| super::error::ApiError::NotFound(format!("no action `{name}`; actions: identify, snapshot, reboot")))?;
     app.bus.publish(crate::events::Event::ActionRequested { action, origin: "api".into() });

@@ -69,31 +69,20 @@ impl IntoResponse for ApiError {
 /// Axum's own rejections (a body over the limit, a malformed path or query) are plain text;
 /// this gives them the same JSON shape as every other error, so clients parse one format.
 pub async fn json_rejections(response: Response) -> Response {
-    let plain = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/plain"));
+    let plain = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/plain"));
     if !response.status().is_client_error() || !plain {
         return response;
     }
     let status = response.status();
     let text = axum::body::to_bytes(response.into_body(), 16 * 1024).await.unwrap_or_default();
     let detail = String::from_utf8_lossy(&text).trim().to_owned();
-    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        format!("the request body is too large ({detail})")
-    } else {
-        detail
-    };
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE { format!("the request body is too large ({detail})") } else { detail };
     (status, Json(json!({ "error": message }))).into_response()
 }
 
 /// A handler that panicked: logged, and answered as JSON instead of a dropped connection.
 pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let what = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("unknown panic");
+    let what =
+        panic.downcast_ref::<String>().map(String::as_str).or_else(|| panic.downcast_ref::<&str>().copied()).unwrap_or("unknown panic");
     ApiError::Internal(format!("internal error while answering this request: {what}")).into_response()
 }

@@ -63,7 +63,9 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let per_camera: [(&str, &str, &str, PerCamera); 6] = [
         ("lookout_camera_online", "gauge", "1 while the camera delivers frames", |c| bool01(c.online)),
         ("lookout_camera_fps", "gauge", "Frames per second measured at the encoder output", |c| c.measured_fps),
-        ("lookout_camera_bitrate_bits_per_second", "gauge", "Encoded bitrate measured at the encoder output", |c| c.measured_bitrate_kbps * 1000.0),
+        ("lookout_camera_bitrate_bits_per_second", "gauge", "Encoded bitrate measured at the encoder output", |c| {
+            c.measured_bitrate_kbps * 1000.0
+        }),
         ("lookout_camera_viewers", "gauge", "Live viewers (WHEP and MSE)", |c| c.viewers as f64),
         ("lookout_camera_restarts_total", "counter", "Times the camera pipeline was rebuilt after a fault", |c| c.restarts as f64),
         ("lookout_camera_recording", "gauge", "1 while the camera is being recorded", |c| bool01(c.recording)),
@@ -78,7 +80,11 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     for cam in app.media.cameras() {
         out.sample("lookout_camera_dropped_frames_total", &[("camera", &cam.config.name)], cam.fanout.dropped_total() as f64);
     }
-    out.family("lookout_keyframe_requests_total", "counter", "Keyframe requests from outputs (joins, PLI/FIR), forwarded to the encoder or absorbed by the rate limit");
+    out.family(
+        "lookout_keyframe_requests_total",
+        "counter",
+        "Keyframe requests from outputs (joins, PLI/FIR), forwarded to the encoder or absorbed by the rate limit",
+    );
     for cam in app.media.cameras() {
         let (forwarded, absorbed) = cam.fanout.keyframe_requests();
         out.sample("lookout_keyframe_requests_total", &[("camera", &cam.config.name), ("outcome", "forwarded")], forwarded as f64);
@@ -113,12 +119,27 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     for (period, v) in ["1m", "5m", "15m"].iter().zip(reading.load) {
         out.sample("lookout_load_average", &[("period", period)], v);
     }
-    out.family("lookout_memory_total_bytes", "gauge", "Memory").sample("lookout_memory_total_bytes", &[], reading.memory_total_bytes as f64);
-    out.family("lookout_memory_available_bytes", "gauge", "Memory available to programs")
-        .sample("lookout_memory_available_bytes", &[], reading.memory_available_bytes as f64);
+    out.family("lookout_memory_total_bytes", "gauge", "Memory").sample(
+        "lookout_memory_total_bytes",
+        &[],
+        reading.memory_total_bytes as f64,
+    );
+    out.family("lookout_memory_available_bytes", "gauge", "Memory available to programs").sample(
+        "lookout_memory_available_bytes",
+        &[],
+        reading.memory_available_bytes as f64,
+    );
     out.family("lookout_uptime_seconds", "gauge", "Time since boot").sample("lookout_uptime_seconds", &[], reading.uptime_s);
-    out.family("lookout_data_total_bytes", "gauge", "Size of the data partition").sample("lookout_data_total_bytes", &[], reading.disk_total_bytes as f64);
-    out.family("lookout_data_free_bytes", "gauge", "Free space on the data partition").sample("lookout_data_free_bytes", &[], reading.disk_free_bytes as f64);
+    out.family("lookout_data_total_bytes", "gauge", "Size of the data partition").sample(
+        "lookout_data_total_bytes",
+        &[],
+        reading.disk_total_bytes as f64,
+    );
+    out.family("lookout_data_free_bytes", "gauge", "Free space on the data partition").sample(
+        "lookout_data_free_bytes",
+        &[],
+        reading.disk_free_bytes as f64,
+    );
     out.family("lookout_health_warning", "gauge", "1 for each health warning raised now");
     for w in health::warnings(&reading, &health::Thresholds::default()) {
         out.sample("lookout_health_warning", &[("kind", &w.name())], 1.0);

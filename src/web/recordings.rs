@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
@@ -28,11 +28,9 @@ fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(value) {
         return Ok(t.with_timezone(&Utc));
     }
-    value
-        .parse::<f64>()
-        .ok()
-        .and_then(|s| DateTime::from_timestamp_millis((s * 1000.0) as i64))
-        .ok_or_else(|| ApiError::BadRequest(format!("`{name}` must be an RFC 3339 time (2026-11-21T12:00:00Z) or Unix seconds, not `{value}`")))
+    value.parse::<f64>().ok().and_then(|s| DateTime::from_timestamp_millis((s * 1000.0) as i64)).ok_or_else(|| {
+        ApiError::BadRequest(format!("`{name}` must be an RFC 3339 time (2026-11-21T12:00:00Z) or Unix seconds, not `{value}`"))
+    })
 }
 
 impl Span {
@@ -77,7 +75,11 @@ pub async fn list(State(app): State<AppState>, Path(camera): Path<String>, Query
 }
 
 /// One segment file, with HTTP range support for players that seek.
-pub async fn download(State(app): State<AppState>, Path((camera, name)): Path<(String, String)>, request: Request) -> Result<Response, ApiError> {
+pub async fn download(
+    State(app): State<AppState>,
+    Path((camera, name)): Path<(String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
     camera_exists(&app, &camera)?;
     let path = storage::layout::resolve(&app.config.storage.path, &camera, &name)
         .filter(|p| p.is_file())
@@ -111,11 +113,8 @@ pub async fn export(State(app): State<AppState>, Path(camera): Path<String>, Que
     tracing::debug!(camera = %camera, ?request, "export");
     let rx = export::start(request).map_err(|e| ApiError::Internal(e.to_string()))?;
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-    let filename = format!(
-        "{camera}_{}_{}.mp4",
-        from.max(first.start).format("%Y-%m-%dT%H-%M-%SZ"),
-        to.min(last.end).format("%Y-%m-%dT%H-%M-%SZ")
-    );
+    let filename =
+        format!("{camera}_{}_{}.mp4", from.max(first.start).format("%Y-%m-%dT%H-%M-%SZ"), to.min(last.end).format("%Y-%m-%dT%H-%M-%SZ"));
     let mut response = Body::from_stream(stream).into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp4"));
@@ -132,7 +131,11 @@ pub struct SnapshotQuery {
 }
 
 /// A JPEG of the current picture.
-pub async fn snapshot(State(app): State<AppState>, Path(camera): Path<String>, Query(q): Query<SnapshotQuery>) -> Result<Response, ApiError> {
+pub async fn snapshot(
+    State(app): State<AppState>,
+    Path(camera): Path<String>,
+    Query(q): Query<SnapshotQuery>,
+) -> Result<Response, ApiError> {
     let cam = app.media.camera(&camera).ok_or_else(|| ApiError::UnknownCamera(camera.clone()))?;
     if let Some(w) = q.width
         && !(16..=4096).contains(&w)

@@ -4,8 +4,8 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
-use axum::middleware::Next;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
@@ -16,7 +16,12 @@ use crate::config::WebRtc;
 pub const MAX_OFFER_BYTES: usize = 64 * 1024;
 
 /// Creates a viewer session from an SDP offer.
-pub async fn create(State(app): State<AppState>, Path(camera): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn create(
+    State(app): State<AppState>,
+    Path(camera): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let cam = app.media.camera(&camera).ok_or_else(|| ApiError::UnknownCamera(camera.clone()))?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !content_type.trim().to_ascii_lowercase().starts_with("application/sdp") {

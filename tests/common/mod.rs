@@ -114,7 +114,12 @@ impl Daemon {
     }
 
     /// Polls `/api/state` until `pred` holds for the camera; returns the last state seen.
-    pub async fn wait_state(&self, camera: &str, timeout: Duration, pred: impl Fn(&serde_json::Value) -> bool) -> Result<serde_json::Value, serde_json::Value> {
+    pub async fn wait_state(
+        &self,
+        camera: &str,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> Result<serde_json::Value, serde_json::Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let state = self.camera_state(camera).await;

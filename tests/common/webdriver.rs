@@ -24,7 +24,8 @@ impl Driver {
         Driver::chromium_with(json!({"mobileEmulation": {
             "deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 3.0, "touch": true},
             "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Mobile Safari/537.36"
-        }})).await
+        }}))
+        .await
     }
 
     async fn chromium_with(extra: Value) -> Driver {
@@ -65,12 +66,7 @@ impl Driver {
 
     async fn start(program: &str, missing: &str, caps: Value, profile: tempfile::TempDir) -> Driver {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(program)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(missing);
+        let child = Command::new(program).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect(missing);
         let base = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -89,9 +89,10 @@ impl WhepViewer {
                             *ff.lock().unwrap() = Some(Instant::now());
                         }
                         if let Some(st) = sample.caps().and_then(|c| c.structure(0).map(|s| s.to_owned()))
-                            && let (Ok(w), Ok(h)) = (st.get::<i32>("width"), st.get::<i32>("height")) {
-                                *s.lock().unwrap() = Some((w, h));
-                            }
+                            && let (Ok(w), Ok(h)) = (st.get::<i32>("width"), st.get::<i32>("height"))
+                        {
+                            *s.lock().unwrap() = Some((w, h));
+                        }
                         Ok(gst::FlowSuccess::Ok)
                     })
                     .build(),
@@ -106,8 +107,7 @@ impl WhepViewer {
         let offer = offer.get::<gst_webrtc::WebRTCSessionDescription>("offer").unwrap();
         promise(&webrtc, "set-local-description", Some(&offer)).await;
         let deadline = Instant::now() + Duration::from_secs(5);
-        while webrtc.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state")
-            != gst_webrtc::WebRTCICEGatheringState::Complete
+        while webrtc.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state") != gst_webrtc::WebRTCICEGatheringState::Complete
             && Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(10)).await;

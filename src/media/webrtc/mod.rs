@@ -245,7 +245,7 @@ impl ViewerSet {
     pub async fn close(&self) {
         let stops: Vec<_> = {
             let mut sessions = self.sessions.lock().expect("sessions lock never poisoned");
-            
+
             sessions.values_mut().filter_map(|s| s.stop.take()).collect()
         };
         for stop in stops {

@@ -14,8 +14,8 @@ use gst::prelude::*;
 use gst_webrtc::WebRTCPeerConnectionState as Pc;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::media::{MediaClock, StopOnDrop};
 use crate::media::fanout::{ConsumerId, Fanout};
+use crate::media::{MediaClock, StopOnDrop};
 
 use super::sdp::{self, H264Choice};
 use super::{IceSettings, ViewerError};
@@ -77,9 +77,7 @@ pub(super) async fn negotiate(
     webrtc.set_property_from_str("bundle-policy", "max-bundle");
     configure_ice(&webrtc, ice);
 
-    pipeline
-        .add_many([appsrc.upcast_ref(), &pay, &filter, &webrtc])
-        .map_err(|e| ViewerError::Internal(e.to_string()))?;
+    pipeline.add_many([appsrc.upcast_ref(), &pay, &filter, &webrtc]).map_err(|e| ViewerError::Internal(e.to_string()))?;
     gst::Element::link_many([appsrc.upcast_ref(), &pay, &filter, &webrtc])
         .map_err(|e| ViewerError::Internal(format!("linking viewer pipeline: {e}")))?;
     if let Some(pad) = webrtc.static_pad("sink_0") {
@@ -90,9 +88,7 @@ pub(super) async fn negotiate(
     let (tx, signals) = mpsc::unbounded_channel();
     watch_signals(&webrtc, tx);
     clock.apply(&pipeline);
-    pipeline
-        .set_state(gst::State::Playing)
-        .map_err(|_| ViewerError::Internal("viewer pipeline refused to start".into()))?;
+    pipeline.set_state(gst::State::Playing).map_err(|_| ViewerError::Internal("viewer pipeline refused to start".into()))?;
 
     let t0 = Instant::now();
     let mut viewer = Viewer { pipeline, appsrc, signals };
@@ -159,9 +155,7 @@ fn watch_signals(webrtc: &gst::Element, tx: mpsc::UnboundedSender<Signal>) {
     });
     let t = tx.clone();
     webrtc.connect_notify(Some("ice-gathering-state"), move |w, _| {
-        if w.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state")
-            == gst_webrtc::WebRTCICEGatheringState::Complete
-        {
+        if w.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state") == gst_webrtc::WebRTCICEGatheringState::Complete {
             let _ = t.send(Signal::GatheringDone);
         }
     });
@@ -185,9 +179,7 @@ fn watch_signals(webrtc: &gst::Element, tx: mpsc::UnboundedSender<Signal>) {
 /// webrtcbin reports gathering "complete" only ~200 ms later; waiting for that would add
 /// 200 ms to every viewer's start, so a short quiet period after the first candidate is used.
 async fn wait_for_gathering(webrtc: &gst::Element, signals: &mut mpsc::UnboundedReceiver<Signal>, host_only: bool) {
-    if webrtc.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state")
-        == gst_webrtc::WebRTCICEGatheringState::Complete
-    {
+    if webrtc.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state") == gst_webrtc::WebRTCICEGatheringState::Complete {
         return;
     }
     let deadline = tokio::time::sleep(GATHER_TIMEOUT);

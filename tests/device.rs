@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use lookout::config::{Led, LedBackend};
 
 use common::whep::WhepViewer;
-use common::{Daemon, config_with, test_camera};
+use common::{Daemon, HANG, config_with, test_camera};
 
 fn fake_act_led(root: &Path) -> PathBuf {
     let dir = root.join("ACT");
@@ -23,20 +23,20 @@ fn fake_act_led(root: &Path) -> PathBuf {
     dir
 }
 
-/// Samples the fake LED's brightness every 5 ms for `span`; returns the level changes.
-async fn count_changes(dir: &Path, span: Duration) -> usize {
-    let end = Instant::now() + span;
-    let mut last = None;
-    let mut changes = 0;
-    while Instant::now() < end {
-        let level = std::fs::read_to_string(dir.join("brightness")).unwrap_or_default();
-        if last.as_ref().is_some_and(|l| *l != level) {
-            changes += 1;
+/// Samples the fake LED's brightness every few ms until `enough` holds for the levels seen
+/// so far (in order, one entry per change) or `within` passes; returns the levels seen.
+async fn watch_led(dir: &Path, within: Duration, enough: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let end = Instant::now() + within;
+    let mut seen: Vec<String> = Vec::new();
+    while Instant::now() < end && !enough(&seen) {
+        // Empty: read between the truncate and the write of a change.
+        let level = std::fs::read_to_string(dir.join("brightness")).unwrap_or_default().trim().to_owned();
+        if !level.is_empty() && seen.last() != Some(&level) {
+            seen.push(level);
         }
-        last = Some(level);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    changes
+    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,19 +47,27 @@ async fn the_led_follows_the_daemon_and_identify_and_gets_its_trigger_back() {
     config.cameras[0].recording.enabled = false;
     config.led = Led { backend: LedBackend::Sysfs, sysfs_root: leds.path().to_owned(), ..Led::default() };
     let daemon = Daemon::start(config).await;
-    daemon.wait_state("cam", Duration::from_secs(15), |c| c["online"] == true).await.expect("online");
+    daemon.wait_state("cam", HANG, |c| c["online"] == true).await.expect("online");
     assert_eq!(std::fs::read_to_string(act.join("trigger")).unwrap(), "none", "the daemon took the LED over");
 
-    // Ready: one 100 ms blink every 2 s → at most 2 changes in 1.5 s.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle = count_changes(&act, Duration::from_millis(1500)).await;
-    assert!(idle <= 2, "ready blinks slowly, saw {idle} changes in 1.5 s");
+    // Ready (or degraded, if this machine raises a health warning): the LED blinks, so it is
+    // seen switched on and off again. The pattern's timing is unit-tested in src/device/led.rs.
+    let blink = watch_led(&act, HANG, |l| l.windows(2).any(|w| w == ["1", "0"])).await;
+    assert!(blink.windows(2).any(|w| w == ["1", "0"]), "the LED never blinked: {blink:?}");
 
     let status = reqwest::Client::new().post(daemon.url("/api/actions/identify")).send().await.unwrap().status();
     assert_eq!(status, 202);
-    // Identify: 50/50 ms → ~20 changes a second; sampling at 5 ms sees most of them.
-    let identify = count_changes(&act, Duration::from_secs(1)).await;
-    assert!(identify >= 10, "identify flickers fast, saw {identify} changes in 1 s");
+    // Identify flickers at 10 Hz for IDENTIFY_FOR (10 s): 200 changes. Watched over that time
+    // only (afterwards the slow patterns come back), 30 changes tell it from every other
+    // pattern: ready makes at most 11 in 10 s, degraded 21. Sampling every few ms sees most
+    // flickers; a sampler starved to a few reads a second would still see about half.
+    let identify = watch_led(&act, lookout::device::led::IDENTIFY_FOR, |l| l.len() > 30).await;
+    assert!(
+        identify.len() > 30,
+        "identify should flicker: {} changes seen in {:?}",
+        identify.len() - 1,
+        lookout::device::led::IDENTIFY_FOR
+    );
 
     let unknown = reqwest::Client::new().post(daemon.url("/api/actions/dance")).send().await.unwrap().status();
     assert_eq!(unknown, 404);
@@ -73,11 +81,11 @@ async fn the_snapshot_action_saves_a_jpeg_of_every_camera() {
     let mut config = config_with(vec![test_camera("cam")]);
     config.cameras[0].recording.enabled = false;
     let daemon = Daemon::start(config).await;
-    daemon.wait_state("cam", Duration::from_secs(15), |c| c["online"] == true).await.expect("online");
+    daemon.wait_state("cam", HANG, |c| c["online"] == true).await.expect("online");
     let status = reqwest::Client::new().post(daemon.url("/api/actions/snapshot")).send().await.unwrap().status();
     assert_eq!(status, 202);
     let dir = daemon.data.join("snapshots/cam");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + HANG;
     let jpeg = loop {
         let found =
             std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "jpg"));
@@ -91,43 +99,78 @@ async fn the_snapshot_action_saves_a_jpeg_of_every_camera() {
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_parse_as_prometheus_text_and_describe_the_cameras() {
-    let daemon = Daemon::start(config_with(vec![test_camera("cam")])).await;
-    daemon
-        .wait_state("cam", Duration::from_secs(15), |c| c["recording"] == true && c["measured_fps"].as_f64() > Some(0.0))
-        .await
-        .expect("recording");
-    let viewer = WhepViewer::connect(&daemon.url("/whep/cam")).await.expect("viewer admitted");
-    assert!(viewer.wait_frames(10, Duration::from_secs(10)).await);
-    // Let a segment's first fragment reach the disk (fragments are 1 s).
-    tokio::time::sleep(Duration::from_secs(2)).await;
+/// One scrape of `/metrics`, parsed.
+struct Scrape {
+    text: String,
+    parsed: prometheus_parse::Scrape,
+}
 
-    let response = reqwest::get(daemon.url("/metrics")).await.unwrap();
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
-    let text = response.text().await.unwrap();
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("valid exposition text");
-    let value = |name: &str| -> f64 {
-        let sample = scrape
+impl Scrape {
+    async fn of(daemon: &Daemon) -> Scrape {
+        let response = reqwest::get(daemon.url("/metrics")).await.unwrap();
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
+        let text = response.text().await.unwrap();
+        let parsed = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("valid exposition text");
+        Scrape { text, parsed }
+    }
+
+    /// The sample of `name` for camera `cam`.
+    fn cam(&self, name: &str) -> f64 {
+        let sample = self
+            .parsed
             .samples
             .iter()
             .find(|s| s.metric == name && s.labels.get("camera") == Some("cam"))
-            .unwrap_or_else(|| panic!("{name}{{camera=\"cam\"}} missing in:\n{text}"));
+            .unwrap_or_else(|| panic!("{name}{{camera=\"cam\"}} missing in:\n{}", self.text));
         match sample.value {
             prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
             ref other => panic!("{name}: {other:?}"),
         }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.parsed.samples.iter().any(|s| s.metric == name)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_as_prometheus_text_and_describe_the_cameras() {
+    let daemon = Daemon::start(config_with(vec![test_camera("cam")])).await;
+    daemon.wait_state("cam", HANG, |c| c["recording"] == true && c["measured_fps"].as_f64() > Some(0.0)).await.expect("recording");
+    let viewer = WhepViewer::connect(&daemon.url("/whep/cam")).await.expect("viewer admitted");
+    assert!(viewer.wait_frames(10, HANG).await, "viewer got {} frames", viewer.frames());
+    let dropped_before = daemon.camera_state("cam").await["dropped_frames"].as_u64().expect("dropped_frames in /api/state");
+
+    // The gauges describe a stream that is running: wait until a segment's first fragment is
+    // on disk (fragments are 1 s) and the camera's measured rates are those it was set to.
+    let deadline = Instant::now() + HANG;
+    let scrape = loop {
+        let scrape = Scrape::of(&daemon).await;
+        if scrape.cam("lookout_recording_bytes") > 0.0
+            && (20.0..=40.0).contains(&scrape.cam("lookout_camera_fps"))
+            && scrape.cam("lookout_camera_bitrate_bits_per_second") > 100_000.0
+        {
+            break scrape;
+        }
+        assert!(Instant::now() < deadline, "no recording bytes, or not ~30 fps at ~1 Mbit/s:\n{}", scrape.text);
+        tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    assert_eq!(value("lookout_camera_online"), 1.0);
-    assert!((20.0..=40.0).contains(&value("lookout_camera_fps")), "fps {}", value("lookout_camera_fps"));
-    assert!(value("lookout_camera_bitrate_bits_per_second") > 100_000.0);
-    assert_eq!(value("lookout_camera_viewers"), 1.0);
-    assert_eq!(value("lookout_camera_restarts_total"), 0.0);
-    assert_eq!(value("lookout_camera_dropped_frames_total"), value("lookout_camera_dropped_frames_total").max(0.0));
-    assert_eq!(value("lookout_camera_recording"), 1.0);
-    assert!(value("lookout_recording_bytes") > 0.0);
-    assert!(scrape.docs.contains_key("lookout_camera_fps"), "HELP lines present");
-    let has = |name: &str| scrape.samples.iter().any(|s| s.metric == name);
+    assert_eq!(scrape.cam("lookout_camera_online"), 1.0);
+    assert_eq!(scrape.cam("lookout_camera_viewers"), 1.0);
+    assert_eq!(scrape.cam("lookout_camera_restarts_total"), 0.0);
+    assert_eq!(scrape.cam("lookout_camera_recording"), 1.0);
+    // Frames outputs dropped. Not necessarily 0 with nothing slow: a joining output (the
+    // viewer, the recorder) skips frames until its first keyframe, and those count. So: a
+    // count, and the same counter /api/state reports, which copies it every few seconds. It
+    // only grows, so it is at least what the state said before, and the state catches up.
+    let dropped = scrape.cam("lookout_camera_dropped_frames_total");
+    assert!(dropped.is_finite() && dropped >= 0.0 && dropped.fract() == 0.0, "dropped frames {dropped}");
+    assert!(dropped >= dropped_before as f64, "metric {dropped} behind /api/state's earlier {dropped_before}");
+    daemon
+        .wait_state("cam", HANG, |c| c["dropped_frames"].as_u64().is_some_and(|d| d as f64 >= dropped))
+        .await
+        .unwrap_or_else(|c| panic!("/api/state never reported the {dropped} dropped frames of /metrics: {c}"));
+    assert!(scrape.parsed.docs.contains_key("lookout_camera_fps"), "HELP lines present");
     for gauge in [
         "lookout_load_average",
         "lookout_memory_total_bytes",
@@ -135,7 +178,7 @@ async fn metrics_parse_as_prometheus_text_and_describe_the_cameras() {
         "lookout_data_total_bytes",
         "lookout_data_free_bytes",
     ] {
-        assert!(has(gauge), "{gauge} missing");
+        assert!(scrape.has(gauge), "{gauge} missing");
     }
     viewer.delete().await;
     daemon.stop().await;
@@ -194,28 +237,48 @@ impl Drop for UnderSystemd {
     }
 }
 
+/// `WatchdogSec` for the tests: 10 s, not the 2 s a tight test would pick. The daemon pings
+/// at half of it and its liveness check may take up to that half; on a loaded machine a 1 s
+/// timer or a self-probe over HTTP can slip by a second, which is no defect. At 10 s the
+/// contract (a ping at least every `WatchdogSec`, or systemd kills the service) has room
+/// for any hiccup short of a hang.
+const WATCHDOG: Duration = Duration::from_secs(10);
+
 #[test]
-fn ready_is_sent_once_serving_and_watchdog_pings_come_at_half_the_interval() {
+fn ready_is_sent_once_serving_and_watchdog_pings_come_within_the_interval() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = UnderSystemd::start(
         dir,
         "[[camera]]\nname = \"cam\"\nsource = \"test\"\nwidth = 320\nheight = 240\n[camera.recording]\nenabled = false\n",
-        Duration::from_secs(2),
+        WATCHDOG,
     );
-    let (_, first) = daemon.next(Duration::from_secs(30)).expect("a notify message");
+    let (ready_at, first) = daemon.next(HANG).expect("a notify message");
     assert!(first.starts_with("READY=1"), "first message is READY, got {first:?}");
     assert!(first.contains("STATUS=1 of 1 camera(s) online"), "{first:?}");
+    // Watched for four intervals: each ping must come within one of the one before (READY
+    // starts the count), or systemd would kill the daemon.
     let mut pings = Vec::new();
-    while pings.len() < 6 {
-        let (at, msg) = daemon.next(Duration::from_secs(3)).expect("pings keep coming");
+    let mut last = ready_at;
+    let mut other = Vec::new();
+    while ready_at.elapsed() < WATCHDOG * 4 {
+        let (at, msg) = daemon
+            .next(WATCHDOG.saturating_sub(last.elapsed()))
+            .unwrap_or_else(|| panic!("no ping for {WATCHDOG:?}: systemd would have killed the daemon; other messages: {other:?}"));
         if msg == "WATCHDOG=1" {
             pings.push(at);
+            last = at;
+        } else {
+            other.push(msg);
         }
     }
-    let mut gaps: Vec<f64> = pings.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
-    gaps.sort_by(f64::total_cmp);
-    let median = gaps[gaps.len() / 2];
-    assert!((0.8..=1.2).contains(&median), "pings every {median:.2} s, want 1 s (half of WatchdogSec=2s): {gaps:?}");
+    // And at about half the interval, as sd_watchdog_enabled(3) advises: some 8 pings in
+    // four intervals. Pinging once per interval would make at most 5.
+    assert!(
+        pings.len() >= 6,
+        "{} pings in {:?}, want about 8 (every half WatchdogSec); other messages: {other:?}",
+        pings.len(),
+        WATCHDOG * 4
+    );
 }
 
 #[test]
@@ -232,7 +295,7 @@ fn a_wedged_pipeline_stops_the_watchdog_pings() {
          [camera.recording]\nenabled = false\n",
         fifo.display()
     );
-    let daemon = UnderSystemd::start(dir, &camera, Duration::from_secs(2));
+    let daemon = UnderSystemd::start(dir, &camera, WATCHDOG);
     // Opening a FIFO for writing waits for the reader (the daemon's filesrc).
     let writer = std::thread::spawn(move || {
         let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
@@ -244,16 +307,18 @@ fn a_wedged_pipeline_stops_the_watchdog_pings() {
             std::thread::sleep(Duration::from_millis(33));
         }
         // Keep the FIFO open, silent, until the test ends.
-        std::thread::sleep(Duration::from_secs(90));
+        std::thread::sleep(Duration::from_secs(300));
         drop(f);
     });
 
-    let (_, ready) = daemon.next(Duration::from_secs(30)).expect("READY");
+    let (_, ready) = daemon.next(HANG).expect("READY");
     assert!(ready.starts_with("READY=1"), "{ready:?}");
     let mut saw_ping = false;
     let mut not_alive = None;
     let mut last_ping = Instant::now();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // The wedge shows after the stall (2 s) and WEDGED_AFTER (15 s) of a silent supervisor;
+    // then no ping may come for a whole WatchdogSec, after which systemd restarts the daemon.
+    let deadline = Instant::now() + Duration::from_secs(150);
     while Instant::now() < deadline {
         match daemon.next(Duration::from_millis(500)) {
             Some((at, msg)) if msg == "WATCHDOG=1" => {
@@ -264,14 +329,14 @@ fn a_wedged_pipeline_stops_the_watchdog_pings() {
             Some((_, msg)) if msg.starts_with("STATUS=not alive") => not_alive = Some(msg),
             _ => {}
         }
-        if not_alive.is_some() && last_ping.elapsed() > Duration::from_secs(5) {
+        if not_alive.is_some() && last_ping.elapsed() > WATCHDOG {
             break;
         }
     }
     assert!(saw_ping, "pings while the camera was fine");
     let reason = not_alive.expect("the daemon noticed the wedge");
     assert!(reason.contains("camera cam") && reason.contains("wedged"), "{reason}");
-    assert!(last_ping.elapsed() > Duration::from_secs(5), "pings stopped");
+    assert!(last_ping.elapsed() > WATCHDOG, "pings stopped for a whole WatchdogSec");
     drop(daemon);
     drop(writer);
 }

@@ -1,12 +1,32 @@
 //! The fan-out in isolation: a consumer whose output is stuck drops (and counts) its own
 //! frames while another consumer of the same camera keeps receiving every frame.
+//!
+//! Nothing here measures speed: each test waits (with a deadline that only catches a hang)
+//! for the condition it is about, then checks counts that do not depend on timing.
+
+mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use lookout::media::fanout::Fanout;
+use lookout::media::keyframe::MIN_INTERVAL;
+
+use common::HANG;
+
+/// Polls `cond` every 20 ms until it holds; false if `HANG` passes first.
+fn wait_until(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + HANG;
+    while !cond() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
 
 fn consumer(name: &str, block: bool) -> (gst::Pipeline, gst_app::AppSrc, Arc<AtomicU64>) {
     let pipeline = gst::Pipeline::with_name(name);
@@ -55,19 +75,27 @@ fn a_stuck_consumer_drops_its_own_frames_and_stalls_nobody() {
     let (camera, appsink) = h264_camera(30);
     let fanout = Fanout::new("cam");
     let taps = fanout.set_producer(&appsink);
-    camera.set_state(gst::State::Playing).unwrap();
-
     let (stuck_pipe, stuck_src, _) = consumer("stuck", true);
     let (good_pipe, good_src, good) = consumer("good", false);
     let stuck = fanout.attach(&stuck_src);
     let _good = fanout.attach(&good_src);
-    std::thread::sleep(Duration::from_secs(3));
+    // The healthy consumer gets a queue no scheduling hiccup of a loaded machine can fill, so
+    // any frame it misses was taken from it, not late. The stuck one keeps the 500 ms default.
+    good_src.set_max_time(gst::ClockTime::from_seconds(120));
+    // Both are attached before the camera starts, so both start at its first frame (a
+    // keyframe): the healthy one is owed every frame the camera produces.
+    camera.set_state(gst::State::Playing).unwrap();
 
+    let waited = wait_until(|| good.load(Ordering::SeqCst) >= 75 && fanout.dropped(stuck) >= 30);
+    // Read the camera's count first: every frame counted in `produced` has by then either
+    // reached the healthy consumer, waits in its queue, or is in one of the two streaming
+    // threads between them (at most one frame each).
     let produced = taps.frames.load(Ordering::SeqCst);
+    let queued = good_src.current_level_buffers();
     let received = good.load(Ordering::SeqCst);
-    assert!(produced >= 75, "camera kept producing: {produced}");
-    assert!(received + 35 >= produced, "healthy consumer got {received} of {produced}");
     let dropped = fanout.dropped(stuck);
+    assert!(waited, "within {HANG:?}: camera produced {produced}, healthy consumer got {received}, stuck one dropped {dropped}");
+    assert!(received + queued + 2 >= produced, "healthy consumer lost frames: got {received}, {queued} queued, of {produced} produced");
     assert!(dropped >= 30, "stuck consumer's queue is bounded and counts drops: {dropped}");
 
     for p in [&camera, &good_pipe] {
@@ -80,8 +108,9 @@ fn a_stuck_consumer_drops_its_own_frames_and_stalls_nobody() {
 #[test]
 fn keyframe_requests_from_outputs_reach_the_encoder_rate_limited() {
     gst::init().unwrap();
-    // A 10 s GOP: any keyframe after the first is one that was asked for.
-    let (camera, appsink) = h264_camera(300);
+    // A GOP of 5 minutes, longer than the test can take even on a loaded machine: every
+    // keyframe after the first is one that was asked for.
+    let (camera, appsink) = h264_camera(30 * 300);
     let keyframes = Arc::new(AtomicU64::new(0));
     let k = keyframes.clone();
     appsink.static_pad("sink").unwrap().add_probe(gst::PadProbeType::BUFFER, move |_, info| {
@@ -95,23 +124,38 @@ fn keyframe_requests_from_outputs_reach_the_encoder_rate_limited() {
     camera.set_state(gst::State::Playing).unwrap();
     let (viewer_pipe, viewer_src, received) = consumer("viewer", false);
     let _viewer = fanout.attach(&viewer_src);
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(received.load(Ordering::SeqCst) > 10, "viewer started at a requested keyframe");
-    let before = keyframes.load(Ordering::SeqCst);
+    // It starts at a keyframe: the camera's first, or (attached later) the one it asked for.
+    assert!(wait_until(|| received.load(Ordering::SeqCst) > 10), "viewer never started: {} frames", received.load(Ordering::SeqCst));
 
-    // A viewer on a lossy link: a PLI on every frame for 2 s, as rtpsession turns them into
-    // upstream force-key-unit events on the viewer's appsrc.
+    // A viewer on a lossy link: a storm of PLIs, as rtpsession turns them into upstream
+    // force-key-unit events on the viewer's appsrc. Pushed back to back, so what the limiter
+    // lets through depends only on how long the storm lasted, which is measured.
+    let before = keyframes.load(Ordering::SeqCst);
     let pad = viewer_src.static_pad("src").unwrap().peer().unwrap();
+    let storm = Instant::now();
+    let (forwarded_0, dropped_0) = fanout.keyframe_requests();
     for _ in 0..60 {
         pad.push_event(gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build());
-        std::thread::sleep(Duration::from_millis(33));
     }
-    std::thread::sleep(Duration::from_millis(200));
-    let forced = keyframes.load(Ordering::SeqCst) - before;
-    let (forwarded, dropped) = fanout.keyframe_requests();
-    assert!(forced >= 2, "requests reached the encoder: {forced} keyframes");
-    assert!(forced <= 10, "at most about one per 300 ms over ~2 s: {forced} keyframes");
-    assert!(dropped >= 40, "the rest were merged or deferred: forwarded {forwarded}, dropped {dropped}");
+    let (forwarded_1, dropped_1) = fanout.keyframe_requests();
+    let storm = storm.elapsed();
+    let (forwarded, dropped) = (forwarded_1 - forwarded_0, dropped_1 - dropped_0);
+    // The events travel synchronously up to the limiter: each of the 60 was decided.
+    assert!(forwarded + dropped >= 60, "every request reached the limiter: forwarded {forwarded}, dropped {dropped}");
+    // Its guarantee: forwarded requests are at least MIN_INTERVAL apart. (The first of the
+    // storm may itself be merged into a keyframe still on its way, or deferred.)
+    let allowed = 1 + (storm.as_millis() / MIN_INTERVAL.as_millis()) as u64;
+    assert!(forwarded <= allowed, "{forwarded} forwarded in {storm:?}, at most {allowed} allowed");
+    assert!(dropped >= 60 - allowed, "the rest were merged or deferred: forwarded {forwarded}, dropped {dropped}");
+
+    // Merged or deferred, the storm is answered: a keyframe comes.
+    assert!(wait_until(|| keyframes.load(Ordering::SeqCst) > before), "the PLIs never produced a keyframe");
+    // And only requests make keyframes: apart from the camera's first, each one was asked for
+    // by a forwarded request (counted in this order, every keyframe seen was caused by a
+    // request already counted).
+    let total_keyframes = keyframes.load(Ordering::SeqCst);
+    let (forwarded_total, _) = fanout.keyframe_requests();
+    assert!(total_keyframes <= 1 + forwarded_total, "{total_keyframes} keyframes for {forwarded_total} forwarded requests");
     for p in [&camera, &viewer_pipe] {
         p.set_state(gst::State::Null).unwrap();
     }

@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 use lookout::config::{Camera, Config, SourceSpec};
 use tokio::sync::oneshot;
 
+/// How long a test waits for a condition before calling it a hang. The normal case takes a
+/// few seconds; a loaded 2-core machine may take several times that, and a test must fail
+/// for a defect, never for being slow. (Speed is measured by `scripts/bench/*`.)
+pub const HANG: Duration = Duration::from_secs(60);
+
 /// A daemon running inside the test process.
 pub struct Daemon {
     pub base: String,

@@ -39,7 +39,12 @@ pub async fn run(media: Arc<Media>, storage: PathBuf, bus: Bus, shutdown: Cancel
                     Action::Reboot => request_reboot(),
                 }
             }
-            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Ok(_) => {}
+            Err(RecvError::Lagged(missed)) => {
+                // The bus overflowed (a burst of events while this task was busy): an action
+                // requested in that burst is gone; the requester saw 202 and may retry.
+                tracing::warn!(missed, "actions fell behind the event bus; an action requested meanwhile may have been lost");
+            }
             Err(RecvError::Closed) => return,
         }
     }

@@ -113,8 +113,15 @@ pub fn start(request: ExportRequest) -> Result<mpsc::Receiver<Result<Vec<u8>, St
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |s| {
                 let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let bytes = sample.buffer().and_then(|b| b.map_readable().ok().map(|m| m.to_vec())).unwrap_or_default();
-                if data_tx.blocking_send(Ok(bytes)).is_err() {
+                // A chunk that cannot be read would leave a hole in the file: end the export
+                // with the reason instead (the client sees a cut-off download, not a corrupt one).
+                let chunk = sample
+                    .buffer()
+                    .ok_or("the muxer produced a sample without data")
+                    .and_then(|b| b.map_readable().map(|m| m.to_vec()).map_err(|_| "a muxed chunk could not be read"))
+                    .map_err(|e| format!("export failed: {e}"));
+                let unreadable = chunk.is_err();
+                if data_tx.blocking_send(chunk).is_err() || unreadable {
                     // The client went away: stop everything, which also wakes a reader
                     // blocked on the full feed. Not from this streaming thread itself.
                     if let Some(p) = weak.upgrade() {

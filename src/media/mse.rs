@@ -50,7 +50,11 @@ pub fn open<'a>(fanout: &'a Fanout, clock: &MediaClock, name: &str) -> Result<Ms
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |s| {
                 let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let bytes = sample.buffer().and_then(|b| b.map_readable().ok().map(|m| m.to_vec())).unwrap_or_default();
+                // An unreadable chunk would corrupt the player's stream: end it, with the reason.
+                let Some(bytes) = sample.buffer().and_then(|b| b.map_readable().ok().map(|m| m.to_vec())) else {
+                    tracing::warn!("MSE stream ended: a muxed chunk could not be read");
+                    return Err(gst::FlowError::Error);
+                };
                 tx.blocking_send(bytes).map_err(|_| gst::FlowError::Flushing)?;
                 Ok(gst::FlowSuccess::Ok)
             })

@@ -73,7 +73,11 @@ fn describe(path: &Path, start: DateTime<Utc>, recording: bool, remove_empty: bo
                 return None;
             }
             Ok(scan) => (scan.duration, scan.truncated),
-            Err(_) => (Duration::ZERO, true),
+            Err(e) => {
+                // Listed (it may still hold something a player can use) but flagged, and said.
+                tracing::warn!(segment = %path.display(), "cannot read this recording's media, listing it as partial: {e}");
+                (Duration::ZERO, true)
+            }
         }
     };
     let end = start + chrono::Duration::from_std(duration).unwrap_or_default();
@@ -158,28 +162,35 @@ impl Index {
         }
     }
 
-    /// Segments of `camera` overlapping `[from, to]`, oldest first.
+    /// Segments of `camera` overlapping `[from, to]`, oldest first. Blocking: reads the size
+    /// of the segment being written from disk (outside the index's lock).
     pub fn list(&self, camera: &str, from: DateTime<Utc>, to: DateTime<Utc>, now: DateTime<Utc>) -> Vec<Segment> {
-        let map = self.cameras.read().expect("index lock never poisoned");
-        let Some(segments) = map.get(camera) else { return Vec::new() };
+        let mut segments: Vec<Segment> = {
+            let map = self.cameras.read().expect("index lock never poisoned");
+            let Some(segments) = map.get(camera) else { return Vec::new() };
+            segments.values().cloned().collect()
+        };
+        for s in segments.iter_mut().filter(|s| s.recording) {
+            s.end = now.max(s.start);
+        }
+        segments.retain(|s| s.end >= from && s.start <= to);
+        with_current_sizes(&mut segments);
         segments
-            .values()
-            .map(|s| {
-                let mut s = s.clone();
-                if s.recording {
-                    s.end = now.max(s.start);
-                    s.size = std::fs::metadata(&s.path).map(|m| m.len()).unwrap_or(s.size);
-                }
-                s
-            })
-            .filter(|s| s.end >= from && s.start <= to)
-            .collect()
     }
 
-    /// Every camera's segments, for retention.
+    /// Every camera's segments, for retention and metrics. Sizes of segments being written
+    /// are as of their opening; [`with_current_sizes`] reads them from disk.
     pub fn all(&self) -> Vec<(String, Segment)> {
         let map = self.cameras.read().expect("index lock never poisoned");
         map.iter().flat_map(|(c, segs)| segs.values().map(move |s| (c.clone(), s.clone()))).collect()
+    }
+}
+
+/// Reads the current size of each segment still being written (the index learns a file's
+/// size only when it closes). Blocking: call it off the async threads, never under a lock.
+pub fn with_current_sizes<'a>(segments: impl IntoIterator<Item = &'a mut Segment>) {
+    for s in segments.into_iter().filter(|s| s.recording) {
+        s.size = std::fs::metadata(&s.path).map_or(s.size, |m| m.len());
     }
 }
 

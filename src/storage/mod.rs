@@ -38,6 +38,8 @@ pub struct Storage {
     min_free: crate::config::SpaceLimit,
     keep: HashMap<String, Option<Duration>>,
     bus: Bus,
+    /// Why retention could not run last time, so the reason is logged once, not every pass.
+    retention_blocked: Option<String>,
 }
 
 impl Storage {
@@ -46,7 +48,14 @@ impl Storage {
         let root = config.storage.path.clone();
         let cameras: Vec<String> = config.cameras.iter().map(|c| c.name.clone()).collect();
         let scan_root = root.clone();
-        let index = Arc::new(tokio::task::spawn_blocking(move || Index::load(&scan_root, &cameras)).await.unwrap_or_default());
+        let (index, loaded) = match tokio::task::spawn_blocking(move || Index::load(&scan_root, &cameras)).await {
+            Ok(index) => (Arc::new(index), true),
+            Err(e) => {
+                // Recording still works and the first check rescans; say why the list is empty.
+                tracing::error!(path = %root.display(), "reading the recordings on disk failed, starting with an empty list: {e}");
+                (Arc::new(Index::default()), false)
+            }
+        };
         let storage = Storage {
             root,
             cameras: config.cameras.iter().map(|c| c.name.clone()).collect(),
@@ -55,16 +64,17 @@ impl Storage {
             min_free: config.storage.min_free,
             keep: config.cameras.iter().map(|c| (c.name.clone(), c.recording.keep)).collect(),
             bus: bus.clone(),
+            retention_blocked: None,
         };
         let rx = bus.subscribe();
-        tokio::spawn(storage.run(rx, shutdown));
+        tokio::spawn(storage.run(rx, !loaded, shutdown));
         index
     }
 
-    async fn run(self, mut rx: tokio::sync::broadcast::Receiver<Event>, shutdown: CancellationToken) {
+    /// `stale`: the index may not match the disk (its load failed), so the first check rescans.
+    async fn run(mut self, mut rx: tokio::sync::broadcast::Receiver<Event>, mut stale: bool, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(RETENTION_EVERY);
         let mut mounted = self.mounted().await;
-        let mut stale = false;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -75,17 +85,29 @@ impl Storage {
                         // were missed. The disk is the truth.
                         tracing::info!(path = %self.root.display(), "data folder changed or events were missed; rescanning recordings");
                         let (index, root, cameras) = (self.index.clone(), self.root.clone(), self.cameras.clone());
-                        let _ = tokio::task::spawn_blocking(move || index.reload(&root, &cameras)).await;
+                        match tokio::task::spawn_blocking(move || index.reload(&root, &cameras)).await {
+                            Ok(()) => stale = false,
+                            // Retried at the next check.
+                            Err(e) => tracing::error!("rescanning recordings failed: {e}"),
+                        }
                         mounted = now;
-                        stale = false;
                     }
                     self.apply_retention().await;
                 }
                 event = rx.recv() => match event {
-                    Ok(Event::SegmentOpened { camera, path, start }) => self.index.opened(&camera, &path, start),
+                    Ok(Event::SegmentOpened { camera, path, start }) => {
+                        let index = self.index.clone();
+                        if let Err(e) = tokio::task::spawn_blocking(move || index.opened(&camera, &path, start)).await {
+                            tracing::error!("indexing a new segment failed, rescanning at the next check: {e}");
+                            stale = true;
+                        }
+                    }
                     Ok(Event::SegmentClosed { camera, path, start }) => {
                         let index = self.index.clone();
-                        let _ = tokio::task::spawn_blocking(move || index.closed(&camera, &path, start)).await;
+                        if let Err(e) = tokio::task::spawn_blocking(move || index.closed(&camera, &path, start)).await {
+                            tracing::error!("indexing a finished segment failed, rescanning at the next check: {e}");
+                            stale = true;
+                        }
                         self.apply_retention().await;
                     }
                     Ok(_) => {}
@@ -110,11 +132,17 @@ impl Storage {
             .flatten()
     }
 
-    async fn apply_retention(&self) {
+    async fn apply_retention(&mut self) {
         let root = self.root.clone();
         let disk = match tokio::task::spawn_blocking(move || disk::usage(&root)).await {
-            Ok(Ok(d)) => d,
-            _ => return,
+            Ok(Ok(d)) => {
+                if self.retention_blocked.take().is_some() {
+                    tracing::info!(path = %self.root.display(), "data partition readable again; retention resumes");
+                }
+                d
+            }
+            Ok(Err(e)) => return self.retention_skipped(format!("cannot read the data partition's usage: {e}")),
+            Err(e) => return self.retention_skipped(format!("reading the data partition's usage failed: {e}")),
         };
         let segments = self.index.all();
         let candidates: Vec<retention::Candidate> = segments
@@ -144,8 +172,16 @@ impl Storage {
                     });
                 }
                 Ok(Err(e)) => tracing::warn!(camera = %camera, segment = %seg.name, "cannot delete recording: {e}"),
-                Err(_) => {}
+                Err(e) => tracing::error!(camera = %camera, segment = %seg.name, "deleting recording failed: {e}"),
             }
+        }
+    }
+
+    /// Logs why retention did not run, once per new reason (it is retried every pass).
+    fn retention_skipped(&mut self, why: String) {
+        if self.retention_blocked.as_deref() != Some(why.as_str()) {
+            tracing::warn!(path = %self.root.display(), "retention skipped: {why}; retrying every {}s", RETENTION_EVERY.as_secs());
+            self.retention_blocked = Some(why);
         }
     }
 }

@@ -45,20 +45,31 @@ fn bool01(b: bool) -> f64 {
 
 /// Every metric, read fresh at each scrape.
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    let data = app.config.storage.path.clone();
-    let reading = tokio::task::spawn_blocking(move || health::read(&health::Roots::default(), crate::storage::disk::usage(&data).ok()))
-        .await
-        .unwrap_or_else(|_| health::read(&health::Roots::default(), None));
-    let mut recorded: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for (camera, seg) in app.index.all() {
-        let e = recorded.entry(camera).or_default();
-        // The segment being written grows; the index knows its size only once it closes.
-        e.0 += if seg.recording { std::fs::metadata(&seg.path).map_or(0, |m| m.len()) } else { seg.size };
-        e.1 += 1;
-    }
-    let cameras = app.board.cameras();
+    let (data, index) = (app.config.storage.path.clone(), app.index.clone());
+    // Health and the size of the segments being written are read from disk: off the async threads.
+    let read = tokio::task::spawn_blocking(move || {
+        let reading = health::read(&health::Roots::default(), crate::storage::disk::usage(&data).ok());
+        let mut segments = index.all();
+        crate::storage::index::with_current_sizes(segments.iter_mut().map(|(_, s)| s));
+        (reading, segments)
+    })
+    .await;
+    let (reading, segments) = match read {
+        Ok(read) => read,
+        Err(e) => {
+            tracing::error!("reading health and recordings for /metrics failed: {e}");
+            (health::read(&health::Roots::default(), None), Vec::new())
+        }
+    };
     let mut out = Exposition::default();
+    camera_metrics(&mut out, &app);
+    recording_metrics(&mut out, &app, segments);
+    health_metrics(&mut out, &reading);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out.finish())
+}
 
+/// Per camera: what its status board says, and the fan-out's counters.
+fn camera_metrics(out: &mut Exposition, app: &AppState) {
     type PerCamera = fn(&crate::status::CameraStatus) -> f64;
     let per_camera: [(&str, &str, &str, PerCamera); 6] = [
         ("lookout_camera_online", "gauge", "1 while the camera delivers frames", |c| bool01(c.online)),
@@ -70,6 +81,7 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         ("lookout_camera_restarts_total", "counter", "Times the camera pipeline was rebuilt after a fault", |c| c.restarts as f64),
         ("lookout_camera_recording", "gauge", "1 while the camera is being recorded", |c| bool01(c.recording)),
     ];
+    let cameras = app.board.cameras();
     for (name, kind, help, value) in per_camera {
         out.family(name, kind, help);
         for c in &cameras {
@@ -90,15 +102,29 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         out.sample("lookout_keyframe_requests_total", &[("camera", &cam.config.name), ("outcome", "forwarded")], forwarded as f64);
         out.sample("lookout_keyframe_requests_total", &[("camera", &cam.config.name), ("outcome", "absorbed")], absorbed as f64);
     }
+}
+
+/// Per camera: bytes and files of recordings on the data partition.
+fn recording_metrics(out: &mut Exposition, app: &AppState, segments: Vec<(String, crate::storage::Segment)>) {
+    let mut recorded: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (camera, seg) in segments {
+        let e = recorded.entry(camera).or_default();
+        e.0 += seg.size;
+        e.1 += 1;
+    }
+    let cameras = &app.config.cameras;
     out.family("lookout_recording_bytes", "gauge", "Bytes of recordings on the data partition");
-    for c in &cameras {
+    for c in cameras {
         out.sample("lookout_recording_bytes", &[("camera", &c.name)], recorded.get(&c.name).map_or(0, |r| r.0) as f64);
     }
     out.family("lookout_recording_segments", "gauge", "Recorded segment files on the data partition");
-    for c in &cameras {
+    for c in cameras {
         out.sample("lookout_recording_segments", &[("camera", &c.name)], recorded.get(&c.name).map_or(0, |r| r.1) as f64);
     }
+}
 
+/// The device: temperature, power flags, load, memory, uptime, data partition, warnings.
+fn health_metrics(out: &mut Exposition, reading: &health::Health) {
     if let Some(t) = reading.temperature_c {
         out.family("lookout_soc_temperature_celsius", "gauge", "SoC temperature").sample("lookout_soc_temperature_celsius", &[], t);
     }
@@ -141,20 +167,7 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
         reading.disk_free_bytes as f64,
     );
     out.family("lookout_health_warning", "gauge", "1 for each health warning raised now");
-    for w in health::warnings(&reading, &health::Thresholds::default()) {
+    for w in health::warnings(reading, &health::Thresholds::default()) {
         out.sample("lookout_health_warning", &[("kind", &w.name())], 1.0);
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out.finish())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn label_values_are_escaped() {
-        let mut e = Exposition::default();
-        e.family("m", "gauge", "help").sample("m", &[("camera", "a\"b\\c\nd")], 1.5);
-        assert_eq!(e.finish(), "# HELP m help\n# TYPE m gauge\nm{camera=\"a\\\"b\\\\c\\nd\"} 1.5\n");
     }
 }

@@ -69,9 +69,17 @@ pub struct Listing {
 pub async fn list(State(app): State<AppState>, Path(camera): Path<String>, Query(span): Query<Span>) -> Result<Json<Listing>, ApiError> {
     camera_exists(&app, &camera)?;
     let (from, to) = span.resolve()?;
-    let segments = app.index.list(&camera, from, to, Utc::now());
+    let segments = listed(&app, &camera, from, to).await?;
     let gaps = storage::index::gaps(&segments);
     Ok(Json(Listing { camera, from, to, segments, gaps }))
+}
+
+/// The index's listing, read off the async threads (it reads the current segment's size).
+async fn listed(app: &AppState, camera: &str, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<Segment>, ApiError> {
+    let (index, camera) = (app.index.clone(), camera.to_owned());
+    tokio::task::spawn_blocking(move || index.list(&camera, from, to, Utc::now()))
+        .await
+        .map_err(|e| ApiError::Internal(format!("listing recordings failed: {e}")))
 }
 
 /// One segment file, with HTTP range support for players that seek.
@@ -97,9 +105,8 @@ pub async fn export(State(app): State<AppState>, Path(camera): Path<String>, Que
     let (from, to) = span.resolve()?;
     // Segments that merely touch the span (the neighbour ending where it starts) add nothing.
     let touch = chrono::Duration::milliseconds(50);
-    let segments: Vec<Segment> = app
-        .index
-        .list(&camera, from, to, Utc::now())
+    let segments: Vec<Segment> = listed(&app, &camera, from, to)
+        .await?
         .into_iter()
         .filter(|s| !s.recording && s.end - from > touch && to - s.start > touch)
         .collect();

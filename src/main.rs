@@ -99,13 +99,17 @@ fn run(candidates: Vec<PathBuf>) -> anyhow::Result<()> {
         }
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
         lookout::serve(config, listener, shutdown_signal()).await?;
         Ok(())
-    })
+    });
+    // A camera blocked in its driver or a FIFO leaves a blocking thread behind (serve logged
+    // it); dropping the runtime would wait for that thread for ever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served
 }
 
 /// Resolves on SIGTERM (systemd stop) or SIGINT (Ctrl-C).

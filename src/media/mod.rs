@@ -132,6 +132,9 @@ impl Heartbeat {
 /// purpose (a state change of an RTSP source: a few seconds), far below systemd's patience.
 pub const WEDGED_AFTER: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// Longest each step of [`Media::stop`] waits.
+const STOP_TIMEOUT: std::time::Duration = pipeline::STOP_TIMEOUT;
+
 /// One camera's shared stream and its outputs.
 pub struct CameraMedia {
     pub config: Camera,
@@ -156,15 +159,16 @@ impl Media {
     pub fn start(config: &Config, bus: &Bus) -> Result<Media, InitError> {
         init()?;
         // The first webrtcbin of a process loads plugins and makes its DTLS certificate
-        // (~230 ms measured); do it now rather than in the first viewer's join.
-        tokio::task::spawn_blocking(webrtc::warm_up);
+        // (~230 ms measured here, far longer on a first boot under emulation); do it now
+        // rather than in the first viewer's join, which waits for it knowingly.
+        let warm = webrtc::warm_up();
         let clock = MediaClock::new();
         let tasks = TaskTracker::new();
         let shutdown = CancellationToken::new();
         let mut cameras = BTreeMap::new();
         for cam in &config.cameras {
             let fanout = Arc::new(Fanout::new(&cam.name));
-            let viewers = Arc::new(ViewerSet::new(&cam.name, fanout.clone(), clock.clone(), &config.webrtc, bus.clone()));
+            let viewers = Arc::new(ViewerSet::new(&cam.name, fanout.clone(), clock.clone(), &config.webrtc, bus.clone(), warm.clone()));
             if cam.recording.enabled {
                 let recorder = recorder::Recorder {
                     camera: cam.clone(),
@@ -217,13 +221,19 @@ impl Media {
         &self.clock
     }
 
-    /// Ends every viewer, finishes recordings, stops every camera pipeline, and waits.
+    /// Ends every viewer, finishes recordings, stops every camera pipeline, and waits, within
+    /// a bound: whatever a source or a disk is blocked in, the daemon still stops.
     pub async fn stop(&self) {
-        for cam in self.cameras.values() {
-            cam.viewers.close().await;
+        let viewers = futures::future::join_all(self.cameras.values().map(|cam| cam.viewers.close()));
+        if tokio::time::timeout(STOP_TIMEOUT, viewers).await.is_err() {
+            tracing::error!("viewer pipelines did not stop within {}s; stopping without them", STOP_TIMEOUT.as_secs());
         }
         self.shutdown.cancel();
         self.tasks.close();
-        self.tasks.wait().await;
+        // Each camera bounds its own stop (pipeline::STOP_TIMEOUT) and a segment's finish is
+        // bounded too; this catches anything else, such as an fsync on a card that hangs.
+        if tokio::time::timeout(STOP_TIMEOUT * 3, self.tasks.wait()).await.is_err() {
+            tracing::error!("cameras or recorders did not stop within {}s; stopping without them", (STOP_TIMEOUT * 3).as_secs());
+        }
     }
 }

@@ -56,6 +56,7 @@ fn build(cam: &Camera, machine: &Machine, clock: &MediaClock) -> Result<Built, S
     let (w, h) = plan.size().unwrap_or((cam.width, cam.height));
     let fps = cam.fps;
     let encode = encoder.encoder.launch(cam, w, h, fps);
+    // The appsink's `sync` is turned off by the fan-out (`StreamProducer::with`), tested there.
     let tail = format!(
         "{encode}{sep}h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au \
          ! appsink name=fanout-{name} max-buffers=2",
@@ -136,46 +137,123 @@ pub struct Supervisor {
 impl Supervisor {
     /// Keeps the camera running until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        let Supervisor { cam, fanout, clock, bus, heartbeat } = &self;
         let mut backoff = Backoff::default();
         let mut restarts = 0u64;
         loop {
-            heartbeat.beat();
-            let machine = tokio::task::spawn_blocking(Machine::probe).await.unwrap_or_default();
-            let reason = match build(cam, &machine, clock) {
-                Err(reason) => reason,
-                Ok(built) => {
-                    tracing::info!(camera = %cam.name, source = %built.source, encoder = built.encoder.encoder.name(),
-                        reason = %built.encoder.reason, "starting camera");
-                    let taps = fanout.set_producer(&built.appsink);
-                    let running = StopOnDrop::new(&built.pipeline);
-                    let ended = match built.pipeline.set_state(gst::State::Playing) {
-                        Err(_) => Ended::Fault(first_error(&built.pipeline).unwrap_or_else(|| "pipeline refused to start".into())),
-                        Ok(_) => self.watch(&built, &taps, &mut backoff, restarts, &shutdown).await,
-                    };
-                    fanout.clear_producer();
-                    // Stopping waits for the streaming threads; one stuck in a read that never
-                    // returns wedges it here, and the silent heartbeat stops the watchdog pings.
-                    let _ = tokio::task::spawn_blocking(move || drop(running)).await;
-                    match ended {
-                        Ended::Shutdown => return,
-                        Ended::Fault(reason) => reason,
-                    }
-                }
+            self.heartbeat.beat();
+            let probing = tokio::task::spawn_blocking(Machine::probe);
+            let machine = tokio::select! {
+                probed = probing => probed.unwrap_or_else(|e| {
+                    tracing::error!(camera = %self.cam.name, "probing cameras and encoders failed, trying with none found: {e}");
+                    Machine::default()
+                }),
+                // A probe stuck in a driver is left behind; the stop must not wait for it.
+                _ = shutdown.cancelled() => return,
             };
-            let delay = backoff.on_failure(Instant::now());
-            restarts += 1;
-            tracing::warn!(camera = %cam.name, retry_in = ?delay, "camera offline: {reason}");
-            bus.publish(Event::CameraWentOffline { camera: cam.name.clone(), reason, retry_in_ms: delay.as_millis() as u64 });
+            let Some(delay) = self.attempt(&machine, &mut backoff, &mut restarts, &shutdown).await else { return };
             let retry_at = tokio::time::Instant::now() + delay;
             let mut tick = tokio::time::interval(WATCH_TICK);
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(retry_at) => break,
-                    _ = tick.tick() => heartbeat.beat(),
+                    _ = tick.tick() => self.heartbeat.beat(),
                     _ = shutdown.cancelled() => return,
                 }
             }
+        }
+    }
+
+    /// Builds, starts and watches the camera's pipeline once. Returns how long to wait before
+    /// the next attempt, or `None` at shutdown.
+    async fn attempt(
+        &self,
+        machine: &Machine,
+        backoff: &mut Backoff,
+        restarts: &mut u64,
+        shutdown: &CancellationToken,
+    ) -> Option<Duration> {
+        let Supervisor { cam, fanout, clock, .. } = self;
+        let built = match build(cam, machine, clock) {
+            Ok(built) => built,
+            Err(reason) => return Some(self.went_offline(reason, backoff, restarts)),
+        };
+        tracing::info!(camera = %cam.name, source = %built.source, encoder = built.encoder.encoder.name(),
+            reason = %built.encoder.reason, "starting camera");
+        let taps = fanout.set_producer(&built.appsink);
+        let running = StopOnDrop::new(&built.pipeline);
+        // Starting opens the source, which can block for good (a FIFO without a writer, a
+        // hung driver): off the async threads, and given up on at stop.
+        let starting = built.pipeline.clone();
+        let mut start = tokio::task::spawn_blocking(move || starting.set_state(gst::State::Playing));
+        let stuck = tokio::time::sleep(START_TIMEOUT);
+        tokio::pin!(stuck);
+        let mut said_stuck = false;
+        let started = loop {
+            tokio::select! {
+                started = &mut start => break started,
+                // Nothing can be retried while the state change holds the pipeline, and the
+                // silent heartbeat lets the watchdog act; the owner at least sees why.
+                _ = &mut stuck, if !said_stuck => {
+                    said_stuck = true;
+                    let reason = format!("stuck opening {} for over {}s", built.source, START_TIMEOUT.as_secs());
+                    tracing::warn!(camera = %cam.name, "camera offline: {reason}");
+                    self.bus.publish(Event::CameraWentOffline { camera: cam.name.clone(), reason, retry_in_ms: 0 });
+                }
+                _ = shutdown.cancelled() => {
+                    fanout.clear_producer();
+                    tracing::error!(camera = %cam.name, source = %built.source,
+                        "camera is stuck starting its source (blocked opening it); stopping without it");
+                    // Stopping would wait on the same blocked state change: not here.
+                    tokio::task::spawn_blocking(move || drop(running));
+                    return None;
+                }
+            }
+        };
+        let ended = match started {
+            Ok(Ok(_)) => self.watch(&built, &taps, backoff, *restarts, shutdown).await,
+            _ => Ended::Fault(first_error(&built.pipeline).unwrap_or_else(|| "pipeline refused to start".into())),
+        };
+        fanout.clear_producer();
+        // Reported before stopping: a pipeline that will not stop (its source stuck in a read)
+        // still shows offline, with the reason.
+        let delay = match ended {
+            Ended::Fault(reason) => Some(self.went_offline(reason, backoff, restarts)),
+            Ended::Shutdown => None,
+        };
+        if !stop_pipeline(&cam.name, running, shutdown).await {
+            return None;
+        }
+        delay
+    }
+
+    /// Logs and publishes a fault; returns the wait before the next attempt.
+    fn went_offline(&self, reason: String, backoff: &mut Backoff, restarts: &mut u64) -> Duration {
+        let delay = backoff.on_failure(Instant::now());
+        *restarts += 1;
+        tracing::warn!(camera = %self.cam.name, retry_in = ?delay, "camera offline: {reason}");
+        self.bus.publish(Event::CameraWentOffline { camera: self.cam.name.clone(), reason, retry_in_ms: delay.as_millis() as u64 });
+        delay
+    }
+}
+
+/// Longest a camera's pipeline may take to stop once the daemon is stopping. One whose source
+/// is blocked (a read or open that never returns) is left behind, named in the log, so a stop
+/// (SIGTERM, reboot) finishes within a bound whatever the camera is doing.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Stops a camera pipeline off the async threads. Outside a shutdown it waits as long as it
+/// takes: one stuck in a read that never returns wedges the supervisor here, and its silent
+/// heartbeat stops the watchdog pings. False when the daemon is stopping (the caller returns).
+async fn stop_pipeline(camera: &str, running: StopOnDrop, shutdown: &CancellationToken) -> bool {
+    let mut stopping = tokio::task::spawn_blocking(move || drop(running));
+    tokio::select! {
+        _ = &mut stopping => !shutdown.is_cancelled(),
+        _ = shutdown.cancelled() => {
+            if tokio::time::timeout(STOP_TIMEOUT, stopping).await.is_err() {
+                tracing::error!(camera = %camera, "camera pipeline did not stop within {}s (its source is blocked); stopping without it",
+                    STOP_TIMEOUT.as_secs());
+            }
+            false
         }
     }
 }

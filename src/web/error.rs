@@ -47,6 +47,7 @@ impl From<ViewerError> for ApiError {
             ViewerError::UnknownSession => ApiError::NotFound(e.to_string()),
             // The offer parsed but webrtcbin could not answer it: still the offer's fault.
             ViewerError::Negotiation(_) => ApiError::BadRequest(e.to_string()),
+            ViewerError::NotReady(_) => ApiError::Unavailable(e.to_string()),
             ViewerError::Internal(_) => ApiError::Internal(e.to_string()),
         }
     }

@@ -68,14 +68,40 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-/// Loads the WebRTC plugins and creates the process's DTLS certificate ahead of the first
-/// viewer. Failure is harmless: the first viewer then pays the cost (or gets the real error).
-pub fn warm_up() {
-    for factory in ["webrtcbin", "dtlsdec", "rtph264pay"] {
-        if let Ok(e) = gst::ElementFactory::make(factory).build() {
-            let _ = e.set_state(gst::State::Ready);
-            let _ = e.set_state(gst::State::Null);
+/// Whether the process's WebRTC warm-up has finished, for joins to wait on knowingly.
+#[derive(Clone, Debug)]
+pub struct WarmUp(tokio::sync::watch::Receiver<bool>);
+
+/// Longest a viewer waits for the warm-up before being told to retry. The DTLS certificate
+/// is an RSA-2048 key (GStreamer's choice, made once per process by the first `dtlsdec`):
+/// ~0.1 s on a PC, ~1 s on a Pi 4, tens of seconds under emulation on a first boot (prime
+/// search time is random, with a long tail).
+const WARM_UP_WAIT: Duration = Duration::from_secs(30);
+
+/// Loads the WebRTC plugins and makes the process's DTLS certificate ahead of the first
+/// viewer, on a blocking thread. Failure is harmless: the first viewer then gets the real error.
+pub fn warm_up() -> WarmUp {
+    let (done, rx) = tokio::sync::watch::channel(false);
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        for factory in ["webrtcbin", "dtlsdec", "rtph264pay"] {
+            if let Ok(e) = gst::ElementFactory::make(factory).build() {
+                let _ = e.set_state(gst::State::Ready);
+                let _ = e.set_state(gst::State::Null);
+            }
         }
+        tracing::info!(took_ms = started.elapsed().as_millis() as u64, "WebRTC ready (plugins loaded, DTLS certificate made)");
+        let _ = done.send(true);
+    });
+    WarmUp(rx)
+}
+
+impl WarmUp {
+    /// Waits until the warm-up is over (or gave up: a panic there is the first viewer's to
+    /// meet); false if it is still running after `limit`.
+    async fn wait(&self, limit: Duration) -> bool {
+        let mut rx = self.0.clone();
+        tokio::time::timeout(limit, rx.wait_for(|done| *done)).await.is_ok()
     }
 }
 
@@ -90,12 +116,16 @@ pub enum ViewerError {
     UnknownSession,
     #[error("WebRTC negotiation failed: {0}")]
     Negotiation(String),
+    /// The device could not answer in time; not the offer's fault, worth retrying.
+    #[error("{0}")]
+    NotReady(String),
     #[error("{0}")]
     Internal(String),
 }
 
-/// Longest a viewer's POST may wait for its answer; normally ~25 ms, up to 3 s of that for
-/// STUN/TURN gathering. A webrtcbin that never answers must not hang the request.
+/// Longest a viewer's POST may wait for its answer once the warm-up is over; normally ~25 ms,
+/// up to 3 s of that for STUN/TURN gathering. A webrtcbin that never answers must not hang
+/// the request; the error names the step it was waiting for.
 const NEGOTIATE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A session accepted by [`ViewerSet::join`].
@@ -118,6 +148,7 @@ pub struct ViewerSet {
     limit: usize,
     timeout: Duration,
     bus: Bus,
+    warm: WarmUp,
     sessions: Mutex<HashMap<String, Slot>>,
     tasks: tokio_util::task::TaskTracker,
 }
@@ -139,7 +170,7 @@ impl Drop for Reserved<'_> {
 
 impl ViewerSet {
     /// An empty set for a camera.
-    pub fn new(camera: &str, fanout: Arc<Fanout>, clock: MediaClock, w: &WebRtc, bus: Bus) -> ViewerSet {
+    pub fn new(camera: &str, fanout: Arc<Fanout>, clock: MediaClock, w: &WebRtc, bus: Bus, warm: WarmUp) -> ViewerSet {
         ViewerSet {
             camera: camera.to_owned(),
             fanout,
@@ -148,14 +179,10 @@ impl ViewerSet {
             limit: w.max_viewers,
             timeout: w.session_timeout,
             bus,
+            warm,
             sessions: Mutex::new(HashMap::new()),
             tasks: tokio_util::task::TaskTracker::new(),
         }
-    }
-
-    /// Number of sessions, including ones still negotiating.
-    pub fn count(&self) -> usize {
-        self.sessions.lock().expect("sessions lock never poisoned").len()
     }
 
     /// Answers a viewer's offer and starts its session.
@@ -173,9 +200,20 @@ impl ViewerSet {
         // hung up); disarmed once the session runs and owns its slot.
         let mut reserved = Reserved { set: self, id: id.clone(), armed: true };
         let short = &id[..8];
-        let negotiated = tokio::time::timeout(NEGOTIATE_TIMEOUT, session::negotiate(short, parsed, &h264, &self.ice, &self.clock))
+        if !self.warm.wait(WARM_UP_WAIT).await {
+            let e = ViewerError::NotReady(format!(
+                "WebRTC is still starting (making the DTLS certificate took over {}s); retry shortly",
+                WARM_UP_WAIT.as_secs()
+            ));
+            tracing::warn!(camera = %self.camera, "{e}");
+            return Err(e);
+        }
+        let step = session::Step::default();
+        let negotiated = tokio::time::timeout(NEGOTIATE_TIMEOUT, session::negotiate(short, parsed, &h264, &self.ice, &self.clock, &step))
             .await
-            .unwrap_or_else(|_| Err(ViewerError::Negotiation(format!("no answer within {}s", NEGOTIATE_TIMEOUT.as_secs()))));
+            .unwrap_or_else(|_| {
+                Err(ViewerError::NotReady(format!("no answer within {}s: {}", NEGOTIATE_TIMEOUT.as_secs(), step.describe())))
+            });
         let (viewer, answer) = match negotiated {
             Ok(ok) => ok,
             Err(e) => {

@@ -27,6 +27,22 @@ const GATHER_TIMEOUT: Duration = Duration::from_secs(3);
 /// 20 ms of silence after the first means the burst is over.
 const HOST_CANDIDATES_QUIET: Duration = Duration::from_millis(20);
 
+/// The negotiation step under way, so a timeout can say what it was waiting for.
+#[derive(Debug, Default)]
+pub(super) struct Step(std::sync::Mutex<&'static str>);
+
+impl Step {
+    fn enter(&self, step: &'static str) {
+        *self.0.lock().expect("step lock never poisoned") = step;
+    }
+
+    /// The step a timed-out negotiation was stuck in.
+    pub(super) fn describe(&self) -> String {
+        let step = *self.0.lock().expect("step lock never poisoned");
+        format!("webrtcbin was {}", if step.is_empty() { "building the viewer pipeline" } else { step })
+    }
+}
+
 /// What glib callbacks report to the session task.
 #[derive(Debug)]
 pub(super) enum Signal {
@@ -61,6 +77,7 @@ pub(super) async fn negotiate(
     h264: &H264Choice,
     ice: &IceSettings,
     clock: &MediaClock,
+    step: &Step,
 ) -> Result<(Viewer, String), ViewerError> {
     let pipeline = gst::Pipeline::with_name(&format!("viewer-{id}"));
     let guard = StopOnDrop::new(&pipeline);
@@ -88,18 +105,23 @@ pub(super) async fn negotiate(
     let (tx, signals) = mpsc::unbounded_channel();
     watch_signals(&webrtc, tx);
     clock.apply(&pipeline);
+    step.enter("starting the viewer pipeline");
     pipeline.set_state(gst::State::Playing).map_err(|_| ViewerError::Internal("viewer pipeline refused to start".into()))?;
 
     let t0 = Instant::now();
     let mut viewer = Viewer { pipeline, appsrc, signals };
     let offer = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, offer);
+    step.enter("applying the offer (set-remote-description)");
     promise(&webrtc, "set-remote-description", &offer).await.map_err(ViewerError::Negotiation)?;
+    step.enter("creating the answer (create-answer)");
     let reply = promise_reply(&webrtc, "create-answer").await.map_err(ViewerError::Negotiation)?;
     let answer = reply
         .get::<gst_webrtc::WebRTCSessionDescription>("answer")
         .map_err(|_| ViewerError::Negotiation("webrtcbin produced no answer for this offer".into()))?;
+    step.enter("applying the answer (set-local-description)");
     promise(&webrtc, "set-local-description", &answer).await.map_err(ViewerError::Negotiation)?;
     let t1 = t0.elapsed();
+    step.enter("gathering ICE candidates");
     wait_for_gathering(&webrtc, &mut viewer.signals, ice.stun.is_none() && ice.turn.is_empty()).await;
     tracing::debug!(negotiate = ?t1, gather = ?(t0.elapsed() - t1), "answer ready");
 

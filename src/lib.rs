@@ -1,5 +1,5 @@
 //! Lookout: a camera appliance daemon. One H.264 encode per camera, shared by WebRTC (WHEP)
-//! viewers and, later, the recorder, RTSP server and snapshots.
+//! viewers, the MSE fallback, the recorder and snapshots.
 //!
 //! [`serve`] is the whole daemon behind a listener, so tests run it in-process on port 0.
 

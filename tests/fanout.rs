@@ -97,6 +97,8 @@ fn a_stuck_consumer_drops_its_own_frames_and_stalls_nobody() {
     assert!(waited, "within {HANG:?}: camera produced {produced}, healthy consumer got {received}, stuck one dropped {dropped}");
     assert!(received + queued + 2 >= produced, "healthy consumer lost frames: got {received}, {queued} queued, of {produced} produced");
     assert!(dropped >= 30, "stuck consumer's queue is bounded and counts drops: {dropped}");
+    // Each frame lost once: the stuck one can have lost at most what was produced.
+    assert!(fanout.dropped(stuck) <= taps.frames.load(Ordering::SeqCst), "drops counted twice: {dropped} of {produced}");
 
     for p in [&camera, &good_pipe] {
         p.set_state(gst::State::Null).unwrap();
@@ -156,6 +158,28 @@ fn keyframe_requests_from_outputs_reach_the_encoder_rate_limited() {
     let total_keyframes = keyframes.load(Ordering::SeqCst);
     let (forwarded_total, _) = fanout.keyframe_requests();
     assert!(total_keyframes <= 1 + forwarded_total, "{total_keyframes} keyframes for {forwarded_total} forwarded requests");
+    for p in [&camera, &viewer_pipe] {
+        p.set_state(gst::State::Null).unwrap();
+    }
+}
+
+#[test]
+fn a_healthy_output_joining_a_running_camera_drops_nothing() {
+    gst::init().unwrap();
+    // The output joins mid-GOP: the delta frames that pass before the keyframe it asked for
+    // (usually the one already in the encoder) are skipped by design, not dropped.
+    let (camera, appsink) = h264_camera(30 * 300);
+    let fanout = Fanout::new("cam");
+    let taps = fanout.set_producer(&appsink);
+    camera.set_state(gst::State::Playing).unwrap();
+    assert!(wait_until(|| taps.frames.load(Ordering::SeqCst) >= 10), "camera running");
+    let (viewer_pipe, viewer_src, received) = consumer("viewer", false);
+    viewer_src.set_max_time(gst::ClockTime::from_seconds(120));
+    let viewer = fanout.attach(&viewer_src);
+    assert!(wait_until(|| received.load(Ordering::SeqCst) >= 30), "the output got frames");
+    assert_eq!(fanout.dropped(viewer), 0, "frames skipped while joining counted as dropped");
+    assert_eq!(fanout.detach(viewer), 0);
+    assert_eq!(fanout.dropped_total(), 0);
     for p in [&camera, &viewer_pipe] {
         p.set_state(gst::State::Null).unwrap();
     }

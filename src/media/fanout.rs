@@ -1,7 +1,7 @@
 //! One camera's encoded stream shared by every output, and the taps that watch it.
 //!
 //! The camera pipeline ends in an appsink wrapped by `gst_utils::StreamProducer`; each output
-//! (WebRTC viewer now; recorder, RTSP and snapshots later) is an appsrc in its own pipeline,
+//! (WebRTC viewer, MSE viewer, recorder, snapshot) is an appsrc in its own pipeline,
 //! attached here. A consumer waits for a keyframe and asks upstream for one; its appsrc is a
 //! bounded, leaky queue (500 ms), so a slow output drops its own frames and never stalls the
 //! camera or the others. When the camera pipeline is rebuilt, [`Fanout::set_producer`] moves
@@ -48,20 +48,23 @@ impl Taps {
     }
 }
 
-/// An attached output and the count of frames that left its queue.
+/// An attached output.
 struct Consumer {
-    link: ConsumptionLink,
-    out: Arc<AtomicU64>,
+    link: Arc<Mutex<ConsumptionLink>>,
+    /// The link's skipped frames when this output's first frame came out of its queue: the
+    /// delta frames that passed between joining and the keyframe it asked for (typically one,
+    /// the frame already in the encoder). Skipped by design, not lost; `u64::MAX` until then.
+    skipped_at_start: Arc<AtomicU64>,
 }
 
 impl Consumer {
-    /// Frames this output lost: skipped while waiting for a keyframe, plus frames its full
-    /// leaky queue discarded (pushed in, never came out, not still queued).
+    /// Frames this output lost since it started: each time its full queue dropped one, and
+    /// the delta frames skipped after that until the next keyframe (the link counts both).
+    /// Never decreases.
     fn dropped(&self) -> u64 {
-        let appsrc = self.link.appsrc();
-        let queued = appsrc.current_level_buffers();
-        let lost_in_queue = self.link.pushed().saturating_sub(self.out.load(Ordering::Relaxed) + queued);
-        self.link.dropped() + lost_in_queue
+        let dropped = self.link.lock().expect("link lock never poisoned").dropped();
+        // Nothing out yet: everything skipped so far is the wait for the first keyframe.
+        dropped.saturating_sub(self.skipped_at_start.load(Ordering::Relaxed).min(dropped))
     }
 }
 
@@ -105,7 +108,7 @@ impl Fanout {
         *self.producer.lock().expect("fanout lock never poisoned") = Some(producer.clone());
         let mut consumers = self.consumers.lock().expect("fanout lock never poisoned");
         for consumer in consumers.values_mut() {
-            if let Err(e) = consumer.link.change_producer(&producer, false) {
+            if let Err(e) = consumer.link.lock().expect("link lock never poisoned").change_producer(&producer, false) {
                 tracing::warn!(camera = %self.name, "re-attaching consumer: {e}");
             }
         }
@@ -118,7 +121,7 @@ impl Fanout {
         self.producer.lock().expect("fanout lock never poisoned").take();
         self.gop.lock().expect("gop lock never poisoned").clear();
         for consumer in self.consumers.lock().expect("fanout lock never poisoned").values_mut() {
-            consumer.link.disconnect();
+            consumer.link.lock().expect("link lock never poisoned").disconnect();
         }
     }
 
@@ -131,15 +134,20 @@ impl Fanout {
         {
             tracing::warn!(camera = %self.name, "attaching consumer: {e}");
         }
-        let out = Arc::new(AtomicU64::new(0));
-        let counter = out.clone();
+        let link = Arc::new(Mutex::new(link));
+        let skipped_at_start = Arc::new(AtomicU64::new(u64::MAX));
+        let (skipped, weak_link) = (skipped_at_start.clone(), Arc::downgrade(&link));
         if let Some(pad) = appsrc.static_pad("src") {
             pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-                counter.fetch_add(1, Ordering::Relaxed);
+                if skipped.load(Ordering::Relaxed) == u64::MAX
+                    && let Some(link) = weak_link.upgrade()
+                {
+                    skipped.store(link.lock().expect("link lock never poisoned").dropped(), Ordering::Relaxed);
+                }
                 gst::PadProbeReturn::Ok
             });
         }
-        self.consumers.lock().expect("fanout lock never poisoned").insert(id, Consumer { link, out });
+        self.consumers.lock().expect("fanout lock never poisoned").insert(id, Consumer { link, skipped_at_start });
         id
     }
 
@@ -207,4 +215,20 @@ fn install_probes(appsink: &gst_app::AppSink, taps: Arc<Taps>, limiter: Arc<Mute
             Verdict::Drop => gst::PadProbeReturn::Handled,
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_camera_appsink_hands_frames_over_without_waiting_for_the_clock() {
+        // Outputs run their own pipelines on the shared clock; the camera's appsink must not
+        // also sync, or every frame would wait there for its running time (or be late).
+        gst::init().unwrap();
+        let appsink = gst_app::AppSink::builder().build();
+        assert!(appsink.property::<bool>("sync"), "appsink syncs by default");
+        Fanout::new("cam").set_producer(&appsink);
+        assert!(!appsink.property::<bool>("sync"));
+    }
 }

@@ -157,6 +157,7 @@ impl Recorder {
         }
     }
 
+    /// Records until the camera goes offline, recording fails, or shutdown.
     async fn record(&self, events: &mut broadcast::Receiver<Event>, shutdown: &CancellationToken) -> Outcome {
         let name = &self.camera.name;
         let (reports_tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
@@ -214,39 +215,14 @@ impl Recorder {
                         current_bus = Some(bus);
                         next_keyframe = Some(tokio::time::Instant::now() + (boundary - Utc::now()).to_std().unwrap_or_default());
                     }
-                    Some(Report::Finished(writer)) => {
-                        closing.spawn(finish(writer, self.bus.clone(), name.clone()));
-                    }
-                    Some(Report::Failed(reason)) => break Outcome::Failed(reason),
-                    Some(Report::FellBehind { queued }) => tracing::warn!(
-                        camera = %name,
-                        "storage too slow: {} KiB waiting to be written; dropping frames until it catches up",
-                        queued / 1024
-                    ),
-                    Some(Report::CaughtUp { dropped }) => tracing::info!(camera = %name, dropped, "storage caught up; recording every frame again"),
+                    Some(report) => if let Some(ended) = self.on_report(report, &mut closing) {
+                        break ended;
+                    },
                     None => break Outcome::Failed("recorder stopped".into()),
                 },
                 _ = tick.tick() => {
-                    if let Some(msg) = tap_bus.as_ref().and_then(|b| b.pop_filtered(&[gst::MessageType::Error]))
-                        && let gst::MessageView::Error(e) = msg.view()
-                    {
-                        break Outcome::Failed(format!("recorder stopped: {}", e.error()));
-                    }
-                    if let Some(msg) = current_bus.as_ref().and_then(|b| b.pop_filtered(&[gst::MessageType::Error]))
-                        && let gst::MessageView::Error(e) = msg.view()
-                    {
-                        let full = free_bytes(&self.root).await.is_some_and(|free| free < PAUSE_BELOW_FREE);
-                        break Outcome::Failed(if full {
-                            format!("disk full while writing to {}", self.root.display())
-                        } else {
-                            format!("cannot write recording: {}", e.error())
-                        });
-                    }
-                    if disk_checked.elapsed() >= DISK_CHECK_EVERY {
-                        disk_checked = tokio::time::Instant::now();
-                        if let Some(free) = free_bytes(&self.root).await && free < PAUSE_BELOW_FREE {
-                            break Outcome::Failed(format!("disk full: {} KiB free on {}", free / 1024, self.root.display()));
-                        }
+                    if let Some(ended) = self.check_pipelines(tap_bus.as_ref(), current_bus.as_ref(), &mut disk_checked).await {
+                        break ended;
                     }
                 }
             }
@@ -267,6 +243,59 @@ impl Recorder {
         while closing.join_next().await.is_some() {}
         let _ = tokio::task::spawn_blocking(move || drop(guard)).await;
         outcome
+    }
+
+    /// Acts on what the streaming thread reported (other than a new file); `Some` ends recording.
+    fn on_report(&self, report: Report, closing: &mut tokio::task::JoinSet<()>) -> Option<Outcome> {
+        let name = &self.camera.name;
+        match report {
+            Report::Opened { .. } => {}
+            Report::Finished(writer) => {
+                closing.spawn(finish(writer, self.bus.clone(), name.clone()));
+            }
+            Report::Failed(reason) => return Some(Outcome::Failed(reason)),
+            Report::FellBehind { queued } => tracing::warn!(
+                camera = %name,
+                "storage too slow: {} KiB waiting to be written; dropping frames until it catches up",
+                queued / 1024
+            ),
+            Report::CaughtUp { dropped } => tracing::info!(camera = %name, dropped, "storage caught up; recording every frame again"),
+        }
+        None
+    }
+
+    /// Errors on the tap or the file being written, and free space (once per
+    /// [`DISK_CHECK_EVERY`]); `Some` ends recording with the reason.
+    async fn check_pipelines(
+        &self,
+        tap_bus: Option<&gst::Bus>,
+        current_bus: Option<&gst::Bus>,
+        disk_checked: &mut tokio::time::Instant,
+    ) -> Option<Outcome> {
+        if let Some(msg) = tap_bus.and_then(|b| b.pop_filtered(&[gst::MessageType::Error]))
+            && let gst::MessageView::Error(e) = msg.view()
+        {
+            return Some(Outcome::Failed(format!("recorder stopped: {}", e.error())));
+        }
+        if let Some(msg) = current_bus.and_then(|b| b.pop_filtered(&[gst::MessageType::Error]))
+            && let gst::MessageView::Error(e) = msg.view()
+        {
+            let full = free_bytes(&self.root).await.is_some_and(|free| free < PAUSE_BELOW_FREE);
+            return Some(Outcome::Failed(if full {
+                format!("disk full while writing to {}", self.root.display())
+            } else {
+                format!("cannot write recording: {}", e.error())
+            }));
+        }
+        if disk_checked.elapsed() >= DISK_CHECK_EVERY {
+            *disk_checked = tokio::time::Instant::now();
+            if let Some(free) = free_bytes(&self.root).await
+                && free < PAUSE_BELOW_FREE
+            {
+                return Some(Outcome::Failed(format!("disk full: {} KiB free on {}", free / 1024, self.root.display())));
+            }
+        }
+        None
     }
 }
 

@@ -17,6 +17,7 @@ pub mod recorder;
 pub mod restart;
 pub mod snapshot;
 pub mod source;
+pub mod timestamps;
 pub mod webrtc;
 
 use std::collections::BTreeMap;

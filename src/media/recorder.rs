@@ -30,7 +30,7 @@ use crate::events::{Bus, Event};
 use crate::storage::{self, layout};
 
 use super::fanout::Fanout;
-use super::{MediaClock, StopOnDrop};
+use super::{MediaClock, StopOnDrop, timestamps};
 
 /// mp4mux fragment length: what a crash can lose at most, and the index's granularity.
 const FRAGMENT_MS: u32 = 1000;
@@ -381,20 +381,54 @@ impl Writer {
         let make =
             |factory: &str| gst::ElementFactory::make(factory).build().map_err(|_| format!("GStreamer element {factory} is not installed"));
         let parse = make("h264parse")?;
+        // mp4mux takes length-prefixed H.264 and needs a decode time on every frame.
+        let avc = make("capsfilter")?;
+        avc.set_property("caps", gst::Caps::builder("video/x-h264").field("stream-format", "avc").field("alignment", "au").build());
+        // Cameras passed through send only presentation times; with B-frames (Main/High)
+        // those are not in decode order, and mp4mux without decode times loses frames.
+        // h264timestamper derives decode times from the SPS's reordering depth.
+        let timestamper = make("h264timestamper").map_err(|e| tracing::warn!(camera, "{e}: B-frame cameras record badly")).ok();
         let mux = make("mp4mux")?;
         mux.set_property("fragment-duration", FRAGMENT_MS);
         let sink = make("filesink")?;
         sink.set_property("location", path.to_string_lossy().as_ref());
         sink.set_property("sync", false);
         sink.set_property("async", false);
-        pipeline.add_many([appsrc.upcast_ref(), &parse, &mux, &sink]).map_err(|e| e.to_string())?;
-        appsrc.link(&parse).map_err(|e| e.to_string())?;
-        parse.link_pads(None, &mux, Some("video_%u")).map_err(|e| e.to_string())?;
+        let mut chain: Vec<&gst::Element> = vec![appsrc.upcast_ref(), &parse, &avc];
+        chain.extend(timestamper.as_ref());
+        pipeline.add_many(chain.iter().copied().chain([&mux, &sink])).map_err(|e| e.to_string())?;
+        gst::Element::link_many(&chain).map_err(|e| e.to_string())?;
+        chain[chain.len() - 1].link_pads(None, &mux, Some("video_%u")).map_err(|e| e.to_string())?;
         mux.link(&sink).map_err(|e| e.to_string())?;
+        repair_timestamps(&appsrc, camera);
         let stop = StopOnDrop::new(&pipeline);
         pipeline.set_state(gst::State::Playing).map_err(|_| format!("cannot start writing {}", path.display()))?;
         Ok(Writer { pipeline, appsrc, path, start, stop })
     }
+}
+
+/// Fills in presentation times a camera left out (see [`timestamps`]) as frames enter a
+/// segment's writer; frames before the first with any time are dropped.
+fn repair_timestamps(appsrc: &gst_app::AppSrc, camera: &str) {
+    let Some(pad) = appsrc.static_pad("src") else { return };
+    let camera = camera.to_owned();
+    let repair = std::sync::Mutex::new(timestamps::Repair::default());
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(buffer) = info.buffer_mut() else { return gst::PadProbeReturn::Ok };
+        let ns = |t: Option<gst::ClockTime>| t.map(gst::ClockTime::nseconds);
+        let mut repair = repair.lock().expect("repair lock never poisoned");
+        match repair.pts(ns(buffer.pts()), ns(buffer.dts()), ns(buffer.duration())) {
+            None => return gst::PadProbeReturn::Drop,
+            Some((_, timestamps::Source::Kept)) => {}
+            Some((pts, how)) => {
+                if repair.repaired() == 1 {
+                    tracing::info!(camera = %camera, ?how, "the camera sent a frame without a presentation time; filling them in");
+                }
+                buffer.make_mut().set_pts(gst::ClockTime::from_nseconds(pts));
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
 }
 
 /// Waits for a writer to finish its file, then fsyncs it and announces it.

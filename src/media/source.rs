@@ -238,7 +238,14 @@ impl SourcePlan {
                 format!("libcamerasrc ! video/x-raw,width={width},height={height},framerate={fps}/1")
             }
             SourcePlan::Rtsp { url } => {
-                format!("rtspsrc location=\"{}\" protocols=tcp latency=200 ! rtph264depay ! h264parse", url.replace('"', "%22"))
+                // Length-prefixed from the depayloader: parsing its byte-stream output into
+                // access units splits each IDR from its SPS/PPS and leaves the IDR without a
+                // PTS (GStreamer 1.22), which mp4mux refuses. The encoder stage's h264parse
+                // converts to byte-stream whole.
+                format!(
+                    "rtspsrc location=\"{}\" protocols=tcp latency=200 ! rtph264depay ! video/x-h264,stream-format=avc,alignment=au",
+                    url.replace('"', "%22")
+                )
             }
             SourcePlan::Pipeline { fragment } => fragment.clone(),
         }

@@ -137,7 +137,10 @@ pub struct Supervisor {
 impl Supervisor {
     /// Keeps the camera running until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Backoff::default();
+        let mut backoff = match self.cam.source {
+            crate::config::SourceSpec::Rtsp(_) => Backoff::with_max(super::restart::NETWORK_MAX_DELAY),
+            _ => Backoff::default(),
+        };
         let mut restarts = 0u64;
         loop {
             self.heartbeat.beat();
@@ -271,7 +274,8 @@ fn first_error(pipeline: &gst::Pipeline) -> Option<String> {
 
 fn describe_error(msg: &gst::Message, e: &gst::message::Error) -> String {
     let src = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
-    format!("{src}: {}", e.error())
+    // An element's message may quote its URL: credentials stay out of logs and the API.
+    crate::config::source_redacted(&format!("{src}: {}", e.error()))
 }
 
 impl Supervisor {

@@ -173,6 +173,13 @@ fn check_config_names_every_wrong_field_and_fails() {
         &["storage", "max_size", "camera[0]", "fps"],
     );
     fails_naming("typo.toml", "[http]\nlisten = \"0.0.0.0:80\"\nlisen = 1\n", &["lisen"]);
+    // A password with a `/` not percent-encoded: refused with what to do, and never printed.
+    let (ok, err) = check("password.toml", "[[camera]]\nname = \"front\"\nsource = \"rtsp://user:pa/ss@10.0.0.9/front\"\n");
+    assert!(!ok, "an RTSP URL whose password holds a `/` passed");
+    assert!(err.contains("camera[0].source") && err.contains("%2F"), "{err}");
+    assert!(!err.contains("pa/ss") && !err.contains("/ss@"), "the password reached the output: {err}");
+    let (ok, err) = check("encoded.toml", "[[camera]]\nname = \"front\"\nsource = \"rtsp://user:pa%2Fss@10.0.0.9/front\"\n");
+    assert!(ok, "{err}");
     let (ok, err) = check("good.toml", "[[camera]]\nname = \"cam\"\nsource = \"test\"\n");
     assert!(ok, "{err}");
 }

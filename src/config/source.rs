@@ -45,20 +45,68 @@ impl fmt::Display for SourceSpec {
             SourceSpec::Libcamera => f.write_str("libcamera"),
             SourceSpec::Device(p) => write!(f, "{}", p.display()),
             SourceSpec::Rtsp(url) => f.write_str(&redact_userinfo(url)),
-            SourceSpec::Pipeline(p) => write!(f, "pipeline: {p}"),
-            SourceSpec::Unknown(s) => f.write_str(s),
+            SourceSpec::Pipeline(p) => write!(f, "pipeline: {}", redact_userinfo(p)),
+            SourceSpec::Unknown(s) => f.write_str(&redact_userinfo(s)),
         }
     }
 }
 
-/// Hides `user:password@` in a URL so credentials never reach logs or the API.
-pub fn redact_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => url.to_owned(),
+/// Hides the `user:password@` of every URL in `text`, so credentials never reach a log, an
+/// API answer or a metric: also when they hold characters that should have been
+/// percent-encoded (`rtsp://user:pa/ss@host/…`), and in pipeline fragments.
+pub fn redact_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        out.push_str(&rest[..i + 3]);
+        rest = &rest[i + 3..];
+        // A URL runs to white space or a quote (in a pipeline fragment).
+        let end = rest.find(|c: char| c.is_whitespace() || c == '"' || c == '\'').unwrap_or(rest.len());
+        let url = &rest[..end];
+        match userinfo_end(url) {
+            Some(at) => {
+                out.push_str("***");
+                out.push_str(&url[at..]);
+            }
+            None => out.push_str(url),
+        }
+        rest = &rest[end..];
     }
+    out.push_str(rest);
+    out
+}
+
+/// Where the `@` that ends a URL's user info is, in the URL after its `://`; also finds it
+/// past a `/`, `?` or `#` in the password, which makes what precedes it look like a host
+/// with a port that is not a number.
+fn userinfo_end(after_scheme: &str) -> Option<usize> {
+    let authority = &after_scheme[..after_scheme.find(['/', '?', '#']).unwrap_or(after_scheme.len())];
+    if let Some(at) = authority.rfind('@') {
+        return Some(at);
+    }
+    let broken_port = authority.split_once(':').is_some_and(|(_, port)| port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()));
+    if broken_port { after_scheme.rfind('@') } else { None }
+}
+
+/// Why a camera URL's user name or password cannot be read as written, if it cannot: it
+/// holds characters a URL reserves (`/ ? # @` or spaces), which must be percent-encoded.
+pub fn userinfo_problem(url: &str) -> Option<&'static str> {
+    let after_scheme = url.split_once("://")?.1;
+    let at = userinfo_end(after_scheme)?;
+    let userinfo = &after_scheme[..at];
+    let bytes = userinfo.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => i += 3,
+            b'%' => return Some("a `%` that does not start a percent-encoded character"),
+            b if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(&b) => i += 1,
+            b'@' => return Some("an `@`"),
+            b'/' | b'?' | b'#' => return Some("a `/`, `?` or `#`"),
+            _ => return Some("a space or a character a URL does not allow there"),
+        }
+    }
+    None
 }
 
 #[derive(Deserialize)]
@@ -109,5 +157,33 @@ mod tests {
     fn credentials_are_redacted() {
         assert_eq!(redact_userinfo("rtsp://admin:pw@10.0.0.5:554/s1"), "rtsp://***@10.0.0.5:554/s1");
         assert_eq!(redact_userinfo("rtsp://10.0.0.5/s@1"), "rtsp://10.0.0.5/s@1");
+        assert_eq!(redact_userinfo("rtsp://10.0.0.5:554/s@1"), "rtsp://10.0.0.5:554/s@1");
+    }
+
+    #[test]
+    fn credentials_are_redacted_whatever_the_url_looks_like() {
+        for (url, kept) in [
+            ("rtsp://user:pa/ss@cam.local/front", "rtsp://***@cam.local/front"),
+            ("rtsp://user:pa@ss@cam.local/front", "rtsp://***@cam.local/front"),
+            ("rtsp://user:p?ss#w@10.0.0.5/x", "rtsp://***@10.0.0.5/x"),
+            ("rtsp://user:@10.0.0.5/x", "rtsp://***@10.0.0.5/x"),
+            ("rtspsrc location=\"rtsp://u:secret@h/s\" latency=0", "rtspsrc location=\"rtsp://***@h/s\" latency=0"),
+            ("rstp://u:secret@h/s", "rstp://***@h/s"),
+        ] {
+            assert_eq!(redact_userinfo(url), kept, "{url}");
+        }
+        assert!(!SourceSpec::from_text("rtsp://user:pa/ss@h/front").to_string().contains("ss"));
+        assert!(!SourceSpec::Pipeline("rtspsrc location=rtsp://u:secret@h/s".into()).to_string().contains("secret"));
+    }
+
+    #[test]
+    fn user_info_needing_percent_encoding_is_named() {
+        assert_eq!(userinfo_problem("rtsp://user:pa/ss@h/front"), Some("a `/`, `?` or `#`"));
+        assert_eq!(userinfo_problem("rtsp://user:pa@ss@h/front"), Some("an `@`"));
+        assert_eq!(userinfo_problem("rtsp://user:pa ss@h/front"), Some("a space or a character a URL does not allow there"));
+        assert_eq!(userinfo_problem("rtsp://user:100%@h/front"), Some("a `%` that does not start a percent-encoded character"));
+        assert_eq!(userinfo_problem("rtsp://user:pa%2Fss%40x@h/front"), None);
+        assert_eq!(userinfo_problem("rtsp://admin:S3cr3t!$@10.0.0.5:554/s1"), None);
+        assert_eq!(userinfo_problem("rtsp://10.0.0.5:554/s@1"), None);
     }
 }

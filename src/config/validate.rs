@@ -66,6 +66,18 @@ pub fn check(config: &Config) -> Vec<Problem> {
                 r.fail(at("source"), format!("`{s}` is not auto, test, libcamera, /dev/videoN, rtsp://... or {{ pipeline = \"...\" }}"))
             }
             SourceSpec::Pipeline(p) if p.trim().is_empty() => r.fail(at("source.pipeline"), "must not be empty"),
+            SourceSpec::Rtsp(url) => {
+                if let Some(problem) = super::source::userinfo_problem(url) {
+                    r.fail(
+                        at("source"),
+                        format!(
+                            "`{}`: the user name or password holds {problem}; percent-encode it \
+                             (`/` as %2F, `@` as %40, `?` as %3F, `#` as %23, `%` as %25, a space as %20)",
+                            super::source::redact_userinfo(url)
+                        ),
+                    )
+                }
+            }
             _ => {}
         }
         // Bounds: the Pi encoder's limits (1920x1080, level 4.2) with headroom for USB cameras

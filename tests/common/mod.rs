@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod media;
+pub mod rtsp;
 pub mod webdriver;
 pub mod whep;
 

@@ -1,0 +1,157 @@
+//! A test RTSP server (gst-rtsp-server on its own glib main loop thread) serving "IP cameras":
+//! one mount per camera kind, each a live test pattern encoded the way real cameras send it.
+
+use std::sync::mpsc;
+
+use gst::glib;
+use gst_rtsp_server::prelude::*;
+
+/// How one test camera encodes and sends its stream.
+#[derive(Clone, Debug)]
+pub struct IpCamera {
+    /// Mount path, e.g. `/back`.
+    pub path: &'static str,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    /// x264 profile: `constrained-baseline`, `main` or `high`; B-frames with main and high.
+    pub profile: &'static str,
+    pub bframes: u32,
+    /// Keyframe interval in frames.
+    pub gop: u32,
+    /// SPS/PPS repeated in the stream (`config-interval=-1`); otherwise only in the SDP.
+    pub in_band_parameter_sets: bool,
+    /// An Opus audio track beside the video.
+    pub audio: bool,
+    /// videotestsrc's pattern: `black` costs the test server almost nothing to encode, so a
+    /// loaded machine does not make the "camera" itself drop frames at large sizes.
+    pub pattern: &'static str,
+}
+
+impl IpCamera {
+    /// A typical cheap camera: Baseline 640x360@15, SPS/PPS in band, a keyframe a second.
+    pub fn baseline(path: &'static str) -> IpCamera {
+        IpCamera {
+            path,
+            width: 640,
+            height: 360,
+            fps: 15,
+            profile: "constrained-baseline",
+            bframes: 0,
+            gop: 15,
+            in_band_parameter_sets: true,
+            audio: false,
+            pattern: "ball",
+        }
+    }
+
+    fn launch(&self) -> String {
+        let IpCamera { width, height, fps, profile, bframes, gop, pattern, .. } = self;
+        let config_interval = if self.in_band_parameter_sets { -1 } else { 0 };
+        // Without zerolatency x264 may use B-frames; with it, never.
+        let tune = if *bframes > 0 { "" } else { "tune=zerolatency" };
+        let mut launch = format!(
+            "( videotestsrc is-live=true pattern={pattern} ! video/x-raw,width={width},height={height},framerate={fps}/1 \
+             ! x264enc {tune} speed-preset=ultrafast bitrate=800 key-int-max={gop} bframes={bframes} b-adapt=false \
+             ! video/x-h264,profile={profile} ! h264parse config-interval={config_interval} \
+             ! rtph264pay name=pay0 pt=96 config-interval={config_interval}"
+        );
+        if self.audio {
+            launch.push_str(" audiotestsrc is-live=true wave=ticks ! audioconvert ! opusenc ! rtpopuspay name=pay1 pt=97");
+        }
+        launch.push_str(" )");
+        launch
+    }
+}
+
+/// A running RTSP server; dropping it stops it and disconnects every client.
+pub struct RtspServer {
+    pub port: u16,
+    main_loop: glib::MainLoop,
+    server: gst_rtsp_server::RTSPServer,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RtspServer {
+    /// Serves `cameras` on a free port; with `digest`, clients must log in as (user, password).
+    pub fn start(cameras: &[IpCamera], digest: Option<(&str, &str)>) -> RtspServer {
+        RtspServer::start_on(0, cameras, digest)
+    }
+
+    /// Serves on `port` (0: any free one), e.g. the port of a server stopped earlier.
+    pub fn start_on(port: u16, cameras: &[IpCamera], digest: Option<(&str, &str)>) -> RtspServer {
+        gst::init().unwrap();
+        let server = gst_rtsp_server::RTSPServer::new();
+        server.set_address("127.0.0.1");
+        server.set_service(&port.to_string());
+        let mounts = server.mount_points().expect("the server has mount points");
+        for camera in cameras {
+            let factory = gst_rtsp_server::RTSPMediaFactory::new();
+            factory.set_launch(&camera.launch());
+            factory.set_shared(true);
+            if digest.is_some() {
+                let role = gst::Structure::builder("camera-user")
+                    .field(gst_rtsp_server::RTSP_PERM_MEDIA_FACTORY_ACCESS.as_str(), true)
+                    .field(gst_rtsp_server::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT.as_str(), true)
+                    .build();
+                factory.add_role_from_structure(&role);
+            }
+            mounts.add_factory(camera.path, factory);
+        }
+        if let Some((user, password)) = digest {
+            let auth = gst_rtsp_server::RTSPAuth::new();
+            auth.set_supported_methods(gst_rtsp_server::gst_rtsp::RTSPAuthMethod::Digest);
+            let token =
+                gst_rtsp_server::RTSPToken::builder().field(gst_rtsp_server::RTSP_TOKEN_MEDIA_FACTORY_ROLE.as_str(), "camera-user").build();
+            auth.add_digest(user, password, &token);
+            server.set_auth(Some(&auth));
+        }
+        let context = glib::MainContext::new();
+        let main_loop = glib::MainLoop::new(Some(&context), false);
+        let (ready_tx, ready) = mpsc::channel();
+        let (srv, ml) = (server.clone(), main_loop.clone());
+        let thread = std::thread::spawn(move || {
+            context
+                .with_thread_default(|| {
+                    let attached = srv.attach(Some(&context));
+                    let _ = ready_tx.send(attached.is_ok());
+                    ml.run();
+                    // Closes the listening socket, so the port can be served again.
+                    if let Some(source) = attached.ok().and_then(|id| context.find_source_by_id(&id)) {
+                        source.destroy();
+                    }
+                })
+                .expect("the context is free");
+        });
+        assert!(ready.recv().unwrap_or(false), "the RTSP server listens on port {port}");
+        let port = u16::try_from(server.bound_port()).expect("a bound port");
+        RtspServer { port, main_loop, server, thread: Some(thread) }
+    }
+
+    /// The URL of a mount, with credentials if given.
+    pub fn url(&self, path: &str, user_info: Option<&str>) -> String {
+        match user_info {
+            Some(u) => format!("rtsp://{u}@127.0.0.1:{}{path}", self.port),
+            None => format!("rtsp://127.0.0.1:{}{path}", self.port),
+        }
+    }
+
+    /// Stops serving and drops every client, as a camera that loses power.
+    pub fn stop(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        self.server.client_filter(Some(&mut |_, _| gst_rtsp_server::RTSPFilterResult::Remove));
+        self.main_loop.quit();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}

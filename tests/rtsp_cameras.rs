@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use lookout::config::{Camera, Recording, SourceSpec};
+use lookout::config::{Camera, Recording, RtspTransport, SourceSpec};
 use serde_json::Value;
 
 use common::media::{decode, jpeg_size, probe_duration};
@@ -60,14 +60,16 @@ fn check_segment(daemon: &Daemon, camera: &str, seg: &Value, fps: u32) -> f64 {
 
 /// The whole check for one kind of camera: live view, recording, snapshot and export.
 async fn watch_record_snapshot_and_export(kind: IpCamera) {
-    watch_record_snapshot_and_export_with(kind, None).await;
+    watch_record_snapshot_and_export_with(kind, None, RtspTransport::Tcp).await;
 }
 
-/// The same, for a camera that asks for Digest credentials (user, password).
-async fn watch_record_snapshot_and_export_with(kind: IpCamera, digest: Option<(&str, &str)>) {
+/// The same, for a camera that asks for Digest credentials (user, password), and over the
+/// given transport.
+async fn watch_record_snapshot_and_export_with(kind: IpCamera, digest: Option<(&str, &str)>, transport: RtspTransport) {
     let server = RtspServer::start(std::slice::from_ref(&kind), digest);
     let user_info = digest.map(|(u, p)| format!("{u}:{}", p.replace('%', "%25").replace('/', "%2F").replace('@', "%40")));
-    let daemon = Daemon::start(config_with(vec![rtsp_camera("ipcam", server.url(kind.path, user_info.as_deref()))])).await;
+    let camera = Camera { rtsp_transport: transport, ..rtsp_camera("ipcam", server.url(kind.path, user_info.as_deref())) };
+    let daemon = Daemon::start(config_with(vec![camera])).await;
     let online = daemon.wait_state("ipcam", HANG, |c| c["online"] == true).await.expect("camera online");
     assert_eq!(online["encoder"], "passthrough", "{online}");
     assert_eq!((online["width"].as_u64(), online["height"].as_u64()), (Some(kind.width.into()), Some(kind.height.into())));
@@ -126,6 +128,11 @@ async fn a_main_profile_camera_with_b_frames_at_30_fps_is_recorded_frame_for_fra
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_asked_for_rtp_over_udp_is_recorded() {
+    watch_record_snapshot_and_export_with(IpCamera::baseline("/udp"), None, RtspTransport::Udp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_camera_that_sends_sps_and_pps_only_in_the_sdp_is_recorded() {
     let camera = IpCamera { in_band_parameter_sets: false, ..IpCamera::baseline("/sdp-only") };
     watch_record_snapshot_and_export(camera).await;
@@ -160,7 +167,7 @@ async fn a_camera_behind_digest_authentication_is_recorded_with_percent_encoded_
     }
     daemon.stop().await;
     drop(server);
-    watch_record_snapshot_and_export_with(kind, Some(("viewer", "pa/ss@1"))).await;
+    watch_record_snapshot_and_export_with(kind, Some(("viewer", "pa/ss@1")), RtspTransport::Tcp).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -241,6 +241,19 @@ pub enum EncoderChoice {
     Openh264,
 }
 
+/// How an RTSP camera is asked to send its RTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    /// Interleaved in the RTSP connection: passes NAT and firewalls, no loss on Wi-Fi.
+    #[default]
+    Tcp,
+    /// RTP on UDP ports: for cameras that refuse TCP, or the least delay on a clean LAN.
+    Udp,
+    /// UDP, falling back to TCP when nothing arrives (rtspsrc's own order).
+    Auto,
+}
+
 /// One camera and how to encode it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -258,6 +271,8 @@ pub struct Camera {
     /// No frame for this long means the camera is gone and its pipeline is rebuilt.
     #[serde(with = "humantime_serde")]
     pub stall_timeout: Duration,
+    /// For `rtsp://` sources only.
+    pub rtsp_transport: RtspTransport,
     pub recording: Recording,
 }
 
@@ -275,6 +290,7 @@ impl Default for Camera {
             encoder: EncoderChoice::Auto,
             // An RTSP camera over Wi-Fi can pause ~1 s; 4 s is "gone" without false alarms.
             stall_timeout: Duration::from_secs(4),
+            rtsp_transport: RtspTransport::Tcp,
             recording: Recording::default(),
         }
     }

@@ -47,7 +47,7 @@ pub enum SourcePlan {
     Test { width: u32, height: u32, fps: u32 },
     V4l2 { device: PathBuf, card: String, mode: Mode },
     Libcamera { width: u32, height: u32, fps: u32 },
-    Rtsp { url: String },
+    Rtsp { url: String, transport: crate::config::RtspTransport },
     Pipeline { fragment: String },
 }
 
@@ -104,7 +104,7 @@ pub fn plan(cam: &Camera, machine: &Machine) -> Result<SourcePlan, SourceError> 
         }
         SourceSpec::Libcamera if machine.has("libcamerasrc") => Ok(SourcePlan::Libcamera { width, height, fps }),
         SourceSpec::Libcamera => Err(SourceError::LibcameraMissing),
-        SourceSpec::Rtsp(url) => Ok(SourcePlan::Rtsp { url: url.clone() }),
+        SourceSpec::Rtsp(url) => Ok(SourcePlan::Rtsp { url: url.clone(), transport: cam.rtsp_transport }),
         SourceSpec::Pipeline(fragment) => Ok(SourcePlan::Pipeline { fragment: fragment.clone() }),
         SourceSpec::Unknown(s) => Err(SourceError::Invalid(format!("unknown source `{s}`"))),
     }
@@ -220,7 +220,7 @@ impl SourcePlan {
                 format!("{} ({card}), {format} {}x{}@{}", device.display(), mode.width, mode.height, mode.fps)
             }
             SourcePlan::Libcamera { .. } => "libcamera".into(),
-            SourcePlan::Rtsp { url } => format!("RTSP {}", source_redacted(url)),
+            SourcePlan::Rtsp { url, .. } => format!("RTSP {}", source_redacted(url)),
             SourcePlan::Pipeline { .. } => "custom pipeline".into(),
         }
     }
@@ -237,13 +237,18 @@ impl SourcePlan {
             SourcePlan::Libcamera { width, height, fps } => {
                 format!("libcamerasrc ! video/x-raw,width={width},height={height},framerate={fps}/1")
             }
-            SourcePlan::Rtsp { url } => {
+            SourcePlan::Rtsp { url, transport } => {
+                let protocols = match transport {
+                    crate::config::RtspTransport::Tcp => "tcp",
+                    crate::config::RtspTransport::Udp => "udp",
+                    crate::config::RtspTransport::Auto => "udp+tcp",
+                };
                 // Length-prefixed from the depayloader: parsing its byte-stream output into
                 // access units splits each IDR from its SPS/PPS and leaves the IDR without a
                 // PTS (GStreamer 1.22), which mp4mux refuses. The encoder stage's h264parse
                 // converts to byte-stream whole.
                 format!(
-                    "rtspsrc location=\"{}\" protocols=tcp latency=200 ! rtph264depay ! video/x-h264,stream-format=avc,alignment=au",
+                    "rtspsrc location=\"{}\" protocols={protocols} latency=200 ! rtph264depay ! video/x-h264,stream-format=avc,alignment=au",
                     url.replace('"', "%22")
                 )
             }
@@ -355,7 +360,7 @@ mod tests {
 
     #[test]
     fn rtsp_credentials_stay_out_of_descriptions() {
-        let p = SourcePlan::Rtsp { url: "rtsp://admin:secret@10.0.0.9/h264".into() };
+        let p = SourcePlan::Rtsp { url: "rtsp://admin:secret@10.0.0.9/h264".into(), transport: Default::default() };
         assert!(!p.describe().contains("secret"));
         assert!(p.launch(30).contains("secret"), "the pipeline itself needs them");
     }

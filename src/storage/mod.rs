@@ -88,6 +88,8 @@ impl Storage {
                         match tokio::task::spawn_blocking(move || index.reload(&root, &cameras)).await {
                             Ok(()) => stale = false,
                             // Retried at the next check.
+                            // Cancelled: the runtime is shutting down.
+                            Err(e) if e.is_cancelled() => return,
                             Err(e) => tracing::error!("rescanning recordings failed: {e}"),
                         }
                         mounted = now;
@@ -98,6 +100,9 @@ impl Storage {
                     Ok(Event::SegmentOpened { camera, path, start }) => {
                         let index = self.index.clone();
                         if let Err(e) = tokio::task::spawn_blocking(move || index.opened(&camera, &path, start)).await {
+                            if e.is_cancelled() {
+                                return;
+                            }
                             tracing::error!("indexing a new segment failed, rescanning at the next check: {e}");
                             stale = true;
                         }
@@ -105,6 +110,9 @@ impl Storage {
                     Ok(Event::SegmentClosed { camera, path, start }) => {
                         let index = self.index.clone();
                         if let Err(e) = tokio::task::spawn_blocking(move || index.closed(&camera, &path, start)).await {
+                            if e.is_cancelled() {
+                                return;
+                            }
                             tracing::error!("indexing a finished segment failed, rescanning at the next check: {e}");
                             stale = true;
                         }
@@ -142,6 +150,7 @@ impl Storage {
                 d
             }
             Ok(Err(e)) => return self.retention_skipped(format!("cannot read the data partition's usage: {e}")),
+            Err(e) if e.is_cancelled() => return,
             Err(e) => return self.retention_skipped(format!("reading the data partition's usage failed: {e}")),
         };
         let segments = self.index.all();
@@ -172,6 +181,7 @@ impl Storage {
                     });
                 }
                 Ok(Err(e)) => tracing::warn!(camera = %camera, segment = %seg.name, "cannot delete recording: {e}"),
+                Err(e) if e.is_cancelled() => return,
                 Err(e) => tracing::error!(camera = %camera, segment = %seg.name, "deleting recording failed: {e}"),
             }
         }

@@ -74,8 +74,8 @@ pub struct WarmUp(tokio::sync::watch::Receiver<bool>);
 
 /// Longest a viewer waits for the warm-up before being told to retry. The DTLS certificate
 /// is an RSA-2048 key (GStreamer's choice, made once per process by the first `dtlsdec`):
-/// ~0.1 s on a PC, ~1 s on a Pi 4, tens of seconds under emulation on a first boot (prime
-/// search time is random, with a long tail).
+/// 0.2-0.3 s on this PC, about a second on a Pi 4 (not measured here), 5 s measured under
+/// emulation on a loaded first boot; prime search time is random, with a long tail.
 const WARM_UP_WAIT: Duration = Duration::from_secs(30);
 
 /// Loads the WebRTC plugins and makes the process's DTLS certificate ahead of the first
@@ -323,6 +323,21 @@ impl Drop for ViewerTicket {
 mod tests {
     use super::*;
     use crate::config::TurnServer;
+
+    #[tokio::test]
+    async fn a_join_waits_for_the_warm_up_and_gives_up_after_its_limit() {
+        let (done, rx) = tokio::sync::watch::channel(false);
+        let warm = WarmUp(rx);
+        assert!(!warm.wait(Duration::from_millis(50)).await, "still warming up");
+        let waiting = tokio::spawn({
+            let warm = warm.clone();
+            async move { warm.wait(Duration::from_secs(30)).await }
+        });
+        done.send(true).unwrap();
+        assert!(waiting.await.unwrap(), "released when the warm-up ends");
+        drop(done);
+        assert!(warm.wait(Duration::from_millis(50)).await, "and stays released");
+    }
 
     #[test]
     fn ice_urls_are_converted_for_webrtcbin() {

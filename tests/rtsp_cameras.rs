@@ -139,6 +139,12 @@ async fn a_camera_that_sends_sps_and_pps_only_in_the_sdp_is_recorded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_that_sends_sps_and_pps_only_in_band_is_recorded() {
+    let camera = IpCamera { sdp_parameter_sets: false, ..IpCamera::baseline("/in-band-only") };
+    watch_record_snapshot_and_export(camera).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_camera_with_an_audio_track_has_its_video_recorded() {
     let camera = IpCamera { audio: true, ..IpCamera::baseline("/with-audio") };
     watch_record_snapshot_and_export(camera).await;

@@ -21,6 +21,8 @@ pub struct IpCamera {
     pub gop: u32,
     /// SPS/PPS repeated in the stream (`config-interval=-1`); otherwise only in the SDP.
     pub in_band_parameter_sets: bool,
+    /// SPS/PPS in the SDP (`sprop-parameter-sets`); otherwise only in the stream.
+    pub sdp_parameter_sets: bool,
     /// An Opus audio track beside the video.
     pub audio: bool,
     /// videotestsrc's pattern: `black` costs the test server almost nothing to encode, so a
@@ -40,6 +42,7 @@ impl IpCamera {
             bframes: 0,
             gop: 15,
             in_band_parameter_sets: true,
+            sdp_parameter_sets: true,
             audio: false,
             pattern: "ball",
         }
@@ -54,8 +57,18 @@ impl IpCamera {
             "( videotestsrc is-live=true pattern={pattern} ! video/x-raw,width={width},height={height},framerate={fps}/1 \
              ! x264enc {tune} speed-preset=ultrafast bitrate=800 key-int-max={gop} bframes={bframes} b-adapt=false \
              ! video/x-h264,profile={profile} ! h264parse config-interval={config_interval} \
-             ! rtph264pay name=pay0 pt=96 config-interval={config_interval}"
+             ! rtph264pay pt=96 config-interval={config_interval}"
         );
+        // The SDP describes the caps of the element named pay0: a capssetter that replaces
+        // them leaves sprop-parameter-sets out.
+        if self.sdp_parameter_sets {
+            launch = launch.replace("rtph264pay", "rtph264pay name=pay0");
+        } else {
+            launch.push_str(
+                " ! capssetter name=pay0 replace=true caps=\"application/x-rtp,media=(string)video,clock-rate=(int)90000,\
+                 encoding-name=(string)H264,payload=(int)96,packetization-mode=(string)1\"",
+            );
+        }
         if self.audio {
             launch.push_str(" audiotestsrc is-live=true wave=ticks ! audioconvert ! opusenc ! rtpopuspay name=pay1 pt=97");
         }

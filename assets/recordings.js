@@ -116,8 +116,14 @@ class RecordingsPanel {
     const url = `/api/cameras/${this.camera}/recordings/${seg.name}`;
     this.player.hidden = false;
     this.player.src = url;
-    const offset = Math.max(0, (t - new Date(seg.start).getTime()) / 1000);
-    this.player.addEventListener("loadedmetadata", () => { this.player.currentTime = Math.min(offset, this.player.duration || offset); this.player.play().catch(() => {}); }, { once: true });
+    // Inside the segment: from the moment clicked. Beside it (a short segment is drawn wider
+    // than it lasts, and a click may land in a gap): from its start, not its last frame.
+    const offset = distance(seg) > 0 ? 0 : (t - new Date(seg.start).getTime()) / 1000;
+    this.player.addEventListener("loadedmetadata", () => {
+      const duration = this.player.duration || offset;
+      this.player.currentTime = Math.max(0, Math.min(offset, duration - 1));
+      this.player.play().catch(() => {});
+    }, { once: true });
     this.download.hidden = false;
     this.download.href = url;
     this.download.download = seg.name;

@@ -125,9 +125,7 @@ pub fn start(request: ExportRequest) -> Result<mpsc::Receiver<Result<Vec<u8>, St
                     // The client went away: stop everything, which also wakes a reader
                     // blocked on the full feed. Not from this streaming thread itself.
                     if let Some(p) = weak.upgrade() {
-                        p.call_async(|p| {
-                            let _ = p.set_state(gst::State::Null);
-                        });
+                        p.call_async(super::stop);
                     }
                     return Err(gst::FlowError::Flushing);
                 }
@@ -147,7 +145,7 @@ pub fn start(request: ExportRequest) -> Result<mpsc::Receiver<Result<Vec<u8>, St
             if let Err(failure) = outcome {
                 let _ = tx.blocking_send(Err(failure));
             }
-            let _ = pipeline.set_state(gst::State::Null);
+            super::stop(&pipeline);
         })
         .map_err(|e| err(&e))?;
     Ok(rx)

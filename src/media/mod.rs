@@ -51,18 +51,39 @@ impl StopOnDrop {
     pub fn new(pipeline: &gst::Pipeline) -> StopOnDrop {
         StopOnDrop(Some(pipeline.clone()))
     }
-
-    /// Hands responsibility for the pipeline to someone else.
-    pub fn disarm(mut self) {
-        self.0.take();
-    }
 }
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         if let Some(p) = self.0.take() {
-            let _ = p.set_state(gst::State::Null);
+            stop(&p);
         }
+    }
+}
+
+/// Sets a pipeline to NULL, then every element inside it that is still running. An element
+/// can outlive its pipeline's stop: webrtcbin's own thread adds RTX/FEC bins and raises them to
+/// the parent's state while a viewer that hung up mid-negotiation is torn down; disposing such
+/// a bin in PLAYING is a GStreamer CRITICAL (and leaks its threads and sockets).
+pub fn stop(pipeline: &gst::Pipeline) {
+    let _ = pipeline.set_state(gst::State::Null);
+    let mut stragglers = Vec::new();
+    let mut elements = pipeline.iterate_recurse();
+    loop {
+        match elements.next() {
+            Ok(Some(e)) if e.current_state() != gst::State::Null => stragglers.push(e),
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(gst::IteratorError::Resync) => {
+                stragglers.clear();
+                elements.resync();
+            }
+            Err(gst::IteratorError::Error) => break,
+        }
+    }
+    for e in stragglers {
+        tracing::debug!(pipeline = %pipeline.name(), element = %e.name(), "stopping an element left running");
+        let _ = e.set_state(gst::State::Null);
     }
 }
 
@@ -236,5 +257,29 @@ impl Media {
         if tokio::time::timeout(STOP_TIMEOUT * 3, self.tasks.wait()).await.is_err() {
             tracing::error!("cameras or recorders did not stop within {}s; stopping without them", (STOP_TIMEOUT * 3).as_secs());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_element_left_running_after_its_pipeline_stopped_is_stopped_too() {
+        init().unwrap();
+        let pipeline = gst::Pipeline::new();
+        let inner = gst::Bin::new();
+        let src = gst::ElementFactory::make("fakesrc").build().unwrap();
+        let sink = gst::ElementFactory::make("fakesink").build().unwrap();
+        inner.add_many([&src, &sink]).unwrap();
+        src.link(&sink).unwrap();
+        pipeline.add(&inner).unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        // What a raise by another thread during the stop leaves behind: a child the pipeline's
+        // own state change skips.
+        inner.set_locked_state(true);
+        drop(StopOnDrop::new(&pipeline));
+        assert_eq!(inner.current_state(), gst::State::Null);
+        assert_eq!(src.current_state(), gst::State::Null);
     }
 }

@@ -56,11 +56,13 @@ pub(super) enum Signal {
     Bye,
 }
 
-/// A negotiated viewer, not yet watched.
+/// A negotiated viewer, not yet watched. Dropping it stops its pipeline, on whichever path
+/// (shutdown mid-join, an early return) it is dropped.
 pub(super) struct Viewer {
     pipeline: gst::Pipeline,
     appsrc: gst_app::AppSrc,
     signals: mpsc::UnboundedReceiver<Signal>,
+    _stop: StopOnDrop,
 }
 
 fn make(factory: &str, name: String) -> Result<gst::Element, ViewerError> {
@@ -109,7 +111,7 @@ pub(super) async fn negotiate(
     pipeline.set_state(gst::State::Playing).map_err(|_| ViewerError::Internal("viewer pipeline refused to start".into()))?;
 
     let t0 = Instant::now();
-    let mut viewer = Viewer { pipeline, appsrc, signals };
+    let mut viewer = Viewer { pipeline, appsrc, signals, _stop: guard };
     let offer = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, offer);
     step.enter("applying the offer (set-remote-description)");
     promise(&webrtc, "set-remote-description", &offer).await.map_err(ViewerError::Negotiation)?;
@@ -129,7 +131,6 @@ pub(super) async fn negotiate(
         .property::<Option<gst_webrtc::WebRTCSessionDescription>>("local-description")
         .ok_or_else(|| ViewerError::Negotiation("no local description after negotiation".into()))?;
     let text = local.sdp().as_text().map_err(|e| ViewerError::Internal(e.to_string()))?;
-    guard.disarm();
     Ok((viewer, sdp::announce_addresses(&text, &ice.announce)))
 }
 
@@ -317,8 +318,7 @@ pub(super) async fn run(
         }
     };
     let dropped = consumer.map_or(0, |id| fanout.detach(id));
-    let pipeline = viewer.pipeline.clone();
-    drop(viewer);
-    let _ = tokio::task::spawn_blocking(move || drop(StopOnDrop::new(&pipeline))).await;
+    // Stopping joins webrtcbin's threads: not on the async runtime.
+    let _ = tokio::task::spawn_blocking(move || drop(viewer)).await;
     (reason, dropped)
 }

@@ -58,6 +58,10 @@ pub enum Event {
     FaultDetected { reason: String },
     /// The owner asked for something, by the button or from the page/API.
     ActionRequested { action: Action, origin: String },
+    /// Someone gave a wrong user name or password (the password is never carried).
+    LoginFailed { user: String, address: String },
+    /// The owner revoked a token; sessions it opened end.
+    TokenRevoked { id: String },
 }
 
 /// What a button press or an API call can ask of the device.
@@ -98,7 +102,9 @@ impl Event {
             | Event::HealthWarningRaised { .. }
             | Event::HealthWarningCleared { .. }
             | Event::FaultDetected { .. }
-            | Event::ActionRequested { .. } => return None,
+            | Event::ActionRequested { .. }
+            | Event::LoginFailed { .. }
+            | Event::TokenRevoked { .. } => return None,
         })
     }
 }

@@ -4,6 +4,7 @@
 //! [`serve`] is the whole daemon behind a listener, so tests run it in-process on port 0.
 
 pub mod actions;
+pub mod auth;
 pub mod config;
 pub mod device;
 pub mod events;

@@ -81,6 +81,7 @@ async function refresh() {
   const status = document.getElementById("device-status");
   try {
     const res = await fetch("/api/state", { cache: "no-store" });
+    if (res.status === 401) return toLogin();
     const state = await res.json();
     for (const cam of state.cameras) {
       const card = cards.get(cam.name);
@@ -116,6 +117,16 @@ async function refreshHealth() {
   }
 }
 
+/** The session ended (logged out elsewhere, password changed, expired): log in again. */
+function toLogin() {
+  location.href = "/login";
+}
+
+document.getElementById("logout").addEventListener("click", async () => {
+  await fetch("/api/logout", { method: "POST" }).catch(() => {});
+  toLogin();
+});
+
 document.getElementById("identify").addEventListener("click", () => {
   fetch("/api/actions/identify", { method: "POST" }).catch(() => {});
 });
@@ -124,7 +135,9 @@ async function main() {
   let cameras = [];
   while (cameras.length === 0) {
     try {
-      cameras = await (await fetch("/api/cameras", { cache: "no-store" })).json();
+      const res = await fetch("/api/cameras", { cache: "no-store" });
+      if (res.status === 401) return toLogin();
+      cameras = await res.json();
     } catch (_) {
       await new Promise((r) => setTimeout(r, 2000));
     }

@@ -62,6 +62,12 @@ pub enum Event {
     LoginFailed { user: String, address: String },
     /// The owner revoked a token; sessions it opened end.
     TokenRevoked { id: String },
+    /// Physical access asked to clear the owner password (button held, reset file).
+    OwnerResetRequested { origin: String },
+    /// There is no owner password: the device answers only its setup page.
+    SetupRequired,
+    /// The owner password was set; the device is in service.
+    SetupCompleted,
 }
 
 /// What a button press or an API call can ask of the device.
@@ -104,7 +110,10 @@ impl Event {
             | Event::FaultDetected { .. }
             | Event::ActionRequested { .. }
             | Event::LoginFailed { .. }
-            | Event::TokenRevoked { .. } => return None,
+            | Event::TokenRevoked { .. }
+            | Event::OwnerResetRequested { .. }
+            | Event::SetupRequired
+            | Event::SetupCompleted => return None,
         })
     }
 }

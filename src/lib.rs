@@ -58,8 +58,15 @@ pub async fn serve(
     let listen = listener.local_addr().map_err(ServeError::Http)?;
     tracing::info!("listening on http://{listen}/");
     device_tasks.spawn(announce_ready(board.clone(), media.clone(), listen, bus.clone(), device_stop.clone()));
-    let app = web::router(web::AppState { config: Arc::new(config), media: media.clone(), board, index, bus });
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let lifetimes = auth::Lifetimes { idle: config.auth.session_idle, absolute: config.auth.session_max };
+    let accounts = Arc::new(auth::Auth::open(&config.storage.path, config.auth.admin_password_hash.clone(), lifetimes, bus.clone()));
+    accounts.reset_if_asked(&config.auth.reset_file);
+    device_tasks.spawn(accounts.clone().run(device_stop.clone()));
+    if accounts.needs_setup() {
+        tracing::warn!("no owner password yet: open http://{listen}/setup to set one; nothing else answers until then");
+    }
+    let app = web::router(web::AppState { config: Arc::new(config), media: media.clone(), board, index, bus, auth: accounts });
+    let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await;
     tracing::info!("shutting down");
     media.stop().await;
     storage_stop.cancel();

@@ -27,6 +27,24 @@ enum Command {
     CheckConfig { file: PathBuf },
     /// List V4L2 capture devices with their formats, sizes and rates, and the encoders found.
     Devices,
+    /// Read a password from stdin (never the command line) and print its Argon2id hash, for
+    /// `[auth] admin_password_hash` on the boot partition.
+    HashPassword,
+    /// Issue a scoped token on the device (same config and data partition as `run`); prints it.
+    Token {
+        /// A camera the token may reach; repeat for several. None: every camera.
+        #[arg(long = "camera")]
+        cameras: Vec<String>,
+        /// view, playback, snapshot, control or metrics; repeat for several.
+        #[arg(long = "grant", required = true)]
+        grants: Vec<String>,
+        /// How long it is valid: 30d, 12h, 1y...
+        #[arg(long, default_value = "30d")]
+        ttl: String,
+        /// What it is for, shown in the token list.
+        #[arg(long, default_value = "issued on the device")]
+        label: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -41,6 +59,8 @@ fn main() -> ExitCode {
         Command::Run => run(cli.config),
         Command::CheckConfig { file } => return check_config(&file),
         Command::Devices => devices(),
+        Command::HashPassword => hash_password(),
+        Command::Token { cameras, grants, ttl, label } => token(&cli.config, cameras, grants, &ttl, &label),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,6 +91,33 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
+fn hash_password() -> anyhow::Result<()> {
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password).context("reading the password from stdin")?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    lookout::auth::password::check_new(password).map_err(anyhow::Error::msg)?;
+    println!("{}", lookout::auth::password::hash(password).map_err(anyhow::Error::msg)?);
+    Ok(())
+}
+
+fn token(candidates: &[PathBuf], cameras: Vec<String>, grants: Vec<String>, ttl: &str, label: &str) -> anyhow::Result<()> {
+    let config = load(candidates)?;
+    let grants = grants
+        .iter()
+        .map(|g| lookout::auth::Grant::from_name(g).with_context(|| format!("no grant `{g}`; grants: view, playback, snapshot, control, metrics")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(unknown) = cameras.iter().find(|c| config.camera(c).is_none()) {
+        anyhow::bail!("no camera named `{unknown}` in the config");
+    }
+    let ttl = humantime_serde::re::humantime::parse_duration(ttl).with_context(|| format!("--ttl must be a duration such as 30d, not `{ttl}`"))?;
+    let lifetimes = lookout::auth::Lifetimes { idle: config.auth.session_idle, absolute: config.auth.session_max };
+    let auth = lookout::auth::Auth::open(&config.storage.path, None, lifetimes, lookout::events::Bus::default());
+    let cameras = (!cameras.is_empty()).then_some(cameras);
+    let issued = auth.issue_token("lookout token", label, cameras, grants, ttl)?;
+    println!("{}", issued.token);
+    Ok(())
+}
+
 fn devices() -> anyhow::Result<()> {
     lookout::media::init()?;
     print!("{}", lookout::media::devices::describe(&lookout::media::probe::Machine::probe()));
@@ -83,21 +130,7 @@ fn run(candidates: Vec<PathBuf>) -> anyhow::Result<()> {
     if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
         tracing::debug!("cannot turn off transparent huge pages: {e}");
     }
-    let chosen = match candidates.iter().find(|p| p.exists()) {
-        Some(path) => Some(path),
-        // None exists: load the last one to report it missing, by name.
-        None => candidates.last(),
-    };
-    let config = match chosen {
-        Some(path) => {
-            tracing::info!("config: {}", path.display());
-            Config::load(path)?
-        }
-        None => {
-            tracing::info!("no --config given: running the embedded default (data in ./data, port 8080)");
-            Config::embedded_default()
-        }
-    };
+    let config = load(&candidates)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let served = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.http.listen)
@@ -110,6 +143,25 @@ fn run(candidates: Vec<PathBuf>) -> anyhow::Result<()> {
     // it); dropping the runtime would wait for that thread for ever.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     served
+}
+
+/// The first config of `candidates` that exists, or the embedded default without any.
+fn load(candidates: &[PathBuf]) -> anyhow::Result<Config> {
+    let chosen = match candidates.iter().find(|p| p.exists()) {
+        Some(path) => Some(path),
+        // None exists: load the last one to report it missing, by name.
+        None => candidates.last(),
+    };
+    Ok(match chosen {
+        Some(path) => {
+            tracing::info!("config: {}", path.display());
+            Config::load(path)?
+        }
+        None => {
+            tracing::info!("no --config given: running the embedded default (data in ./data, port 8080)");
+            Config::embedded_default()
+        }
+    })
 }
 
 /// Resolves on SIGTERM (systemd stop) or SIGINT (Ctrl-C).

@@ -115,6 +115,9 @@ async fn whep_options_advertises_ice_servers_and_cors() {
             "<turn:turn.example.org:3478>; rel=\"ice-server\"; username=\"viewer\"; credential=\"s3cret\"; credential-type=\"password\"",
         ]
     );
+    // TURN credentials go only to a client that may watch.
+    let r = reqwest::Client::new().request(reqwest::Method::OPTIONS, daemon.anonymous_url("/whep/cam")).send().await.unwrap();
+    assert_eq!(r.headers().get_all("link").iter().count(), 0, "anonymous OPTIONS got ICE servers");
     // A player on another origin can read the session's Location and the ICE servers.
     let r = reqwest::Client::new()
         .post(daemon.url("/whep/cam"))

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use common::webdriver::Driver;
-use common::{Daemon, HANG, config_with, free_udp_port, rtp_camera, rtp_sender, test_camera};
+use common::{Daemon, HANG, OWNER_PASSWORD, config_with, free_udp_port, rtp_camera, rtp_sender, test_camera};
 use gst::prelude::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,7 +21,7 @@ async fn chromium_plays_the_live_view_and_a_recording() {
     let daemon = Daemon::start(config_with(vec![camera])).await;
     daemon.wait_state("cam", HANG, |c| c["online"] == true).await.expect("camera online");
     let driver = Driver::chromium().await;
-    driver.open(&daemon.base).await;
+    driver.login(&daemon.base, "admin", OWNER_PASSWORD).await;
 
     let frames = driver.wait_above(LIVE_FRAMES, 30, HANG).await;
     assert_eq!(driver.eval("return window.lookoutPlayers().cam").await, "whep");
@@ -64,9 +64,11 @@ async fn chromium_plays_the_live_view_and_a_recording() {
 
     // The download and export links the page offers fetch real MP4s.
     let links = driver.eval("return [document.querySelector('.download').href, document.querySelector('.export').href]").await;
+    let owner = daemon.owner().await;
     for link in [&links[0], &links[1]] {
         let url = link.as_str().filter(|u| u.starts_with("http")).unwrap_or_else(|| panic!("no link: {links}"));
-        let r = reqwest::get(url).await.unwrap();
+        assert_eq!(reqwest::get(url).await.unwrap().status().as_u16(), 401, "{url} needs a login");
+        let r = owner.get(url).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200, "{url}");
         let body = r.bytes().await.unwrap();
         assert!(body.len() > 1000 && &body[4..8] == b"ftyp", "{url} is not an MP4 ({} bytes)", body.len());
@@ -80,7 +82,7 @@ async fn page_with_a_test_camera(browser: impl std::future::Future<Output = Driv
     let daemon = Daemon::start(config_with(vec![test_camera("cam")])).await;
     daemon.wait_state("cam", HANG, |c| c["online"] == true).await.expect("camera online");
     let driver = browser.await;
-    driver.open(&daemon.base).await;
+    driver.login(&daemon.base, "admin", OWNER_PASSWORD).await;
     (daemon, driver)
 }
 
@@ -127,7 +129,7 @@ async fn the_page_shows_an_offline_camera_and_a_lost_device_and_recovers_from_bo
     let daemon = Daemon::start(config.clone()).await;
     daemon.wait_state("ipcam", HANG, |c| c["online"] == true).await.expect("camera online");
     let driver = Driver::chromium().await;
-    driver.open(&daemon.base).await;
+    driver.login(&daemon.base, "admin", OWNER_PASSWORD).await;
     let seen = driver.wait_above(LIVE_FRAMES, 30, HANG).await;
     assert!(seen > 30, "the page decoded only {seen} frames");
     wait_overlay(&driver, "live", HANG).await;

@@ -134,17 +134,24 @@ impl Drop for Device {
     }
 }
 
-async fn get_json(base: &str, path: &str) -> Option<Value> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().ok()?;
-    client.get(format!("{base}{path}")).send().await.ok()?.json().await.ok()
+async fn get_json(client: &reqwest::Client, base: &str, path: &str) -> Option<Value> {
+    client.get(format!("{base}{path}")).timeout(Duration::from_secs(10)).send().await.ok()?.json().await.ok()
 }
 
 /// Polls `path` until `pred` holds; panics with the console's tail after `timeout`.
-async fn wait_for(device: &Device, base: &str, path: &str, timeout: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+async fn wait_for(
+    device: &Device,
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    timeout: Duration,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     let end = Instant::now() + timeout;
     let mut last = None;
     while Instant::now() < end {
-        if let Some(v) = get_json(base, path).await {
+        if let Some(v) = get_json(client, base, path).await {
             if pred(&v) {
                 return v;
             }
@@ -153,6 +160,21 @@ async fn wait_for(device: &Device, base: &str, path: &str, timeout: Duration, wh
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     panic!("{what}: not within {timeout:?}; last {path}: {last:?}\nconsole:\n{}", device.console_tail());
+}
+
+/// Logs in as the owner with the password whose hash was flashed, once the device answers.
+async fn log_in(device: &Device, base: &str) -> reqwest::Client {
+    let end = Instant::now() + Duration::from_secs(300);
+    loop {
+        match common::login(base, "admin", common::OWNER_PASSWORD).await {
+            Ok(client) => return client,
+            Err(status) if Instant::now() < end => {
+                assert!(status == 0 || status >= 500, "the flashed owner password was refused ({status})\nconsole:\n{}", device.console_tail());
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(status) => panic!("no login within 300 s (last status {status})\nconsole:\n{}", device.console_tail()),
+        }
+    }
 }
 
 /// Joins as a WHEP viewer the way the page does: a 503 (the device still starting WebRTC,
@@ -203,10 +225,11 @@ async fn the_image_boots_into_a_working_appliance_and_keeps_its_recordings_acros
     std::fs::write(
         &config,
         format!(
-            "[http]\nlisten = \"0.0.0.0:80\"\n[storage]\npath = \"/data\"\n\
+            "[http]\nlisten = \"0.0.0.0:80\"\n[auth]\nadmin_password_hash = \"{hash}\"\n[storage]\npath = \"/data\"\n\
              [webrtc]\nudp_ports = \"{udp}-{udp}\"\nannounce = [\"127.0.0.1\"]\n\
              [[camera]]\nname = \"cam\"\nsource = \"auto\"\nwidth = 640\nheight = 360\nfps = 30\nbitrate_kbps = 600\n\
-             [camera.recording]\nsegment = \"10s\"\n"
+             [camera.recording]\nsegment = \"10s\"\n",
+            hash = common::owner_password_hash(),
         ),
     )
     .unwrap();
@@ -224,18 +247,33 @@ async fn the_image_boots_into_a_working_appliance_and_keeps_its_recordings_acros
     let booted = Instant::now();
     let mut device = Device::boot(&images, &disk, work.path().join("console-1.log"), http, udp);
 
-    let state =
-        wait_for(&device, &base, "/api/state", Duration::from_secs(300), "camera online", |s| s["cameras"][0]["online"] == true).await;
+    // The owner's password was flashed as a hash on the boot partition: no setup step, and
+    // nothing answers a stranger.
+    let owner = log_in(&device, &base).await;
+    let anonymous = reqwest::get(format!("{base}/api/state")).await.unwrap();
+    assert_eq!(anonymous.status(), 401, "the device is closed to strangers");
+    let state = wait_for(&device, &owner, &base, "/api/state", Duration::from_secs(300), "camera online", |s| s["cameras"][0]["online"] == true)
+        .await;
     let boot_to_online = booted.elapsed();
     let cam = &state["cameras"][0];
     assert!(cam["source"].as_str().unwrap_or("").contains("/dev/video"), "the vivid V4L2 camera: {cam}");
     assert_eq!((cam["width"].as_u64(), cam["height"].as_u64()), (Some(640), Some(360)), "{cam}");
 
-    let page = reqwest::get(format!("{base}/")).await.unwrap();
+    let page = owner.get(format!("{base}/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("Lookout"));
 
-    let viewer = join(&device, &format!("{base}/whep/cam")).await;
+    let issued: Value = owner
+        .post(format!("{base}/api/tokens"))
+        .json(&serde_json::json!({ "grants": ["view"], "ttl": "1h" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = issued["token"].as_str().unwrap_or_else(|| panic!("token issued: {issued}"));
+    let viewer = join(&device, &common::with_token(&format!("{base}/whep/cam"), token)).await;
     let console = std::fs::read_to_string(&device.console).unwrap_or_default();
     if let Some(line) = console.lines().find(|l| l.contains("WebRTC ready")) {
         eprintln!("first boot: {line}");
@@ -250,28 +288,29 @@ async fn the_image_boots_into_a_working_appliance_and_keeps_its_recordings_acros
     eprintln!("boot to camera online {:.1} s, to first WebRTC frame {:.1} s", boot_to_online.as_secs_f64(), first_frame.as_secs_f64());
     viewer.delete().await;
 
-    let listing = wait_for(&device, &base, "/api/cameras/cam/recordings", Duration::from_secs(90), "a finished segment", |l| {
+    let listing = wait_for(&device, &owner, &base, "/api/cameras/cam/recordings", Duration::from_secs(90), "a finished segment", |l| {
         !finished_segments(l).is_empty()
     })
     .await;
     let kept = finished_segments(&listing)[0].clone();
-    let health = get_json(&base, "/api/health").await.expect("health");
+    let health = get_json(&owner, &base, "/api/health").await.expect("health");
     let data_total = health["health"]["disk_total_bytes"].as_u64().unwrap_or(0);
     assert!(data_total > 900 * 1024 * 1024, "the data partition grew into the card: {data_total} bytes");
 
     // The reboot action: the daemon asks systemd (lookout-reboot.path); QEMU exits at reboot.
-    let status = reqwest::Client::new().post(format!("{base}/api/actions/reboot")).send().await.unwrap().status();
+    let status = owner.post(format!("{base}/api/actions/reboot")).send().await.unwrap().status();
     assert_eq!(status, 202);
     assert!(device.wait_exit(Duration::from_secs(120)), "the device rebooted\nconsole:\n{}", device.console_tail());
     drop(device);
 
     let device = Device::boot(&images, &disk, work.path().join("console-2.log"), http, udp);
-    let listing = wait_for(&device, &base, "/api/cameras/cam/recordings", Duration::from_secs(300), "the segment after reboot", |l| {
+    // The session cookie outlives the reboot: its secret is on the data partition.
+    let listing = wait_for(&device, &owner, &base, "/api/cameras/cam/recordings", Duration::from_secs(300), "the segment after reboot", |l| {
         finished_segments(l).contains(&kept)
     })
     .await;
     assert!(!finished_segments(&listing).is_empty());
-    wait_for(&device, &base, "/api/state", Duration::from_secs(120), "camera online again", |s| s["cameras"][0]["online"] == true).await;
+    wait_for(&device, &owner, &base, "/api/state", Duration::from_secs(120), "camera online again", |s| s["cameras"][0]["online"] == true).await;
     drop(device); // pulled power
 
     let after = partitions(&disk);

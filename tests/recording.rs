@@ -303,8 +303,10 @@ fn a_killed_daemon_leaves_a_playable_partial_segment_and_recording_continues() {
     std::fs::write(
         &config,
         format!(
-            "[http]\nlisten = \"127.0.0.1:{port}\"\n[storage]\npath = \"{}\"\n[[camera]]\nname = \"cam\"\nsource = \"test\"\n\
-             width = 640\nheight = 360\nbitrate_kbps = 1000\n[camera.recording]\nsegment = \"30s\"\n",
+            "[http]\nlisten = \"127.0.0.1:{port}\"\n[auth]\nadmin_password_hash = \"{}\"\n[storage]\nmin_free = \"64MB\"\npath = \"{}\"\n\
+             [[camera]]\nname = \"cam\"\nsource = \"test\"\nwidth = 640\nheight = 360\nbitrate_kbps = 1000\n\
+             [camera.recording]\nsegment = \"30s\"\n",
+            common::owner_password_hash(),
             data.display()
         ),
     )
@@ -374,11 +376,18 @@ fn a_killed_daemon_leaves_a_playable_partial_segment_and_recording_continues() {
     assert!(decoded_to >= written - 2.0, "partial segment decodes to {decoded_to:.2} s of {written:.2} s");
 
     let (mut child, _lines) = start();
+    // A token from `lookout token` on the device, as a script would get one.
+    let issued = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["--config".as_ref(), config.as_os_str(), "token".as_ref(), "--grant".as_ref(), "playback".as_ref()])
+        .output()
+        .unwrap();
+    assert!(issued.status.success(), "lookout token: {}", String::from_utf8_lossy(&issued.stderr));
+    let token = String::from_utf8(issued.stdout).unwrap().trim().to_owned();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let listing = rt.block_on(async {
         let deadline = Instant::now() + HANG;
         loop {
-            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/api/cameras/cam/recordings")).await
+            if let Ok(r) = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/api/cameras/cam/recordings")).bearer_auth(&token).send().await
                 && let Ok(v) = r.json::<Value>().await
             {
                 let segs = v["segments"].as_array().cloned().unwrap_or_default();
@@ -544,13 +553,22 @@ async fn a_missing_data_partition_pauses_recording_but_not_the_live_view() {
     std::fs::write(&blocker, b"").unwrap();
     let mut config = config_with(vec![recording_camera(60)]);
     config.storage.path = blocker.join("data");
+    config.auth.admin_password_hash = Some(common::owner_password_hash());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(lookout::serve(config, listener, async move {
         let _ = stopped.await;
     }));
-    let client = reqwest::Client::new();
+    // No data partition, so no accounts file: the flashed owner password still lets the owner in.
+    let deadline = Instant::now() + HANG;
+    let client = loop {
+        match common::login(&base, "admin", common::OWNER_PASSWORD).await {
+            Ok(c) => break c,
+            Err(status) => assert!(Instant::now() < deadline, "owner cannot log in without a data partition: {status}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let deadline = Instant::now() + HANG;
     let cam = loop {
         let state: Value = client.get(format!("{base}/api/state")).send().await.unwrap().json().await.unwrap();
@@ -562,7 +580,17 @@ async fn a_missing_data_partition_pauses_recording_but_not_the_live_view() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(cam["recording_error"].as_str().unwrap().contains("not writable"), "{cam}");
-    let viewer = WhepViewer::connect(&format!("{base}/whep/cam")).await.expect("viewer");
+    let issued: Value = client
+        .post(format!("{base}/api/tokens"))
+        .json(&serde_json::json!({ "grants": ["view"], "ttl": "1h" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = issued["token"].as_str().unwrap_or_else(|| panic!("token issued: {issued}"));
+    let viewer = WhepViewer::connect(&common::with_token(&format!("{base}/whep/cam"), token)).await.expect("viewer");
     assert!(viewer.wait_frames(30, HANG).await, "live view works without storage");
 
     // The partition turns up late, holding a recording made an hour ago: recording resumes

@@ -195,10 +195,20 @@ impl Auth {
     /// Opens the accounts under `<data>/auth`. A damaged accounts file does not stop the
     /// daemon (recording goes on); every request that needs a login is refused with the reason.
     pub fn open(data: &Path, seed_hash: Option<String>, lifetimes: Lifetimes, bus: Bus) -> Auth {
-        let store = Store::open(&data.join("auth")).map_err(|e| {
-            tracing::error!("{e}; every login is refused until it is repaired");
-            e.to_string()
-        });
+        let dir = data.join("auth");
+        let store = match Store::open(&dir) {
+            Ok(store) => Ok(store),
+            // No data partition (missing, read-only): the flashed owner hash still lets the
+            // owner in, so the live view stays reachable; nothing is kept across a restart.
+            Err(e) if !dir.join("state.json").exists() && seed_hash.is_some() => {
+                tracing::error!("{e}; accounts are kept in memory until the data partition is back and the daemon restarts");
+                Store::in_memory().map_err(|e| e.to_string())
+            }
+            Err(e) => {
+                tracing::error!("{e}; every login is refused until it is repaired");
+                Err(e.to_string())
+            }
+        };
         let auth = Auth {
             store,
             seed_hash,
@@ -210,6 +220,54 @@ impl Auth {
         };
         auth.seed_owner();
         auth
+    }
+
+    /// Acts on a reset file (`lookout-reset` on the boot partition) once: clears the owner
+    /// password and deletes the file (or, if it cannot, remembers having acted on it).
+    pub fn reset_if_asked(&self, file: &Path) {
+        let Ok(meta) = std::fs::metadata(file) else { return };
+        let marker = format!("{:?}/{}", meta.modified().ok(), meta.len());
+        let Ok(store) = &self.store else { return };
+        if store.read(|s| s.reset_marker.as_deref() == Some(marker.as_str())) {
+            return;
+        }
+        tracing::warn!("{} found: resetting the owner password", file.display());
+        if let Err(e) = self.reset_owner() {
+            tracing::error!("reset asked by {} failed: {e}", file.display());
+            return;
+        }
+        let _ = store.update(|s| {
+            s.reset_marker = Some(marker.clone());
+            Ok(())
+        });
+        if let Err(e) = std::fs::remove_file(file) {
+            tracing::info!("{} stays ({e}); it will not reset again unless it changes", file.display());
+        }
+    }
+
+    /// Carries out resets asked for on the bus (the button held 10 s) until `shutdown`, and
+    /// says on the bus whether the device is in setup.
+    pub async fn run(self: std::sync::Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let mut events = self.bus.subscribe();
+        if self.needs_setup() {
+            self.bus.publish(Event::SetupRequired);
+        }
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                e = events.recv() => e,
+            };
+            match event {
+                Ok(Event::OwnerResetRequested { origin }) => {
+                    tracing::warn!(%origin, "owner password reset requested");
+                    if let Err(e) = self.reset_owner() {
+                        tracing::error!("owner password reset failed: {e}");
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                _ => {}
+            }
+        }
     }
 
     fn store(&self) -> Result<&Store, Denied> {
@@ -250,6 +308,9 @@ impl Auth {
         })?;
         tracing::warn!("owner password cleared by a physical reset: the device is in setup until a new one is set");
         self.seed_owner();
+        if self.needs_setup() {
+            self.bus.publish(Event::SetupRequired);
+        }
         Ok(())
     }
 
@@ -268,6 +329,7 @@ impl Auth {
             Ok(())
         })?;
         tracing::info!(user = name, "owner account set up");
+        self.bus.publish(Event::SetupCompleted);
         self.begin_session(name)
     }
 

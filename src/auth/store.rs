@@ -63,6 +63,9 @@ pub struct State {
     pub token_secret: String,
     pub tokens: Vec<TokenRecord>,
     pub ended_sessions: Vec<Ended>,
+    /// The reset file last acted on (its modification time and size), so a file the
+    /// device cannot delete (a read-only boot partition) resets once, not at every boot.
+    pub reset_marker: Option<String>,
 }
 
 impl State {
@@ -85,7 +88,8 @@ pub fn random_hex() -> Result<String, AuthError> {
 
 /// The file and a copy of what it holds.
 pub struct Store {
-    path: PathBuf,
+    /// `None`: held in memory only (the data partition is unavailable).
+    path: Option<PathBuf>,
     cached: Mutex<(State, Option<SystemTime>)>,
 }
 
@@ -94,8 +98,26 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, AuthError> {
         std::fs::create_dir_all(dir).map_err(|e| AuthError::Store(format!("cannot create {}: {e}", dir.display())))?;
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-        let store = Store { path: dir.join("state.json"), cached: Mutex::new((State::default(), None)) };
-        store.update(|s| {
+        let store = Store { path: Some(dir.join("state.json")), cached: Mutex::new((State::default(), None)) };
+        store.fill_secrets()?;
+        Ok(store)
+    }
+
+    /// A store in memory only, for a device whose data partition is missing: the owner's
+    /// flashed hash still admits the owner, and nothing is kept across a restart.
+    pub fn in_memory() -> Result<Store, AuthError> {
+        let store = Store { path: None, cached: Mutex::new((State::default(), None)) };
+        store.fill_secrets()?;
+        Ok(store)
+    }
+
+    /// Whether changes are lost at a restart.
+    pub fn is_in_memory(&self) -> bool {
+        self.path.is_none()
+    }
+
+    fn fill_secrets(&self) -> Result<(), AuthError> {
+        self.update(|s| {
             if s.session_secret.is_empty() {
                 s.session_secret = random_hex()?;
             }
@@ -103,18 +125,19 @@ impl Store {
                 s.token_secret = random_hex()?;
             }
             Ok(())
-        })?;
-        Ok(store)
+        })
     }
 
     /// Reads the state, first picking up a change another process made.
     pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
         let mut cached = self.cached.lock().expect("auth store lock never poisoned");
-        let on_disk = modified(&self.path);
-        if on_disk != cached.1
-            && let Ok(state) = load(&self.path)
-        {
-            *cached = (state, on_disk);
+        if let Some(path) = &self.path {
+            let on_disk = modified(path);
+            if on_disk != cached.1
+                && let Ok(state) = load(path)
+            {
+                *cached = (state, on_disk);
+            }
         }
         f(&cached.0)
     }
@@ -123,14 +146,20 @@ impl Store {
     /// written if `f` fails.
     pub fn update<R>(&self, f: impl FnOnce(&mut State) -> Result<R, AuthError>) -> Result<R, AuthError> {
         let mut cached = self.cached.lock().expect("auth store lock never poisoned");
-        let _lock = lock(&self.path)?;
-        let mut state = if self.path.exists() { load(&self.path)? } else { State::default() };
+        let Some(path) = &self.path else {
+            let mut state = cached.0.clone();
+            let out = f(&mut state)?;
+            cached.0 = state;
+            return Ok(out);
+        };
+        let _lock = lock(path)?;
+        let mut state = if path.exists() { load(path)? } else { State::default() };
         let out = f(&mut state)?;
         let now = SystemTime::now();
         state.ended_sessions.retain(|e| e.until > unix(now));
         state.tokens.retain(|t| t.expires_at > unix(now));
-        write_atomically(&self.path, &state)?;
-        *cached = (state, modified(&self.path));
+        write_atomically(path, &state)?;
+        *cached = (state, modified(path));
         Ok(out)
     }
 }

@@ -183,3 +183,29 @@ async fn a_damaged_accounts_file_refuses_everyone_with_the_reason() {
     assert!(matches!(auth.authorize(&Principal::Anonymous, Action::View, None), Err(Denied::Broken(_))));
     assert!(auth.setup("admin", "a long password").await.is_err());
 }
+
+#[tokio::test]
+async fn a_reset_file_clears_the_owner_once_even_if_it_cannot_be_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let boot = tempfile::tempdir().unwrap();
+    let file = boot.path().join("lookout-reset");
+    let auth = open(dir.path(), None);
+    auth.setup("admin", "a long password").await.unwrap();
+    auth.reset_if_asked(&file);
+    assert!(!auth.needs_setup(), "no file, no reset");
+    std::fs::write(&file, b"").unwrap();
+    auth.reset_if_asked(&file);
+    assert!(auth.needs_setup(), "the file resets the owner");
+    assert!(!file.exists(), "and is deleted");
+    // A file the device cannot delete (a read-only boot partition; here a directory, since
+    // tests run as root): it resets once, and the next boot must not reset again.
+    auth.setup("admin", "a second password").await.unwrap();
+    std::fs::create_dir(&file).unwrap();
+    auth.reset_if_asked(&file);
+    assert!(auth.needs_setup());
+    assert!(file.exists());
+    auth.setup("admin", "a third password").await.unwrap();
+    let rebooted = open(dir.path(), None);
+    rebooted.reset_if_asked(&file);
+    assert!(!rebooted.needs_setup(), "the same file does not reset at every boot");
+}

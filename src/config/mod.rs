@@ -35,6 +35,7 @@ pub enum ConfigError {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub http: Http,
+    pub auth: AuthSettings,
     pub storage: Storage,
     pub webrtc: WebRtc,
     pub led: Led,
@@ -113,6 +114,37 @@ pub struct ButtonActions {
 impl Default for ButtonActions {
     fn default() -> Self {
         ButtonActions { short: Some(crate::events::Action::Identify), long: Some(crate::events::Action::Reboot) }
+    }
+}
+
+/// Accounts and sessions (`auth`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// The owner's Argon2id hash (`lookout hash-password` makes one), written to the boot
+    /// partition when the card is flashed: the owner account `admin` then exists from the first
+    /// boot, with no setup step. Used only while there is no owner (first boot, after a reset).
+    #[serde(skip_serializing)]
+    pub admin_password_hash: Option<String>,
+    /// A page session unused this long is over.
+    #[serde(with = "humantime_serde")]
+    pub session_idle: Duration,
+    /// A page session is over this long after login, however much it is used.
+    #[serde(with = "humantime_serde")]
+    pub session_max: Duration,
+    /// A file whose presence at start-up clears the owner password (put it on the boot
+    /// partition from any computer: physical access is the proof).
+    pub reset_file: PathBuf,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            admin_password_hash: None,
+            session_idle: Duration::from_secs(7 * 86_400),
+            session_max: Duration::from_secs(30 * 86_400),
+            reset_file: PathBuf::from("/boot/firmware/lookout-reset"),
+        }
     }
 }
 

@@ -50,6 +50,14 @@ pub fn check(config: &Config) -> Vec<Problem> {
     }
     check_webrtc(config, &mut r);
     check_device(config, &mut r);
+    if let Some(hash) = &config.auth.admin_password_hash
+        && let Err(e) = crate::auth::password::check_hash(hash)
+    {
+        r.fail("auth.admin_password_hash", e);
+    }
+    if config.auth.session_idle.is_zero() || config.auth.session_idle > config.auth.session_max {
+        r.fail("auth.session_idle", "must be more than zero and at most auth.session_max");
+    }
     if config.cameras.is_empty() {
         r.fail("camera", "at least one [[camera]] is needed");
     }

@@ -1,5 +1,7 @@
-//! The push button: debounced, short press vs long press (held 3 s), each mapped in config to
-//! an [`Action`] that is published on the bus.
+//! The push button: debounced; a short press and a long press (held 3-10 s, fired on
+//! release) are each mapped in config to an [`Action`] published on the bus; held 10 s, it
+//! asks for the owner-password reset (fired while held, and the LED then shows setup, so the
+//! owner knows to let go). A long press fires on release so that a reset hold never reboots.
 //!
 //! [`Presses`] is sans-IO: raw level changes and the time in, presses out. [`run`] reads the
 //! pin through `rppal` interrupts (on a Pi) and feeds it.
@@ -14,15 +16,18 @@ use crate::events::{Bus, Event};
 /// A level must hold this long to count: contact bounce of tactile switches dies out within
 /// ~5-10 ms; 30 ms leaves margin and is still far below what a person notices.
 pub const DEBOUNCE: Duration = Duration::from_millis(30);
-/// Held at least this long, a press is a long press (fired while still held, so the owner
-/// knows when to let go).
+/// Held at least this long (and released before [`RESET_HOLD`]), a press is a long press.
 pub const LONG_PRESS: Duration = Duration::from_secs(3);
+/// Held this long, the press resets the owner's password (physical access is the proof).
+pub const RESET_HOLD: Duration = Duration::from_secs(10);
 
 /// A completed gesture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Press {
     Short,
     Long,
+    /// Held [`RESET_HOLD`]: clear the owner password.
+    Reset,
 }
 
 /// Debounces a button's level and classifies presses.
@@ -32,13 +37,14 @@ pub struct Presses {
     raw_since: Instant,
     stable: bool,
     pressed_at: Option<Instant>,
-    long_fired: bool,
+    /// The reset fired during this press; its release fires nothing.
+    reset_fired: bool,
 }
 
 impl Presses {
     /// A released button at `now`.
     pub fn new(now: Instant) -> Presses {
-        Presses { raw: false, raw_since: now, stable: false, pressed_at: None, long_fired: false }
+        Presses { raw: false, raw_since: now, stable: false, pressed_at: None, reset_fired: false }
     }
 
     /// The pin changed to `pressed` at `now`.
@@ -58,17 +64,19 @@ impl Presses {
             self.stable = self.raw;
             if self.stable {
                 self.pressed_at = Some(self.raw_since);
-                self.long_fired = false;
-            } else if self.pressed_at.take().is_some() && !self.long_fired {
-                out.push(Press::Short);
+                self.reset_fired = false;
+            } else if let Some(at) = self.pressed_at.take()
+                && !self.reset_fired
+            {
+                out.push(if self.raw_since.duration_since(at) >= LONG_PRESS { Press::Long } else { Press::Short });
             }
         }
         if let Some(at) = self.pressed_at
-            && !self.long_fired
-            && now.duration_since(at) >= LONG_PRESS
+            && !self.reset_fired
+            && now.duration_since(at) >= RESET_HOLD
         {
-            self.long_fired = true;
-            out.push(Press::Long);
+            self.reset_fired = true;
+            out.push(Press::Reset);
         }
         out
     }
@@ -78,7 +86,7 @@ impl Presses {
         if self.raw != self.stable {
             Some(self.raw_since + DEBOUNCE)
         } else {
-            self.pressed_at.filter(|_| !self.long_fired).map(|at| at + LONG_PRESS)
+            self.pressed_at.filter(|_| !self.reset_fired).map(|at| at + RESET_HOLD)
         }
     }
 }
@@ -145,6 +153,11 @@ pub fn dispatch(press: Press, config: &ButtonConfig, bus: &Bus) {
     let action = match press {
         Press::Short => config.actions.short,
         Press::Long => config.actions.long,
+        Press::Reset => {
+            tracing::warn!("button held {} s: resetting the owner password", RESET_HOLD.as_secs());
+            bus.publish(Event::OwnerResetRequested { origin: "button (held 10 s)".into() });
+            return;
+        }
     };
     tracing::info!(?press, ?action, "button pressed");
     if let Some(action) = action {
@@ -209,9 +222,15 @@ mod tests {
     }
 
     #[test]
-    fn held_three_seconds_is_a_long_press_fired_while_held_and_release_adds_nothing() {
+    fn held_three_to_ten_seconds_is_a_long_press_fired_on_release() {
         let found = run_edges(&[(100, true), (5000, false)], 8000);
-        assert_eq!(found, vec![(3100, Press::Long)]);
+        assert_eq!(found, vec![(5030, Press::Long)]);
+    }
+
+    #[test]
+    fn held_ten_seconds_is_a_reset_fired_while_held_and_release_adds_nothing() {
+        let found = run_edges(&[(100, true), (14_000, false)], 20_000);
+        assert_eq!(found, vec![(10_100, Press::Reset)], "never a long press (a reboot) on the way");
     }
 
     #[test]
@@ -229,12 +248,14 @@ mod tests {
         };
         dispatch(Press::Short, &config, &bus);
         dispatch(Press::Long, &config, &bus);
+        dispatch(Press::Reset, &config, &bus);
         let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|e| match e {
-                Event::ActionRequested { action, .. } => action,
+                Event::ActionRequested { action, .. } => Some(action),
+                Event::OwnerResetRequested { .. } => None,
                 other => panic!("unexpected {other:?}"),
             })
             .collect();
-        assert_eq!(got, vec![Action::Identify, Action::Reboot]);
+        assert_eq!(got, vec![Some(Action::Identify), Some(Action::Reboot), None]);
     }
 }

@@ -13,6 +13,7 @@
 //! | recording | recording, nobody watching | steady on |
 //! | ready | up and idle | 100 ms blink every 2 s |
 //! | booting | until the daemon is ready | 1 Hz even blink |
+//! | setup | no owner password yet (first boot, after a reset): open the page to set one | triple blink every 2 s |
 //!
 //! When several hold, the first row wins: a request to identify beats everything, problems
 //! beat normal operation, and being watched beats recording (the owner should be able to tell
@@ -43,6 +44,7 @@ pub enum Status {
     Recording,
     Ready,
     Booting,
+    Setup,
 }
 
 const fn ms(n: u64) -> Duration {
@@ -57,6 +59,7 @@ const LIVE: Steps = &[(true, ms(900)), (false, ms(100))];
 const RECORDING: Steps = &[(true, ms(1000))];
 const READY: Steps = &[(true, ms(100)), (false, ms(1900))];
 const BOOTING: Steps = &[(true, ms(500)), (false, ms(500))];
+const SETUP: Steps = &[(true, ms(100)), (false, ms(150)), (true, ms(100)), (false, ms(150)), (true, ms(100)), (false, ms(1400))];
 
 impl Status {
     /// One cycle of the blink pattern: (lit, how long), repeated.
@@ -69,6 +72,7 @@ impl Status {
             Status::Recording => RECORDING,
             Status::Ready => READY,
             Status::Booting => BOOTING,
+            Status::Setup => SETUP,
         }
     }
 }
@@ -85,6 +89,7 @@ pub struct StatusLed {
     camera_trouble: BTreeSet<String>,
     recording_paused: BTreeSet<String>,
     warnings: BTreeSet<String>,
+    setup: bool,
     shown: Status,
     shown_since: Instant,
 }
@@ -101,6 +106,7 @@ impl StatusLed {
             camera_trouble: BTreeSet::new(),
             recording_paused: BTreeSet::new(),
             warnings: BTreeSet::new(),
+            setup: false,
             shown: Status::Booting,
             shown_since: now,
         }
@@ -110,6 +116,8 @@ impl StatusLed {
     pub fn handle(&mut self, now: Instant, event: &Event) {
         match event {
             Event::DaemonReady => self.ready = true,
+            Event::SetupRequired => self.setup = true,
+            Event::SetupCompleted => self.setup = false,
             Event::FaultDetected { reason } => self.fault = Some(reason.clone()),
             Event::ActionRequested { action: Action::Identify, .. } => self.identify_until = Some(now + IDENTIFY_FOR),
             Event::HealthWarningRaised { kind, .. } => {
@@ -151,6 +159,8 @@ impl StatusLed {
             Status::Error
         } else if !self.ready {
             Status::Booting
+        } else if self.setup {
+            Status::Setup
         } else if !self.camera_trouble.is_empty() || !self.recording_paused.is_empty() || !self.warnings.is_empty() {
             Status::Degraded
         } else if self.viewers.values().any(|&v| v > 0) {
@@ -379,7 +389,8 @@ mod tests {
 
     #[test]
     fn each_status_has_its_own_pattern() {
-        let all = [Status::Identify, Status::Error, Status::Degraded, Status::Live, Status::Recording, Status::Ready, Status::Booting];
+        let all =
+            [Status::Identify, Status::Error, Status::Degraded, Status::Live, Status::Recording, Status::Ready, Status::Booting, Status::Setup];
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {
                 assert_ne!(a.pattern(), b.pattern(), "{a:?} and {b:?} look the same");
@@ -405,6 +416,20 @@ mod tests {
         led.handle(t0, &Event::FaultDetected { reason: "wedged".into() });
         assert_eq!(led.status(t0 + ms(100)), Status::Identify);
         assert_eq!(led.status(t0 + IDENTIFY_FOR), Status::Error, "identify ends by itself; the fault stays");
+    }
+
+    #[test]
+    fn setup_shows_until_the_owner_password_is_set_and_beats_normal_operation() {
+        let t0 = Instant::now();
+        let mut led = StatusLed::new(t0);
+        led.handle(t0, &Event::SetupRequired);
+        assert_eq!(led.status(t0), Status::Booting, "booting first");
+        led.handle(t0, &ev_ready());
+        led.handle(t0, &Event::RecordingStarted { camera: "cam".into() });
+        led.handle(t0, &Event::CameraWentOffline { camera: "b".into(), reason: "unplugged".into(), retry_in_ms: 1000 });
+        assert_eq!(led.status(t0), Status::Setup);
+        led.handle(t0, &Event::SetupCompleted);
+        assert_eq!(led.status(t0), Status::Degraded);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The JSON API: camera list and live state. Reads the status board, never the media layer.
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use serde::Serialize;
 
 use super::{AppState, routes};
+use crate::auth::Principal;
 use crate::status::CameraStatus;
 
 /// `GET /api/state`.
@@ -14,9 +15,10 @@ pub struct StateResponse {
     pub cameras: Vec<CameraStatus>,
 }
 
-/// Live state of every camera.
-pub async fn state(State(app): State<AppState>) -> Json<StateResponse> {
-    Json(StateResponse { version: env!("CARGO_PKG_VERSION"), cameras: app.board.cameras() })
+/// Live state of every camera the caller may see.
+pub async fn state(State(app): State<AppState>, Extension(who): Extension<Principal>) -> Json<StateResponse> {
+    let cameras = app.board.cameras().into_iter().filter(|c| who.sees(&c.name)).collect();
+    Json(StateResponse { version: env!("CARGO_PKG_VERSION"), cameras })
 }
 
 /// One entry of `GET /api/cameras`.
@@ -30,12 +32,13 @@ pub struct CameraEntry {
     pub fps: u32,
 }
 
-/// The configured cameras and where to watch them.
-pub async fn cameras(State(app): State<AppState>) -> Json<Vec<CameraEntry>> {
+/// The configured cameras the caller may see, and where to watch them.
+pub async fn cameras(State(app): State<AppState>, Extension(who): Extension<Principal>) -> Json<Vec<CameraEntry>> {
     Json(
         app.config
             .cameras
             .iter()
+            .filter(|c| who.sees(&c.name))
             .map(|c| CameraEntry {
                 name: c.name.clone(),
                 whep: routes::whep(&c.name),

@@ -18,7 +18,8 @@ pub async fn asset(Path(path): Path<String>) -> Response {
     serve(&path)
 }
 
-fn serve(path: &str) -> Response {
+/// An embedded file with its type.
+pub fn serve(path: &str) -> Response {
     let Some(file) = Assets::get(path) else {
         return (StatusCode::NOT_FOUND, "no such asset").into_response();
     };

@@ -1,7 +1,9 @@
 //! HTTP: the page, the JSON API and WHEP. Nothing outside this module speaks HTTP.
 
+pub mod accounts;
 pub mod api;
 pub mod assets;
+pub mod auth;
 pub mod error;
 pub mod metrics;
 pub mod mse;
@@ -64,18 +66,38 @@ pub struct AppState {
     pub board: Board,
     pub index: Arc<crate::storage::Index>,
     pub bus: crate::events::Bus,
+    pub auth: Arc<crate::auth::Auth>,
 }
 
-/// The whole HTTP surface.
+/// The whole HTTP surface. Every route passes `auth::guard` (its policy is in
+/// `auth::ROUTES`); CORS is open only on WHEP, where a Bearer token is the credential.
 pub fn router(state: AppState) -> Router {
-    // WHEP players run on other origins (that is the point of a standard endpoint).
+    // WHEP players run on other origins (that is the point of a standard endpoint); they
+    // authenticate with a Bearer token, never the page's cookie (SameSite=Strict).
     let cors = CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::PATCH, Method::OPTIONS])
+        .allow_methods([Method::POST, Method::DELETE, Method::PATCH, Method::OPTIONS])
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION, HeaderName::from_static("if-match")])
         .expose_headers([header::LOCATION, header::LINK, header::ETAG]);
+    let whep = Router::new()
+        .route("/whep/{camera}", post(whep::create))
+        .route("/whep/{camera}/{session}", axum::routing::delete(whep::delete).patch(whep::patch))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
+        .layer(cors)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), whep::advertise_on_options));
     Router::new()
         .route("/", get(assets::index))
+        .route("/login", get(auth::login_page))
+        .route("/setup", get(auth::setup_page))
+        .route("/api/login", post(auth::login))
+        .route("/api/setup", post(auth::setup))
+        .route("/api/logout", post(auth::logout))
+        .route("/api/me", get(auth::me))
+        .route("/api/me/password", post(accounts::change_own_password))
+        .route("/api/users", get(accounts::list_users).post(accounts::add_user))
+        .route("/api/users/{name}", axum::routing::patch(accounts::change_user).delete(accounts::remove_user))
+        .route("/api/tokens", get(accounts::list_tokens).post(accounts::issue_token).delete(accounts::revoke_all_tokens))
+        .route("/api/tokens/{id}", axum::routing::delete(accounts::revoke_token))
         .route("/assets/{*path}", get(assets::asset))
         .route(routes::STATE, get(api::state))
         .route(routes::CAMERAS, get(api::cameras))
@@ -88,13 +110,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/cameras/{camera}/export", get(recordings::export))
         .route("/api/cameras/{camera}/snapshot.jpg", get(recordings::snapshot))
         .route("/ws/mse/{camera}", get(mse::stream))
-        .route("/whep/{camera}", post(whep::create))
-        .route("/whep/{camera}/{session}", axum::routing::delete(whep::delete).patch(whep::patch))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
+        .merge(whep)
         .fallback(|| async { error::ApiError::NotFound("no such page or API endpoint".into()) })
         .layer(DefaultBodyLimit::max(whep::MAX_OFFER_BYTES))
         .layer(axum::middleware::map_response(error::json_rejections))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_response))
-        .layer(cors)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), whep::advertise_on_options))
         .with_state(state)
 }

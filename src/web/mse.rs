@@ -12,14 +12,21 @@ use crate::media::mse;
 use crate::media::webrtc::ViewerTicket;
 
 /// Upgrades to a WebSocket carrying the camera's fMP4 stream.
-pub async fn stream(State(app): State<AppState>, Path(camera): Path<String>, ws: WebSocketUpgrade) -> Result<Response, ApiError> {
+pub async fn stream(
+    State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<crate::auth::Principal>,
+    Path(camera): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
     let cam = app.media.camera(&camera).ok_or_else(|| ApiError::UnknownCamera(camera.clone()))?;
     // Counted against webrtc.max_viewers like a WHEP session; refused before the upgrade.
     let ticket = cam.viewers.admit("mse")?;
-    Ok(ws.on_upgrade(move |socket| send(app, camera, socket, ticket)))
+    let revoked = super::auth::revoked(&app, &who);
+    Ok(ws.on_upgrade(move |socket| send(app, camera, socket, ticket, revoked)))
 }
 
-async fn send(app: AppState, camera: String, mut socket: WebSocket, mut ticket: ViewerTicket) {
+async fn send(app: AppState, camera: String, mut socket: WebSocket, mut ticket: ViewerTicket, revoked: impl std::future::Future<Output = ()>) {
+    let mut revoked = std::pin::pin!(revoked);
     let Some(cam) = app.media.camera(&camera) else { return };
     let mut stream = match mse::open(&cam.fanout, app.media.clock(), &camera) {
         Ok(s) => s,
@@ -40,6 +47,10 @@ async fn send(app: AppState, camera: String, mut socket: WebSocket, mut ticket: 
                 None => break,
             },
             _ = &mut ticket.stop => break,
+            _ = &mut revoked => {
+                tracing::info!(camera = %camera, "MSE viewer ended: the token that opened it was revoked");
+                break;
+            }
             // The client closing (or any message from it) ends the stream.
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}

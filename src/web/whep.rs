@@ -18,6 +18,7 @@ pub const MAX_OFFER_BYTES: usize = 64 * 1024;
 /// Creates a viewer session from an SDP offer.
 pub async fn create(
     State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<crate::auth::Principal>,
     Path(camera): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -31,6 +32,7 @@ pub async fn create(
     }
     let offer = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("the SDP offer is not UTF-8 text".into()))?;
     let joined = cam.viewers.join(offer).await?;
+    end_on_revoke(&app, &who, &camera, &joined.session);
     let location = routes::whep_session(&camera, &joined.session);
     let mut response = (StatusCode::CREATED, joined.answer).into_response();
     let h = response.headers_mut();
@@ -38,6 +40,36 @@ pub async fn create(
     h.insert(header::LOCATION, HeaderValue::from_str(&location).map_err(|e| ApiError::Internal(e.to_string()))?);
     add_ice_links(h, &app.config.webrtc);
     Ok(response)
+}
+
+/// A session a token opened ends when the token is revoked.
+fn end_on_revoke(app: &AppState, who: &crate::auth::Principal, camera: &str, session: &str) {
+    if !matches!(who, crate::auth::Principal::Token { .. }) {
+        return;
+    }
+    let revoked = super::auth::revoked(app, who);
+    let mut events = app.bus.subscribe();
+    let (media, camera, session) = (app.media.clone(), camera.to_owned(), session.to_owned());
+    tokio::spawn(async move {
+        let left = async {
+            loop {
+                match events.recv().await {
+                    Ok(crate::events::Event::ViewerLeft { session: s, .. }) if s == session => return,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    _ => {}
+                }
+            }
+        };
+        tokio::select! {
+            _ = revoked => {
+                if let Some(cam) = media.camera(&camera) {
+                    let _ = cam.viewers.leave(&session);
+                    tracing::info!(camera = %camera, "viewer session ended: the token that opened it was revoked");
+                }
+            }
+            _ = left => {}
+        }
+    });
 }
 
 /// Ends a viewer session.
@@ -55,10 +87,16 @@ pub async fn patch() -> ApiError {
 /// Adds what a WHEP client learns from `OPTIONS` (accepted type, ICE servers) to the
 /// response the CORS layer gives it, so browsers' preflights and plain OPTIONS both get them.
 pub async fn advertise_on_options(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let is_endpoint = request.method() == Method::OPTIONS
-        && request.uri().path().strip_prefix("/whep/").is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+    let camera = (request.method() == Method::OPTIONS)
+        .then(|| request.uri().path().strip_prefix("/whep/").filter(|rest| !rest.is_empty() && !rest.contains('/')).map(str::to_owned))
+        .flatten();
+    // TURN credentials go only to a client that may watch (a browser's preflight carries no
+    // credential; it gets them in the answer to its POST).
+    let allowed = camera.is_some_and(|c| {
+        super::auth::principal(&app, &request).is_ok_and(|who| app.auth.authorize(&who, crate::auth::Action::View, Some(&c)).is_ok())
+    });
     let mut response = next.run(request).await;
-    if is_endpoint {
+    if allowed {
         let h = response.headers_mut();
         h.insert("accept-post", HeaderValue::from_static("application/sdp"));
         add_ice_links(h, &app.config.webrtc);

@@ -20,6 +20,8 @@ pub const HANG: Duration = Duration::from_secs(60);
 /// A daemon running inside the test process.
 pub struct Daemon {
     pub base: String,
+    /// A token with every grant (view, playback, snapshot, control, metrics); `url` carries it.
+    pub token: Option<String>,
     /// The data folder (`storage.path`).
     pub data: std::path::PathBuf,
     stop: Option<oneshot::Sender<()>>,
@@ -61,9 +63,55 @@ pub fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A config with the given cameras and data in a temporary folder.
+/// The test owner's password.
+pub const OWNER_PASSWORD: &str = "test owner password";
+
+/// The Argon2id hash of [`OWNER_PASSWORD`], made once per test process.
+pub fn owner_password_hash() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| lookout::auth::password::hash(OWNER_PASSWORD).unwrap()).clone()
+}
+
+pub use lookout::auth::Grant;
+
+/// Issues a token on `config`'s data partition, as `lookout token` does on the device.
+pub fn issue_token(config: &Config, grants: &[Grant], cameras: Option<Vec<String>>) -> String {
+    let lifetimes = lookout::auth::Lifetimes { idle: config.auth.session_idle, absolute: config.auth.session_max };
+    let auth = lookout::auth::Auth::open(&config.storage.path, config.auth.admin_password_hash.clone(), lifetimes, lookout::events::Bus::default());
+    auth.issue_token("tests", "tests", cameras, grants.to_vec(), Duration::from_secs(86_400)).unwrap().token
+}
+
+/// `url` with `token` added to its query.
+pub fn with_token(url: &str, token: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}token={token}")
+}
+
+/// Logs in at `base`; a client that sends the session cookie (and `Origin`, as the page does).
+pub async fn login(base: &str, user: &str, password: &str) -> Result<reqwest::Client, u16> {
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/login"))
+        .json(&serde_json::json!({ "user": user, "password": password }))
+        .send()
+        .await
+        .map_err(|_| 0u16)?;
+    if !r.status().is_success() {
+        return Err(r.status().as_u16());
+    }
+    let cookie = r.headers().get("set-cookie").and_then(|v| v.to_str().ok()).and_then(|v| v.split(';').next()).ok_or(0u16)?.to_owned();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("cookie", cookie.parse().unwrap());
+    headers.insert("origin", base.parse().unwrap());
+    Ok(reqwest::Client::builder().default_headers(headers).build().unwrap())
+}
+
+/// A config with the given cameras and data in a temporary folder. The free-space floor is
+/// 64 MB, not the product's 10 %: a test must not depend on how full the machine's disk is
+/// (retention tests set their own).
 pub fn config_with(cameras: Vec<Camera>) -> Config {
-    Config { cameras, ..Config::default() }
+    let mut config = Config { cameras, ..Config::default() };
+    config.storage.min_free = lookout::config::SpaceLimit::Bytes(64 * 1024 * 1024);
+    config
 }
 
 impl Daemon {
@@ -83,24 +131,55 @@ impl Daemon {
         Daemon::start_on(config, data, listener).await
     }
 
+    /// Starts a daemon with no owner yet (no `admin_password_hash`): in setup.
+    pub async fn start_in_setup(config: Config) -> Daemon {
+        let data = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Daemon::launch(config, data, listener, false).await
+    }
+
     /// Starts the daemon on `listener` (e.g. the address of one stopped before, as a device
-    /// that restarts), with `storage.path` in `data`.
-    pub async fn start_on(mut config: Config, data: tempfile::TempDir, listener: tokio::net::TcpListener) -> Daemon {
+    /// that restarts), with `storage.path` in `data`. The owner `admin` has [`OWNER_PASSWORD`].
+    pub async fn start_on(config: Config, data: tempfile::TempDir, listener: tokio::net::TcpListener) -> Daemon {
+        Daemon::launch(config, data, listener, true).await
+    }
+
+    async fn launch(mut config: Config, data: tempfile::TempDir, listener: tokio::net::TcpListener, owner: bool) -> Daemon {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "lookout=info".into()))
             .with_test_writer()
             .try_init();
         config.storage.path = data.path().to_owned();
+        let mut token = None;
+        if owner {
+            let hash = owner_password_hash();
+            config.auth.admin_password_hash.get_or_insert(hash);
+            token = Some(issue_token(&config, &[Grant::View, Grant::Playback, Grant::Snapshot, Grant::Control, Grant::Metrics], None));
+        }
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(lookout::serve(config, listener, async move {
             let _ = stopped.await;
         }));
-        Daemon { base, data: data.path().to_owned(), stop: Some(stop), task: Some(task), data_dir: Some(data) }
+        Daemon { base, token, data: data.path().to_owned(), stop: Some(stop), task: Some(task), data_dir: Some(data) }
     }
 
+    /// An address on the daemon carrying the test token (`?token=`), as a shared link does.
     pub fn url(&self, path: &str) -> String {
+        match &self.token {
+            Some(t) => with_token(&format!("{}{path}", self.base), t),
+            None => self.anonymous_url(path),
+        }
+    }
+
+    /// An address on the daemon without any credential.
+    pub fn anonymous_url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// A client logged in as the owner (the page's session cookie).
+    pub async fn owner(&self) -> reqwest::Client {
+        login(&self.base, "admin", OWNER_PASSWORD).await.expect("owner logs in")
     }
 
     pub async fn get_json(&self, path: &str) -> serde_json::Value {

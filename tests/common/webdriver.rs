@@ -94,6 +94,35 @@ impl Driver {
         self.call("execute/sync", json!({ "script": script, "args": [] })).await
     }
 
+    /// Fills a form field of the current page.
+    pub async fn fill(&self, selector: &str, value: &str) {
+        let script = format!("document.querySelector({}).value = {}; return true", json!(selector), json!(value));
+        self.eval(&script).await;
+    }
+
+    /// Waits until the page's path is `path`; returns the path last seen.
+    pub async fn wait_path(&self, path: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self.eval("return location.pathname").await.as_str().unwrap_or("").to_owned();
+            if seen == path || Instant::now() > deadline {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Logs in on the page at `base` the way a person does: the login form, then the live page.
+    pub async fn login(&self, base: &str, user: &str, password: &str) {
+        self.open(&format!("{base}/login")).await;
+        assert_eq!(self.wait_path("/login", Duration::from_secs(60)).await, "/login");
+        self.fill("[name=user]", user).await;
+        self.fill("[name=password]", password).await;
+        self.eval("document.querySelector('form').requestSubmit(); return true").await;
+        let path = self.wait_path("/", Duration::from_secs(60)).await;
+        assert_eq!(path, "/", "login did not lead to the live page");
+    }
+
     /// Polls `script` until it returns a number above `min`; returns the last value.
     pub async fn wait_above(&self, script: &str, min: u64, timeout: Duration) -> u64 {
         let deadline = Instant::now() + timeout;

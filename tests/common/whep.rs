@@ -21,6 +21,8 @@ pub struct WhepViewer {
     pub started: Instant,
     /// The answer the server sent.
     pub answer: String,
+    /// The Bearer token it used.
+    token: Option<String>,
 }
 
 /// A POST that did not produce a session.
@@ -115,9 +117,17 @@ impl WhepViewer {
         let local = webrtc.property::<gst_webrtc::WebRTCSessionDescription>("local-description");
         let sdp = local.sdp().as_text().unwrap();
 
+        // A token in the endpoint's query goes in `Authorization`, as WHEP players send it.
+        let (endpoint, token) = match endpoint.split_once("?token=") {
+            Some((e, t)) => (e, Some(t.to_owned())),
+            None => (endpoint, None),
+        };
         let started = Instant::now();
-        let response = reqwest::Client::new()
-            .post(endpoint)
+        let mut request = reqwest::Client::new().post(endpoint);
+        if let Some(t) = &token {
+            request = request.bearer_auth(t);
+        }
+        let response = request
             .header("content-type", "application/sdp")
             .body(sdp)
             .send()
@@ -136,7 +146,7 @@ impl WhepViewer {
         let answer = gst_sdp::SDPMessage::parse_buffer(body.as_bytes()).expect("answer is SDP");
         let answer_desc = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, answer);
         promise(&webrtc, "set-remote-description", Some(&answer_desc)).await;
-        Ok(WhepViewer { pipeline, frames, size, first_frame, location, started, answer: body })
+        Ok(WhepViewer { pipeline, frames, size, first_frame, location, started, answer: body, token })
     }
 
     /// Asks the sender for a keyframe the way a decoder that lost a picture does: an upstream
@@ -176,7 +186,11 @@ impl WhepViewer {
 
     /// Ends the session with WHEP DELETE and stops the pipeline; returns the HTTP status.
     pub async fn delete(self) -> u16 {
-        let status = reqwest::Client::new().delete(&self.location).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+        let mut request = reqwest::Client::new().delete(&self.location);
+        if let Some(t) = &self.token {
+            request = request.bearer_auth(t);
+        }
+        let status = request.send().await.map(|r| r.status().as_u16()).unwrap_or(0);
         let _ = self.pipeline.set_state(gst::State::Null);
         status
     }

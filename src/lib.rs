@@ -66,7 +66,7 @@ pub async fn serve(
         tracing::warn!("no owner password yet: open http://{listen}/setup to set one; nothing else answers until then");
     }
     let app = web::router(web::AppState { config: Arc::new(config), media: media.clone(), board, index, bus, auth: accounts });
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await;
+    let served = web::server::serve(listener, app, shutdown).await;
     tracing::info!("shutting down");
     media.stop().await;
     storage_stop.cancel();

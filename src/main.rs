@@ -104,12 +104,16 @@ fn token(candidates: &[PathBuf], cameras: Vec<String>, grants: Vec<String>, ttl:
     let config = load(candidates)?;
     let grants = grants
         .iter()
-        .map(|g| lookout::auth::Grant::from_name(g).with_context(|| format!("no grant `{g}`; grants: view, playback, snapshot, control, metrics")))
+        .map(|g| {
+            lookout::auth::Grant::from_name(g)
+                .with_context(|| format!("no grant `{g}`; grants: view, playback, snapshot, control, metrics"))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     if let Some(unknown) = cameras.iter().find(|c| config.camera(c).is_none()) {
         anyhow::bail!("no camera named `{unknown}` in the config");
     }
-    let ttl = humantime_serde::re::humantime::parse_duration(ttl).with_context(|| format!("--ttl must be a duration such as 30d, not `{ttl}`"))?;
+    let ttl = humantime_serde::re::humantime::parse_duration(ttl)
+        .with_context(|| format!("--ttl must be a duration such as 30d, not `{ttl}`"))?;
     let lifetimes = lookout::auth::Lifetimes { idle: config.auth.session_idle, absolute: config.auth.session_max };
     let auth = lookout::auth::Auth::open(&config.storage.path, None, lifetimes, lookout::events::Bus::default());
     let cameras = (!cameras.is_empty()).then_some(cameras);

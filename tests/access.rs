@@ -69,11 +69,17 @@ async fn every_route_refuses_anonymous_clients_viewers_admin_routes_and_tokens_w
 
     // A viewer: the owner adds one, limited to `cam`.
     let owner = daemon.owner().await;
-    let r = owner.post(daemon.anonymous_url("/api/users")).json(&json!({"name": "anna", "password": "annas password", "cameras": ["cam"]})).send().await.unwrap();
+    let r = owner
+        .post(daemon.anonymous_url("/api/users"))
+        .json(&json!({"name": "anna", "password": "annas password", "cameras": ["cam"]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().await.unwrap());
     let anna = login(&daemon.base, "anna", "annas password").await.expect("viewer logs in");
     for (method, pattern, policy) in ROUTES {
-        if *policy == Policy::Needs(Action::Admin) || *policy == Policy::Needs(Action::Control) || *policy == Policy::Needs(Action::Metrics) {
+        if *policy == Policy::Needs(Action::Admin) || *policy == Policy::Needs(Action::Control) || *policy == Policy::Needs(Action::Metrics)
+        {
             let r = send(&anna, method, &daemon.anonymous_url(&concrete(pattern))).await;
             assert_eq!(r.status(), StatusCode::FORBIDDEN, "viewer got {method} {pattern}");
         }
@@ -118,13 +124,19 @@ async fn a_new_device_answers_nothing_but_setup_and_setup_happens_once() {
 
     let weak = anonymous.post(daemon.anonymous_url("/api/setup")).json(&json!({"password": "short"})).send().await.unwrap();
     assert_eq!(weak.status(), StatusCode::BAD_REQUEST);
-    let r = anonymous.post(daemon.anonymous_url("/api/setup")).json(&json!({"user": "owner", "password": "the owners password"})).send().await.unwrap();
+    let r = anonymous
+        .post(daemon.anonymous_url("/api/setup"))
+        .json(&json!({"user": "owner", "password": "the owners password"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
         assert!(cookie.contains(attribute), "session cookie lacks {attribute}: {cookie}");
     }
-    let again = anonymous.post(daemon.anonymous_url("/api/setup")).json(&json!({"password": "an attackers password"})).send().await.unwrap();
+    let again =
+        anonymous.post(daemon.anonymous_url("/api/setup")).json(&json!({"password": "an attackers password"})).send().await.unwrap();
     assert_eq!(again.status(), StatusCode::CONFLICT, "setup happens once");
     assert!(login(&daemon.base, "owner", "an attackers password").await.is_err());
     let owner = login(&daemon.base, "owner", "the owners password").await.expect("the owner logs in");
@@ -164,7 +176,13 @@ async fn cookie_requests_from_another_site_are_refused_and_cors_is_open_only_on_
     assert_eq!(post(None, Some("cross-site")).await.unwrap().status(), StatusCode::FORBIDDEN);
     assert_eq!(post(None, Some("same-origin")).await.unwrap().status(), StatusCode::ACCEPTED);
     // No CORS grant on the cookie API, whatever the origin.
-    let r = client.get(daemon.anonymous_url("/api/state")).header("cookie", &cookie).header("origin", "http://evil.example").send().await.unwrap();
+    let r = client
+        .get(daemon.anonymous_url("/api/state"))
+        .header("cookie", &cookie)
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
     assert!(!r.headers().contains_key("access-control-allow-origin"), "the API must not be readable cross-origin");
     // WHEP keeps its CORS for third-party players (who send a Bearer token).
     let r = client

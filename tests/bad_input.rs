@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::whep::WhepViewer;
-use common::{Daemon, config_with, test_camera};
+use common::{Daemon, HANG, config_with, test_camera};
 
 async fn post_offer(daemon: &Daemon, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> (u16, serde_json::Value) {
     let r = reqwest::Client::new().post(daemon.url(path)).header("content-type", content_type).body(body).send().await.unwrap();
@@ -197,5 +197,53 @@ async fn health_reports_this_machine() {
     assert!(health["disk_total_bytes"].as_u64().unwrap() > 0, "{h}");
     assert!(health["cpus"].as_u64().unwrap() >= 1, "{h}");
     assert!(h["warnings"].is_array());
+    daemon.stop().await;
+}
+
+/// A connection from `from` (a loopback address other than the device's own 127.0.0.1).
+async fn connect_from(from: std::net::Ipv4Addr, to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((from, 0).into()).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// Whether the server closed `stream` (within `within`).
+async fn closed(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(within, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_loris_clients_are_cut_off_and_cannot_take_the_server_down() {
+    use tokio::io::AsyncWriteExt;
+    let daemon = Daemon::start(config_with(vec![test_camera("cam")])).await;
+    let addr: std::net::SocketAddr = daemon.base.trim_start_matches("http://").parse().unwrap();
+    let attacker = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    // Every connection the limit allows one address, each sending half a request and stalling.
+    let mut held = Vec::new();
+    for _ in 0..lookout::web::server::PER_ADDRESS {
+        let mut s = connect_from(attacker, addr).await;
+        s.write_all(b"GET /api/state HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        held.push(s);
+    }
+    let mut one_more = connect_from(attacker, addr).await;
+    assert!(closed(&mut one_more, HANG).await, "a connection beyond the per-address limit is closed");
+    // Others, and the device's own watchdog probe, are still served.
+    let livez = reqwest::get(daemon.anonymous_url("/livez")).await.unwrap();
+    assert_eq!(livez.status(), 200);
+    let mut other = connect_from(std::net::Ipv4Addr::new(127, 0, 0, 3), addr).await;
+    other.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    assert!(closed(&mut other, HANG).await, "another address gets its answer (then the close it asked for)");
+    // The stalled ones are cut off once their header time is up.
+    for s in &mut held {
+        assert!(closed(s, HANG).await, "a stalled request's connection is closed");
+    }
     daemon.stop().await;
 }

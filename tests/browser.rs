@@ -211,3 +211,86 @@ async fn firefox_without_webrtc_h264_plays_the_live_view_over_mse() {
     daemon.wait_state("cam", HANG, |c| c["viewers"] == 0).await.expect("and leaves");
     daemon.stop().await;
 }
+
+/// Serves one HTML page on another port: a "foreign site" the owner might have open.
+async fn serve_foreign_page(html: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let response =
+                format!("HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{html}", html.len());
+            let _ = socket.write_all(response.as_bytes()).await;
+        }
+    });
+    base
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_sets_up_the_owner_plays_and_logs_out_and_a_foreign_page_cannot_reboot_or_read() {
+    // The reboot action writes its request here (systemd's RuntimeDirectory on the device).
+    let runtime = tempfile::tempdir().unwrap();
+    // SAFETY: no other test of this binary reads or writes the environment.
+    unsafe { std::env::set_var("RUNTIME_DIRECTORY", runtime.path()) };
+    let reboot_request = runtime.path().join("reboot");
+    let daemon = Daemon::start_in_setup(config_with(vec![test_camera("cam")])).await;
+    let driver = Driver::chromium().await;
+
+    // A new device: the page sends its first visitor to setup.
+    driver.open(&daemon.anonymous_url("/")).await;
+    assert_eq!(driver.wait_path("/setup", HANG).await, "/setup");
+    driver.fill("[name=password]", "the owners password").await;
+    driver.fill("[name=again]", "the owners password").await;
+    driver.eval("document.querySelector('form').requestSubmit(); return true").await;
+    assert_eq!(driver.wait_path("/", HANG).await, "/", "setup leads to the live page");
+    let frames = driver.wait_above(LIVE_FRAMES, 30, HANG).await;
+    assert!(frames > 30, "live video after setup: {frames} frames");
+
+    // A page on another port of the same host (same site: Chromium sends the SameSite=Strict
+    // cookie along) tries to reboot the device and to read its API.
+    let foreign = serve_foreign_page(format!(
+        "<!doctype html><script>window.results = {{}};\
+         fetch('{base}/api/actions/reboot', {{method: 'POST', mode: 'no-cors', credentials: 'include'}})\
+           .then(() => results.reboot = 'sent', () => results.reboot = 'error');\
+         fetch('{base}/api/state', {{credentials: 'include'}}).then(r => r.text())\
+           .then(t => results.state = t, () => results.state = 'blocked');</script>",
+        base = daemon.base
+    ))
+    .await;
+    driver.open(&foreign).await;
+    let deadline = Instant::now() + HANG;
+    let results = loop {
+        let r = driver.eval("return window.results").await;
+        if (r["reboot"].is_string() && r["state"].is_string()) || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(results["state"], "blocked", "a foreign page read the API: {results}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!reboot_request.exists(), "a foreign page rebooted the device ({results})");
+
+    // The owner's own page can (the same request, same origin), which shows the check above could fail.
+    driver.open(&daemon.anonymous_url("/")).await;
+    assert_eq!(driver.wait_path("/", HANG).await, "/");
+    driver.eval("fetch('/api/actions/reboot', {method: 'POST'}); return true").await;
+    let deadline = Instant::now() + HANG;
+    while !reboot_request.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(reboot_request.exists(), "the owner's own page could not ask for a reboot");
+
+    // Logging out ends it: the API refuses, and the page sends the visitor to the login page.
+    driver.eval("document.getElementById('logout').click(); return true").await;
+    assert_eq!(driver.wait_path("/login", HANG).await, "/login");
+    driver.eval("window.status401 = null; fetch('/api/state').then(r => window.status401 = r.status); return true").await;
+    let status = driver.wait_above("return window.status401 || 0", 0, HANG).await;
+    assert_eq!(status, 401, "the API after logout");
+    driver.open(&daemon.anonymous_url("/")).await;
+    assert_eq!(driver.wait_path("/login", HANG).await, "/login", "the live page after logout");
+    driver.quit().await;
+    daemon.stop().await;
+}

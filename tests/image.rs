@@ -169,7 +169,11 @@ async fn log_in(device: &Device, base: &str) -> reqwest::Client {
         match common::login(base, "admin", common::OWNER_PASSWORD).await {
             Ok(client) => return client,
             Err(status) if Instant::now() < end => {
-                assert!(status == 0 || status >= 500, "the flashed owner password was refused ({status})\nconsole:\n{}", device.console_tail());
+                assert!(
+                    status == 0 || status >= 500,
+                    "the flashed owner password was refused ({status})\nconsole:\n{}",
+                    device.console_tail()
+                );
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(status) => panic!("no login within 300 s (last status {status})\nconsole:\n{}", device.console_tail()),
@@ -252,8 +256,9 @@ async fn the_image_boots_into_a_working_appliance_and_keeps_its_recordings_acros
     let owner = log_in(&device, &base).await;
     let anonymous = reqwest::get(format!("{base}/api/state")).await.unwrap();
     assert_eq!(anonymous.status(), 401, "the device is closed to strangers");
-    let state = wait_for(&device, &owner, &base, "/api/state", Duration::from_secs(300), "camera online", |s| s["cameras"][0]["online"] == true)
-        .await;
+    let state =
+        wait_for(&device, &owner, &base, "/api/state", Duration::from_secs(300), "camera online", |s| s["cameras"][0]["online"] == true)
+            .await;
     let boot_to_online = booted.elapsed();
     let cam = &state["cameras"][0];
     assert!(cam["source"].as_str().unwrap_or("").contains("/dev/video"), "the vivid V4L2 camera: {cam}");
@@ -305,12 +310,14 @@ async fn the_image_boots_into_a_working_appliance_and_keeps_its_recordings_acros
 
     let device = Device::boot(&images, &disk, work.path().join("console-2.log"), http, udp);
     // The session cookie outlives the reboot: its secret is on the data partition.
-    let listing = wait_for(&device, &owner, &base, "/api/cameras/cam/recordings", Duration::from_secs(300), "the segment after reboot", |l| {
-        finished_segments(l).contains(&kept)
-    })
-    .await;
+    let listing =
+        wait_for(&device, &owner, &base, "/api/cameras/cam/recordings", Duration::from_secs(300), "the segment after reboot", |l| {
+            finished_segments(l).contains(&kept)
+        })
+        .await;
     assert!(!finished_segments(&listing).is_empty());
-    wait_for(&device, &owner, &base, "/api/state", Duration::from_secs(120), "camera online again", |s| s["cameras"][0]["online"] == true).await;
+    wait_for(&device, &owner, &base, "/api/state", Duration::from_secs(120), "camera online again", |s| s["cameras"][0]["online"] == true)
+        .await;
     drop(device); // pulled power
 
     let after = partitions(&disk);

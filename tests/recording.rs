@@ -387,7 +387,8 @@ fn a_killed_daemon_leaves_a_playable_partial_segment_and_recording_continues() {
     let listing = rt.block_on(async {
         let deadline = Instant::now() + HANG;
         loop {
-            if let Ok(r) = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/api/cameras/cam/recordings")).bearer_auth(&token).send().await
+            if let Ok(r) =
+                reqwest::Client::new().get(format!("http://127.0.0.1:{port}/api/cameras/cam/recordings")).bearer_auth(&token).send().await
                 && let Ok(v) = r.json::<Value>().await
             {
                 let segs = v["segments"].as_array().cloned().unwrap_or_default();

@@ -389,8 +389,16 @@ mod tests {
 
     #[test]
     fn each_status_has_its_own_pattern() {
-        let all =
-            [Status::Identify, Status::Error, Status::Degraded, Status::Live, Status::Recording, Status::Ready, Status::Booting, Status::Setup];
+        let all = [
+            Status::Identify,
+            Status::Error,
+            Status::Degraded,
+            Status::Live,
+            Status::Recording,
+            Status::Ready,
+            Status::Booting,
+            Status::Setup,
+        ];
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {
                 assert_ne!(a.pattern(), b.pattern(), "{a:?} and {b:?} look the same");

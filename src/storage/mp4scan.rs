@@ -51,7 +51,9 @@ fn read_header<R: Read + Seek>(r: &mut R, at: u64, limit: u64) -> io::Result<Opt
     if size < body - at {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "box smaller than its header"));
     }
-    Ok(Some(Header { kind, body, end: at + size }))
+    // A 64-bit size near 2^64 would wrap the end below the start and loop for ever.
+    let end = at.checked_add(size).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "box size beyond any file"))?;
+    Ok(Some(Header { kind, body, end }))
 }
 
 fn read_bytes<R: Read + Seek>(r: &mut R, h: &Header, max: u64) -> io::Result<Vec<u8>> {
@@ -183,7 +185,7 @@ pub fn scan<R: Read + Seek>(r: &mut R, len: u64) -> io::Result<Scan> {
             b"mdat" => {
                 if let Some((base, dur)) = pending.take() {
                     first_start.get_or_insert(base);
-                    last_end = last_end.max(base + dur);
+                    last_end = last_end.max(base.saturating_add(dur));
                     result.fragments += 1;
                 }
             }
@@ -192,7 +194,7 @@ pub fn scan<R: Read + Seek>(r: &mut R, len: u64) -> io::Result<Scan> {
         at = h.end;
     }
     result.duration = if result.fragments > 0 && found.media_timescale > 0 {
-        let ticks = last_end - first_start.unwrap_or(0);
+        let ticks = last_end.saturating_sub(first_start.unwrap_or(0));
         Duration::from_secs_f64(ticks as f64 / found.media_timescale as f64)
     } else if found.movie_timescale > 0 {
         Duration::from_secs_f64(found.movie_duration as f64 / found.movie_timescale as f64)
@@ -271,5 +273,22 @@ pub(crate) mod tests {
         for data in [vec![], vec![0u8; 3], vec![0xff; 64], b"\x00\x00\x00\x01mdat\x00".to_vec()] {
             let _ = scan(&mut Cursor::new(&data), data.len() as u64);
         }
+    }
+
+    #[test]
+    fn a_64_bit_box_size_that_wraps_is_an_error_not_an_endless_loop() {
+        let mut data = fragmented(1);
+        let at = data.len() as u64;
+        // size32 = 1: a 64-bit size follows; this one wraps `at + size` round to 8.
+        data.extend_from_slice(&[0, 0, 0, 1]);
+        data.extend_from_slice(b"free");
+        data.extend_from_slice(&(u64::MAX - at + 9).to_be_bytes());
+        data.extend_from_slice(&[0u8; 32]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(scan(&mut Cursor::new(&data), data.len() as u64).map(|s| s.fragments));
+        });
+        let outcome = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("scan finished");
+        assert!(outcome.is_err(), "{outcome:?}");
     }
 }

@@ -143,12 +143,19 @@ pub struct NewToken {
 }
 
 /// Issues a token; its text is in this answer only.
-pub async fn issue_token(State(app): State<AppState>, axum::Extension(who): axum::Extension<Principal>, Json(t): Json<NewToken>) -> Response {
+pub async fn issue_token(
+    State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Principal>,
+    Json(t): Json<NewToken>,
+) -> Response {
     if let Some(bad) = unknown_cameras(&app, &t.cameras) {
         return bad;
     }
-    let grants: Result<Vec<Grant>, String> =
-        t.grants.iter().map(|g| Grant::from_name(g).ok_or_else(|| format!("no grant `{g}`; grants: view, playback, snapshot, control, metrics"))).collect();
+    let grants: Result<Vec<Grant>, String> = t
+        .grants
+        .iter()
+        .map(|g| Grant::from_name(g).ok_or_else(|| format!("no grant `{g}`; grants: view, playback, snapshot, control, metrics")))
+        .collect();
     let grants = match grants {
         Ok(g) => g,
         Err(e) => return error(AuthError::Invalid(e)),

@@ -307,7 +307,9 @@ pub async fn logout(State(app): State<AppState>, axum::Extension(who): axum::Ext
 pub async fn me(axum::Extension(who): axum::Extension<Principal>) -> Response {
     match who {
         Principal::User { name, role, cameras, .. } => Json(json!({ "user": name, "role": role, "cameras": cameras })).into_response(),
-        Principal::Token { id, cameras, grants } => Json(json!({ "token": &id[..8.min(id.len())], "cameras": cameras, "grants": grants })).into_response(),
+        Principal::Token { id, cameras, grants } => {
+            Json(json!({ "token": &id[..8.min(id.len())], "cameras": cameras, "grants": grants })).into_response()
+        }
         Principal::Anonymous => StatusCode::UNAUTHORIZED.into_response(),
     }
 }

@@ -25,7 +25,13 @@ pub async fn stream(
     Ok(ws.on_upgrade(move |socket| send(app, camera, socket, ticket, revoked)))
 }
 
-async fn send(app: AppState, camera: String, mut socket: WebSocket, mut ticket: ViewerTicket, revoked: impl std::future::Future<Output = ()>) {
+async fn send(
+    app: AppState,
+    camera: String,
+    mut socket: WebSocket,
+    mut ticket: ViewerTicket,
+    revoked: impl std::future::Future<Output = ()>,
+) {
     let mut revoked = std::pin::pin!(revoked);
     let Some(cam) = app.media.camera(&camera) else { return };
     let mut stream = match mse::open(&cam.fanout, app.media.clock(), &camera) {

@@ -24,13 +24,27 @@ pub struct Span {
     to: Option<String>,
 }
 
+/// Latest time accepted: the end of year 9999 (Unix seconds); the earliest is 1970.
+const LAST_SECOND: f64 = 253_402_300_799.0;
+
 fn parse_time(name: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
-        return Ok(t.with_timezone(&Utc));
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "`{name}` must be an RFC 3339 time (2026-11-21T12:00:00Z) or Unix seconds, between 1970 and 9999, not `{}`",
+            value.chars().take(40).collect::<String>()
+        ))
+    };
+    let t = match DateTime::parse_from_rfc3339(value) {
+        Ok(t) => t.with_timezone(&Utc),
+        Err(_) => {
+            let s = value.parse::<f64>().ok().filter(|s| s.is_finite() && (0.0..=LAST_SECOND).contains(s)).ok_or_else(bad)?;
+            DateTime::from_timestamp_millis((s * 1000.0) as i64).ok_or_else(bad)?
+        }
+    };
+    if t.timestamp() < 0 || t.timestamp() as f64 > LAST_SECOND {
+        return Err(bad());
     }
-    value.parse::<f64>().ok().and_then(|s| DateTime::from_timestamp_millis((s * 1000.0) as i64)).ok_or_else(|| {
-        ApiError::BadRequest(format!("`{name}` must be an RFC 3339 time (2026-11-21T12:00:00Z) or Unix seconds, not `{value}`"))
-    })
+    Ok(t)
 }
 
 impl Span {
@@ -163,4 +177,21 @@ pub async fn snapshot(
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_range_and_non_finite_times_are_refused_with_the_field_named() {
+        for bad in ["-8334601228800", "NaN", "inf", "-1", "1e300", "0000-01-01T00:00:00Z", "garbage", ""] {
+            let e = parse_time("to", bad).err().unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(e.to_string().starts_with("`to`"), "{e}");
+        }
+        assert_eq!(parse_time("to", "1700000000").unwrap().timestamp(), 1_700_000_000);
+        assert_eq!(parse_time("from", "2026-11-21T12:00:00Z").unwrap().timestamp(), 1_763_726_400);
+        let span = Span { from: None, to: Some("0".into()) };
+        assert!(span.resolve().is_ok(), "the default 24 h before 1970 does not underflow");
+    }
 }

@@ -77,7 +77,12 @@ pub use lookout::auth::Grant;
 /// Issues a token on `config`'s data partition, as `lookout token` does on the device.
 pub fn issue_token(config: &Config, grants: &[Grant], cameras: Option<Vec<String>>) -> String {
     let lifetimes = lookout::auth::Lifetimes { idle: config.auth.session_idle, absolute: config.auth.session_max };
-    let auth = lookout::auth::Auth::open(&config.storage.path, config.auth.admin_password_hash.clone(), lifetimes, lookout::events::Bus::default());
+    let auth = lookout::auth::Auth::open(
+        &config.storage.path,
+        config.auth.admin_password_hash.clone(),
+        lifetimes,
+        lookout::events::Bus::default(),
+    );
     auth.issue_token("tests", "tests", cameras, grants.to_vec(), Duration::from_secs(86_400)).unwrap().token
 }
 

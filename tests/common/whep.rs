@@ -127,12 +127,7 @@ impl WhepViewer {
         if let Some(t) = &token {
             request = request.bearer_auth(t);
         }
-        let response = request
-            .header("content-type", "application/sdp")
-            .body(sdp)
-            .send()
-            .await
-            .expect("server reachable");
+        let response = request.header("content-type", "application/sdp").body(sdp).send().await.expect("server reachable");
         let status = response.status().as_u16();
         let location = response.headers().get("location").map(|v| v.to_str().unwrap().to_owned());
         let body = response.text().await.unwrap_or_default();

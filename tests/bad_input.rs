@@ -247,3 +247,28 @@ async fn slow_loris_clients_are_cut_off_and_cannot_take_the_server_down() {
     }
     daemon.stop().await;
 }
+
+/// A well-formed offer from a client that will never answer ICE (its candidates lead nowhere).
+const OFFER_THAT_NEVER_CONNECTS: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+a=group:BUNDLE 0\r\n\
+a=fingerprint:sha-256 AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 102\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=recvonly\r\n\
+a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\na=rtcp-mux\r\na=setup:actpass\r\n\
+a=rtpmap:102 H264/90000\r\na=fmtp:102 packetization-mode=1;profile-level-id=42e01f\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whep_slot_that_never_connects_is_freed_within_seconds() {
+    let mut config = config_with(vec![test_camera("cam")]);
+    config.webrtc.max_viewers = 1;
+    let daemon = Daemon::start(config).await;
+    daemon.wait_state("cam", HANG, |c| c["online"] == true).await.expect("camera online");
+    let (status, body) = post_offer(&daemon, "/whep/cam", "application/sdp", OFFER_THAT_NEVER_CONNECTS).await;
+    assert_eq!(status, 201, "{body}");
+    let refused = WhepViewer::connect(&daemon.url("/whep/cam")).await.err().expect("the slot is taken");
+    assert_eq!(refused.status, 503);
+    // Freed by the connect deadline (seconds), not the 20 s RTCP liveness timeout.
+    daemon.wait_state("cam", HANG, |c| c["viewers"] == 0).await.expect("the silent slot is freed");
+    let viewer = WhepViewer::connect(&daemon.url("/whep/cam")).await.expect("the freed slot is usable");
+    assert!(viewer.wait_frames(10, HANG).await);
+    daemon.stop().await;
+}

@@ -266,6 +266,11 @@ fn reply_error(reply: Result<Option<&gst::StructureRef>, gst::PromiseError>) -> 
     }
 }
 
+/// Longest a negotiated viewer may take to connect (ICE and DTLS; under a second on a LAN,
+/// a few through TURN) before its slot is freed: a client that posts offers and never
+/// connects cannot hold the viewer limit for long.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(8);
+
 /// Why a session ended.
 pub(super) type EndReason = String;
 
@@ -308,8 +313,8 @@ pub(super) async fn run(
                 }
             }
             _ = tick.tick() => {
-                if consumer.is_none() && started.elapsed() > timeout {
-                    break format!("viewer did not connect within {}s", timeout.as_secs());
+                if consumer.is_none() && started.elapsed() > timeout.min(CONNECT_TIMEOUT) {
+                    break format!("viewer did not connect within {}s", timeout.min(CONNECT_TIMEOUT).as_secs());
                 }
                 if consumer.is_some() && last_heard.elapsed() > timeout {
                     break format!("no RTCP from viewer for {}s (tab closed or network lost)", timeout.as_secs());

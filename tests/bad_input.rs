@@ -272,3 +272,32 @@ async fn a_whep_slot_that_never_connects_is_freed_within_seconds() {
     assert!(viewer.wait_frames(10, HANG).await);
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mse_client_that_stops_reading_is_dropped_and_frees_its_slot() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut config = config_with(vec![test_camera("cam")]);
+    config.webrtc.max_viewers = 1;
+    let daemon = Daemon::start(config).await;
+    daemon.wait_state("cam", HANG, |c| c["online"] == true).await.expect("camera online");
+    let addr: std::net::SocketAddr = daemon.base.trim_start_matches("http://").parse().unwrap();
+    // A WebSocket client with a tiny receive buffer that reads the handshake and then nothing.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let path = daemon.url("/ws/mse/cam").trim_start_matches(&daemon.base).to_owned();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head[9..12], b"101", "{}", String::from_utf8_lossy(&head));
+    daemon.wait_state("cam", HANG, |c| c["viewers"] == 1).await.expect("the MSE viewer counts");
+    daemon.wait_state("cam", HANG, |c| c["viewers"] == 0).await.expect("the stalled MSE viewer is dropped");
+    let viewer = WhepViewer::connect(&daemon.url("/whep/cam")).await.expect("its slot is free again");
+    assert!(viewer.wait_frames(10, HANG).await);
+    drop(stream);
+    daemon.stop().await;
+}

@@ -26,6 +26,9 @@ pub struct MseStream<'a> {
 impl Drop for MseStream<'_> {
     fn drop(&mut self) {
         self.fanout.detach(self.consumer);
+        // The muxer's thread may be blocked handing over a chunk to a full channel: closing it
+        // first wakes that thread, so stopping the pipeline (`_stop`, dropped next) cannot hang.
+        self.chunks.close();
     }
 }
 

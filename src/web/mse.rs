@@ -6,6 +6,8 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::Response;
 
+use std::time::Duration;
+
 use super::AppState;
 use super::error::ApiError;
 use crate::media::mse;
@@ -22,8 +24,14 @@ pub async fn stream(
     // Counted against webrtc.max_viewers like a WHEP session; refused before the upgrade.
     let ticket = cam.viewers.admit("mse")?;
     let revoked = super::auth::revoked(&app, &who);
-    Ok(ws.on_upgrade(move |socket| send(app, camera, socket, ticket, revoked)))
+    Ok(ws.max_message_size(MAX_CLIENT_MESSAGE).max_frame_size(MAX_CLIENT_MESSAGE).on_upgrade(move |socket| send(app, camera, socket, ticket, revoked)))
 }
+
+/// A client that has not taken a chunk for this long (its connection's buffers are full: it
+/// stopped reading) is dropped, freeing its viewer slot.
+pub const STALL_LIMIT: Duration = Duration::from_secs(10);
+/// Largest message a client may send; the player sends nothing but closes and pings.
+const MAX_CLIENT_MESSAGE: usize = 1024;
 
 async fn send(
     app: AppState,
@@ -45,11 +53,14 @@ async fn send(
     loop {
         tokio::select! {
             chunk = stream.chunks.recv() => match chunk {
-                Some(bytes) => {
-                    if socket.send(Message::Binary(bytes.into())).await.is_err() {
+                Some(bytes) => match tokio::time::timeout(STALL_LIMIT, socket.send(Message::Binary(bytes.into()))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        tracing::info!(camera = %camera, "MSE viewer dropped: it took nothing for {STALL_LIMIT:?}");
                         break;
                     }
-                }
+                },
                 None => break,
             },
             _ = &mut ticket.stop => break,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use source::{SourceSpec, redact_userinfo as source_redacted};
+pub use source::{SourceSpec, redact_secrets as source_redacted};
 pub use units::{PortRange, Size, SpaceLimit};
 pub use validate::Problem;
 

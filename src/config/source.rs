@@ -44,11 +44,64 @@ impl fmt::Display for SourceSpec {
             SourceSpec::Test => f.write_str("test"),
             SourceSpec::Libcamera => f.write_str("libcamera"),
             SourceSpec::Device(p) => write!(f, "{}", p.display()),
-            SourceSpec::Rtsp(url) => f.write_str(&redact_userinfo(url)),
-            SourceSpec::Pipeline(p) => write!(f, "pipeline: {}", redact_userinfo(p)),
-            SourceSpec::Unknown(s) => f.write_str(&redact_userinfo(s)),
+            SourceSpec::Rtsp(url) => f.write_str(&redact_secrets(url)),
+            SourceSpec::Pipeline(p) => write!(f, "pipeline: {}", redact_secrets(p)),
+            SourceSpec::Unknown(s) => f.write_str(&redact_secrets(s)),
         }
     }
+}
+
+/// Names of settings whose values are secrets, in a URL's query (`?token=`) or a pipeline's
+/// element properties (`rtspsrc user-pw=`, `srtsrc passphrase=`).
+fn is_secret_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "pw",
+        "pwd",
+        "pass",
+        "passwd",
+        "password",
+        "passphrase",
+        "token",
+        "secret",
+        "key",
+        "apikey",
+        "api_key",
+        "auth",
+        "sig",
+        "signature",
+        "credential",
+    ]
+    .contains(&n.as_str())
+        || ["-pw", "_pw", "password", "passphrase", "token", "secret", "_key", "-key", "credential"].iter().any(|s| n.ends_with(s))
+}
+
+/// Hides every credential in `text`: the user info of URLs ([`redact_userinfo`]) and the
+/// values of settings named like secrets (`user-pw=…`, `?token=…`, `&password=…`).
+pub fn redact_secrets(text: &str) -> String {
+    let text = redact_userinfo(text);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(eq) = rest.find('=') {
+        let head = &rest[..eq];
+        let name_start = head.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')).map_or(0, |i| i + 1);
+        out.push_str(head);
+        out.push('=');
+        rest = &rest[eq + 1..];
+        if is_secret_name(&head[name_start..]) {
+            // A quoted value runs to its closing quote, which is kept; a bare one to a separator.
+            let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'');
+            let (skip, end) = match quote {
+                Some(q) => (1, rest[1..].find(q).map_or(rest.len(), |i| i + 1)),
+                None => (0, rest.find(|c: char| c.is_whitespace() || "&;\"'".contains(c)).unwrap_or(rest.len())),
+            };
+            out.push_str(&rest[..skip]);
+            out.push_str("***");
+            rest = &rest[end..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Hides the `user:password@` of every URL in `text`, so credentials never reach a log, an
@@ -151,6 +204,23 @@ mod tests {
         assert_eq!(SourceSpec::from_text("/dev/video2"), SourceSpec::Device("/dev/video2".into()));
         assert!(matches!(SourceSpec::from_text("rtsp://x/y"), SourceSpec::Rtsp(_)));
         assert!(matches!(SourceSpec::from_text("webcam"), SourceSpec::Unknown(_)));
+    }
+
+    #[test]
+    fn secrets_in_queries_and_pipeline_properties_are_redacted_and_the_rest_kept() {
+        let cases = [
+            ("rtsp://cam.local/live?token=q5ecret&channel=1", "rtsp://cam.local/live?token=***&channel=1"),
+            ("rtsp://u:pa/ss@cam/x?password=abc", "rtsp://***@cam/x?password=***"),
+            (
+                "rtspsrc location=rtsp://cam/x user-id=admin user-pw=pipesecret ! rtph264depay",
+                "rtspsrc location=rtsp://cam/x user-id=admin user-pw=*** ! rtph264depay",
+            ),
+            ("srtsrc uri=srt://h:9 passphrase=\"long one\"", "srtsrc uri=srt://h:9 passphrase=\"***\""),
+            ("x264enc key-int-max=30 bitrate=500", "x264enc key-int-max=30 bitrate=500"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(redact_secrets(input), expected, "{input}");
+        }
     }
 
     #[test]

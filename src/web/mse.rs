@@ -24,7 +24,10 @@ pub async fn stream(
     // Counted against webrtc.max_viewers like a WHEP session; refused before the upgrade.
     let ticket = cam.viewers.admit("mse")?;
     let revoked = super::auth::revoked(&app, &who);
-    Ok(ws.max_message_size(MAX_CLIENT_MESSAGE).max_frame_size(MAX_CLIENT_MESSAGE).on_upgrade(move |socket| send(app, camera, socket, ticket, revoked)))
+    Ok(ws
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| send(app, camera, socket, ticket, revoked)))
 }
 
 /// A client that has not taken a chunk for this long (its connection's buffers are full: it

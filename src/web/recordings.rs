@@ -190,8 +190,18 @@ mod tests {
             assert!(e.to_string().starts_with("`to`"), "{e}");
         }
         assert_eq!(parse_time("to", "1700000000").unwrap().timestamp(), 1_700_000_000);
-        assert_eq!(parse_time("from", "2026-11-21T12:00:00Z").unwrap().timestamp(), 1_763_726_400);
+        assert_eq!(parse_time("from", "2026-11-21T12:00:00Z").unwrap().timestamp(), 1_795_262_400);
         let span = Span { from: None, to: Some("0".into()) };
         assert!(span.resolve().is_ok(), "the default 24 h before 1970 does not underflow");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_query_times_resolve_or_are_refused_never_panic(from in proptest::option::of(".{0,40}"), to in proptest::option::of("-?[0-9.e]{0,24}|.{0,40}")) {
+            let span = Span { from, to };
+            if let Ok((from, to)) = span.resolve() {
+                proptest::prop_assert!(from <= to);
+            }
+        }
     }
 }

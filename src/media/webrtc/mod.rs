@@ -4,7 +4,7 @@
 //! [`ViewerSet::join`] and [`ViewerSet::leave`]; each session runs in its own task (see
 //! `session::run`) and removes itself when it ends, publishing `ViewerLeft` with the reason.
 
-mod sdp;
+pub mod sdp;
 mod session;
 
 use std::collections::HashMap;

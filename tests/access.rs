@@ -266,3 +266,16 @@ async fn guessing_passwords_is_slowed_per_address() {
     assert!(login(&daemon.base, "admin", OWNER_PASSWORD).await.is_ok(), "after the short wait the owner gets in");
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_a_route_does_not_serve_reaches_no_handler() {
+    let daemon = Daemon::start(config_with(vec![test_camera("cam")])).await;
+    let client = reqwest::Client::new();
+    for (method, path) in [("PUT", "/api/state"), ("DELETE", "/api/cameras/cam/snapshot.jpg"), ("POST", "/metrics")] {
+        let r = send(&client, method, &daemon.anonymous_url(path)).await;
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        let r = send(&client, method, &daemon.url(path)).await;
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path} with a token");
+    }
+    daemon.stop().await;
+}

@@ -152,15 +152,8 @@ async fn a_new_device_answers_nothing_but_setup_and_setup_happens_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cookie_requests_from_another_site_are_refused_and_cors_is_open_only_on_whep() {
     let daemon = Daemon::start(config_with(vec![test_camera("cam")])).await;
-    let cookie = {
-        let r = reqwest::Client::new()
-            .post(daemon.anonymous_url("/api/login"))
-            .json(&json!({"user": "admin", "password": OWNER_PASSWORD}))
-            .send()
-            .await
-            .unwrap();
-        r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned()
-    };
+    let r = common::post_login(&daemon.base, "admin", OWNER_PASSWORD).await;
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
     let client = reqwest::Client::new();
     let post = |origin: Option<&'static str>, site: Option<&'static str>| {
         let mut r = client.post(daemon.anonymous_url("/api/actions/identify")).header("cookie", &cookie);
@@ -203,16 +196,9 @@ async fn a_whep_player_needs_a_token_and_a_revoked_one_ends_its_session() {
     let refused = WhepViewer::connect(&daemon.anonymous_url("/whep/cam")).await.err().expect("anonymous viewer refused");
     assert_eq!(refused.status, 401);
     let owner = daemon.owner().await;
-    let issued: Value = owner
-        .post(daemon.anonymous_url("/api/tokens"))
-        .json(&json!({"label": "player", "cameras": ["cam"], "grants": ["view"], "ttl": "1h"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = issued["token"].as_str().unwrap_or_else(|| panic!("{issued}"));
+    let body = json!({"label": "player", "cameras": ["cam"], "grants": ["view"], "ttl": "1h"});
+    let issued = common::issue_token_over_http(&owner, &daemon.base, body).await;
+    let token = issued["token"].as_str().unwrap();
     let listed: Value = owner.get(daemon.anonymous_url("/api/tokens")).send().await.unwrap().json().await.unwrap();
     assert!(listed.as_array().unwrap().iter().any(|t| t["id"] == issued["id"] && t["label"] == "player"));
     assert!(!listed.to_string().contains(token), "the list never shows a token's text");
@@ -254,12 +240,7 @@ async fn guessing_passwords_is_slowed_per_address() {
         statuses.push(login(&daemon.base, "admin", "wrong guess").await.err().unwrap());
     }
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
-    let r = reqwest::Client::new()
-        .post(daemon.anonymous_url("/api/login"))
-        .json(&json!({"user": "admin", "password": OWNER_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let r = common::post_login(&daemon.base, "admin", OWNER_PASSWORD).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "the right password also waits its turn");
     assert!(r.headers().contains_key("retry-after"));
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -268,16 +268,8 @@ async fn the_image_boots_into_a_working_appliance_and_keeps_its_recordings_acros
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("Lookout"));
 
-    let issued: Value = owner
-        .post(format!("{base}/api/tokens"))
-        .json(&serde_json::json!({ "grants": ["view"], "ttl": "1h" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = issued["token"].as_str().unwrap_or_else(|| panic!("token issued: {issued}"));
+    let issued = common::issue_token_over_http(&owner, &base, serde_json::json!({ "grants": ["view"], "ttl": "1h" })).await;
+    let token = issued["token"].as_str().unwrap();
     let viewer = join(&device, &common::with_token(&format!("{base}/whep/cam"), token)).await;
     let console = std::fs::read_to_string(&device.console).unwrap_or_default();
     if let Some(line) = console.lines().find(|l| l.contains("WebRTC ready")) {

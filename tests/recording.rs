@@ -581,16 +581,8 @@ async fn a_missing_data_partition_pauses_recording_but_not_the_live_view() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(cam["recording_error"].as_str().unwrap().contains("not writable"), "{cam}");
-    let issued: Value = client
-        .post(format!("{base}/api/tokens"))
-        .json(&serde_json::json!({ "grants": ["view"], "ttl": "1h" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = issued["token"].as_str().unwrap_or_else(|| panic!("token issued: {issued}"));
+    let issued = common::issue_token_over_http(&client, &base, serde_json::json!({ "grants": ["view"], "ttl": "1h" })).await;
+    let token = issued["token"].as_str().unwrap();
     let viewer = WhepViewer::connect(&common::with_token(&format!("{base}/whep/cam"), token)).await.expect("viewer");
     assert!(viewer.wait_frames(30, HANG).await, "live view works without storage");
 

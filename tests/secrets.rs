@@ -56,22 +56,9 @@ async fn no_secret_reaches_the_log_or_an_api_answer() {
     let wrong = "wrong-guess-SECRET-4";
     assert!(common::login(&base, "admin", wrong).await.is_err());
     let owner = common::login(&base, "admin", common::OWNER_PASSWORD).await.expect("owner logs in");
-    let login = reqwest::Client::new()
-        .post(format!("{base}/api/login"))
-        .json(&json!({"user": "admin", "password": common::OWNER_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let login = common::post_login(&base, "admin", common::OWNER_PASSWORD).await;
     let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().split_once('=').unwrap().1.to_owned();
-    let issued: Value = owner
-        .post(format!("{base}/api/tokens"))
-        .json(&json!({"grants": ["view", "metrics", "snapshot"], "ttl": "1h"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let issued = common::issue_token_over_http(&owner, &base, json!({"grants": ["view", "metrics", "snapshot"], "ttl": "1h"})).await;
     let token = issued["token"].as_str().unwrap().to_owned();
     assert!(
         owner

@@ -110,6 +110,24 @@ pub async fn login(base: &str, user: &str, password: &str) -> Result<reqwest::Cl
     Ok(reqwest::Client::builder().default_headers(headers).build().unwrap())
 }
 
+/// Asks the device at `base` for a token (`POST /api/tokens` with `body`) as `owner`; returns
+/// the whole answer (`token`, `id`, `label`, ...).
+pub async fn issue_token_over_http(owner: &reqwest::Client, base: &str, body: serde_json::Value) -> serde_json::Value {
+    let issued: serde_json::Value = owner.post(format!("{base}/api/tokens")).json(&body).send().await.unwrap().json().await.unwrap();
+    assert!(issued["token"].is_string(), "no token issued: {issued}");
+    issued
+}
+
+/// The raw answer to `POST /api/login` at `base`.
+pub async fn post_login(base: &str, user: &str, password: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{base}/api/login"))
+        .json(&serde_json::json!({ "user": user, "password": password }))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// A config with the given cameras and data in a temporary folder. The free-space floor is
 /// 64 MB, not the product's 10 %: a test must not depend on how full the machine's disk is
 /// (retention tests set their own).

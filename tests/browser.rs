@@ -212,6 +212,18 @@ async fn firefox_without_webrtc_h264_plays_the_live_view_over_mse() {
     daemon.stop().await;
 }
 
+/// Polls `script` until it returns a non-empty string; panics after [`HANG`].
+async fn wait_string(driver: &Driver, script: &str) -> String {
+    let deadline = Instant::now() + HANG;
+    loop {
+        if let Some(s) = driver.eval(script).await.as_str().filter(|s| !s.is_empty()) {
+            return s.to_owned();
+        }
+        assert!(Instant::now() < deadline, "{script} stayed empty");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Serves one HTML page on another port: a "foreign site" the owner might have open.
 async fn serve_foreign_page(html: String) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -248,6 +260,22 @@ async fn chromium_sets_up_the_owner_plays_and_logs_out_and_a_foreign_page_cannot
     assert_eq!(driver.wait_path("/", HANG).await, "/", "setup leads to the live page");
     let frames = driver.wait_above(LIVE_FRAMES, 30, HANG).await;
     assert!(frames > 30, "live video after setup: {frames} frames");
+
+    // The owner's access panel: a token issued there works, and a viewer added there logs in.
+    driver.eval("const d = document.getElementById('access'); d.open = true; d.dispatchEvent(new Event('toggle')); return true").await;
+    driver.fill(".issue-token [name=label]", "from the page").await;
+    driver.eval("document.querySelector('.issue-token [value=snapshot]').checked = true; document.querySelector('.issue-token').requestSubmit(); return true").await;
+    let token = wait_string(&driver, "return document.querySelector('.issue-token .issued').value").await;
+    let jpeg = reqwest::get(common::with_token(&daemon.anonymous_url("/api/cameras/cam/snapshot.jpg"), &token)).await.unwrap();
+    assert_eq!(jpeg.status().as_u16(), 200, "the token issued on the page fetches a snapshot");
+    driver.fill(".add-user [name=name]", "anna").await;
+    driver.fill(".add-user [name=password]", "annas password").await;
+    driver.eval("document.querySelector('.add-user').requestSubmit(); return true").await;
+    let listed =
+        wait_string(&driver, "return [...document.querySelectorAll('.users td')].map(t => t.textContent).includes('anna') ? 'yes' : ''")
+            .await;
+    assert_eq!(listed, "yes");
+    assert!(common::login(&daemon.base, "anna", "annas password").await.is_ok(), "the viewer added on the page logs in");
 
     // A page on another port of the same host (same site: Chromium sends the SameSite=Strict
     // cookie along) tries to reboot the device and to read its API.

@@ -122,6 +122,12 @@ async fn export_across_three_segments_is_one_file_of_the_right_length() {
     let (frames, _) = decode(out.path());
     assert!(frames as f64 >= expected * 30.0 * 0.95, "{frames} frames");
 
+    // A span beyond the export limit is refused, naming it.
+    let r =
+        reqwest::Client::new().get(daemon.url("/api/cameras/cam/export")).query(&[("from", "0"), ("to", "1000000")]).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("at most 24 hours"));
+
     // A span starting mid-segment begins at the keyframe at or before its start.
     let mid = chrono::DateTime::parse_from_rfc3339(from).unwrap() + chrono::Duration::milliseconds(1500);
     let trimmed = export_to(&daemon, &mid.to_rfc3339(), to, out.path()).await;

@@ -18,6 +18,10 @@ const CHANNEL_CHUNKS: usize = 16;
 /// Frames queued for the muxer while it waits for the client (about 4 s at 4 Mbit/s).
 const FEED_BYTES: u64 = 2 * 1024 * 1024;
 
+/// How long a client may take nothing before its export is ended (its thread and
+/// pipelines freed). A player paused for a while is fine; a client that stalls for good is not.
+pub const STALL_LIMIT: Duration = Duration::from_secs(60);
+
 /// What to export: segment files in order, and the span within their concatenation.
 #[derive(Debug, Clone)]
 pub struct ExportRequest {
@@ -26,6 +30,27 @@ pub struct ExportRequest {
     pub start: Duration,
     /// Offset of the span's end from the start of the first file (files concatenated).
     pub end: Duration,
+    /// [`STALL_LIMIT`], except in tests.
+    pub stall_limit: Duration,
+}
+
+/// Hands `chunk` to the client, waiting at most `limit` for room; `false` if the client left
+/// or took nothing for that long.
+fn hand_over(tx: &mpsc::Sender<Result<Vec<u8>, String>>, mut chunk: Result<Vec<u8>, String>, limit: Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match tx.try_send(chunk) {
+            Ok(()) => return true,
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            Err(mpsc::error::TrySendError::Full(back)) => {
+                if std::time::Instant::now() >= deadline {
+                    return false;
+                }
+                chunk = back;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
 }
 
 /// Decides, frame by frame, what goes into the export. Sans-IO: generic over the item so it
@@ -109,6 +134,9 @@ pub fn start(request: ExportRequest) -> Result<mpsc::Receiver<Result<Vec<u8>, St
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     let data_tx = tx.clone();
     let weak = pipeline.downgrade();
+    let limit = request.stall_limit;
+    let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stalled_flag = stalled.clone();
     out.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |s| {
@@ -121,9 +149,13 @@ pub fn start(request: ExportRequest) -> Result<mpsc::Receiver<Result<Vec<u8>, St
                     .and_then(|b| b.map_readable().map(|m| m.to_vec()).map_err(|_| "a muxed chunk could not be read"))
                     .map_err(|e| format!("export failed: {e}"));
                 let unreadable = chunk.is_err();
-                if data_tx.blocking_send(chunk).is_err() || unreadable {
-                    // The client went away: stop everything, which also wakes a reader
-                    // blocked on the full feed. Not from this streaming thread itself.
+                if !hand_over(&data_tx, chunk, limit) || unreadable {
+                    // The client went away or stalled: stop everything, which also wakes a
+                    // reader blocked on the full feed. Not from this streaming thread itself.
+                    if !data_tx.is_closed() {
+                        tracing::info!("export ended: the client took nothing for {limit:?}");
+                    }
+                    stalled_flag.store(true, std::sync::atomic::Ordering::SeqCst);
                     if let Some(p) = weak.upgrade() {
                         p.call_async(super::stop);
                     }
@@ -140,10 +172,11 @@ pub fn start(request: ExportRequest) -> Result<mpsc::Receiver<Result<Vec<u8>, St
         .spawn(move || {
             let outcome = pump(&request, &feed, &bus).and_then(|()| {
                 feed.end_of_stream().map_err(|e| format!("muxer stopped: {e:?}"))?;
-                finish(&bus, &tx)
+                finish(&bus, &tx, &stalled)
             });
             if let Err(failure) = outcome {
-                let _ = tx.blocking_send(Err(failure));
+                // Never waits: a stalled client must not hold this thread.
+                let _ = tx.try_send(Err(failure));
             }
             super::stop(&pipeline);
         })
@@ -151,12 +184,15 @@ pub fn start(request: ExportRequest) -> Result<mpsc::Receiver<Result<Vec<u8>, St
     Ok(rx)
 }
 
-/// Waits, however long a slow client takes, until the muxer's last byte is handed over, the
-/// muxer fails, or the client leaves.
-fn finish(bus: &gst::Bus, tx: &mpsc::Sender<Result<Vec<u8>, String>>) -> Result<(), String> {
+/// Waits until the muxer's last byte is handed over, the muxer fails, or the client leaves
+/// or stalls beyond its limit.
+fn finish(bus: &gst::Bus, tx: &mpsc::Sender<Result<Vec<u8>, String>>, stalled: &std::sync::atomic::AtomicBool) -> Result<(), String> {
     loop {
         if tx.is_closed() {
             return Ok(());
+        }
+        if stalled.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("the client took nothing for too long".into());
         }
         let Some(msg) = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(500), &[gst::MessageType::Eos, gst::MessageType::Error])
         else {
@@ -280,11 +316,11 @@ mod tests {
     }
 
     #[test]
-    fn a_client_that_pauses_longer_than_any_timeout_still_gets_every_byte() {
+    fn a_client_that_pauses_within_the_stall_limit_still_gets_every_byte() {
         crate::media::init().expect("GStreamer initialises");
         let dir = tempfile::tempdir().expect("temp dir");
         let files: Vec<PathBuf> = (0..3).map(|i| recording(dir.path(), &format!("{i}.mp4"), 10)).collect();
-        let request = ExportRequest { files, start: Duration::ZERO, end: Duration::from_secs(30) };
+        let request = ExportRequest { files, start: Duration::ZERO, end: Duration::from_secs(30), stall_limit: STALL_LIMIT };
         let mut rx = start(request).expect("export starts");
         // Far more fragments than the channel holds: the muxer waits for the reader.
         std::thread::sleep(Duration::from_secs(35));
@@ -298,5 +334,25 @@ mod tests {
         assert!(!scan.truncated, "export ends in a cut-off box");
         let seconds = scan.duration.as_secs_f64();
         assert!((seconds - 30.0).abs() < 0.2, "export is {seconds} s of 30 s");
+    }
+
+    #[test]
+    fn a_client_that_stalls_beyond_the_limit_ends_the_export_and_frees_its_thread() {
+        crate::media::init().expect("GStreamer initialises");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let files: Vec<PathBuf> = (0..3).map(|i| recording(dir.path(), &format!("{i}.mp4"), 10)).collect();
+        let request = ExportRequest { files, start: Duration::ZERO, end: Duration::from_secs(30), stall_limit: Duration::from_secs(2) };
+        let mut rx = start(request).expect("export starts");
+        std::thread::sleep(Duration::from_secs(6));
+        // What was in flight, then the end (the channel closes once the export's thread and
+        // pipelines are gone): a cut-off download, since an HTTP body cannot carry an error.
+        let mut bytes = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while let Some(chunk) = rx.blocking_recv() {
+            bytes += chunk.map(|c| c.len()).unwrap_or(0);
+            assert!(std::time::Instant::now() < deadline, "the export went on after its client stalled");
+        }
+        let whole: u64 = (0..3).map(|i| std::fs::metadata(dir.path().join(format!("{i}.mp4"))).unwrap().len()).sum();
+        assert!((bytes as u64) < whole / 2, "the export ended early: {bytes} of about {whole} bytes");
     }
 }

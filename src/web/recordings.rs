@@ -113,10 +113,22 @@ pub async fn download(
     Ok(response.into_response())
 }
 
+/// Longest span one export may cover.
+pub const MAX_EXPORT_SPAN: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+/// Exports running at once: each is a thread reading the disk and remuxing.
+pub const MAX_EXPORTS: usize = 2;
+static EXPORTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_EXPORTS);
+
 /// One MP4 covering the span, remuxed from the finished segments and streamed.
 pub async fn export(State(app): State<AppState>, Path(camera): Path<String>, Query(span): Query<Span>) -> Result<Response, ApiError> {
     camera_exists(&app, &camera)?;
     let (from, to) = span.resolve()?;
+    if to - from > MAX_EXPORT_SPAN {
+        return Err(ApiError::BadRequest(format!("an export covers at most {} hours; ask for several", MAX_EXPORT_SPAN.num_hours())));
+    }
+    let permit = EXPORTS
+        .try_acquire()
+        .map_err(|_| ApiError::Unavailable(format!("{MAX_EXPORTS} exports are already running; retry when one has finished")))?;
     // Segments that merely touch the span (the neighbour ending where it starts) add nothing.
     let touch = chrono::Duration::milliseconds(50);
     let segments: Vec<Segment> = listed(&app, &camera, from, to)
@@ -130,10 +142,19 @@ pub async fn export(State(app): State<AppState>, Path(camera): Path<String>, Que
     let offset = |t: DateTime<Utc>| (t - first.start).to_std().unwrap_or_default();
     let before_last: Duration = segments[..segments.len() - 1].iter().map(|s| (s.end - s.start).to_std().unwrap_or_default()).sum();
     let end = before_last + (to.min(last.end) - last.start).to_std().unwrap_or_default();
-    let request = export::ExportRequest { files: segments.iter().map(|s| s.path.clone()).collect(), start: offset(from), end };
+    let request = export::ExportRequest {
+        files: segments.iter().map(|s| s.path.clone()).collect(),
+        start: offset(from),
+        end,
+        stall_limit: export::STALL_LIMIT,
+    };
     tracing::debug!(camera = %camera, ?request, "export");
     let rx = export::start(request).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    // The permit goes with the stream: released when the download ends or is dropped.
+    let stream = futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), move |chunk| {
+        let _held = &permit;
+        chunk
+    });
     let filename =
         format!("{camera}_{}_{}.mp4", from.max(first.start).format("%Y-%m-%dT%H-%M-%SZ"), to.min(last.end).format("%Y-%m-%dT%H-%M-%SZ"));
     let mut response = Body::from_stream(stream).into_response();

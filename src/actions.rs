@@ -23,7 +23,7 @@ pub fn snapshot_path(root: &Path, camera: &str, at: chrono::DateTime<chrono::Utc
 }
 
 /// Carries out requested actions until `shutdown`.
-pub async fn run(media: Arc<Media>, storage: PathBuf, bus: Bus, shutdown: CancellationToken) {
+pub async fn run(media: Arc<Media>, storage: PathBuf, keep: usize, bus: Bus, shutdown: CancellationToken) {
     let mut events = bus.subscribe();
     loop {
         let event = tokio::select! {
@@ -35,7 +35,7 @@ pub async fn run(media: Arc<Media>, storage: PathBuf, bus: Bus, shutdown: Cancel
                 tracing::info!(?action, %origin, "action requested");
                 match action {
                     Action::Identify => {}
-                    Action::Snapshot => save_snapshots(&media, &storage).await,
+                    Action::Snapshot => save_snapshots(&media, &storage, keep).await,
                     Action::Reboot => request_reboot(),
                 }
             }
@@ -50,7 +50,7 @@ pub async fn run(media: Arc<Media>, storage: PathBuf, bus: Bus, shutdown: Cancel
     }
 }
 
-async fn save_snapshots(media: &Media, storage: &Path) {
+async fn save_snapshots(media: &Media, storage: &Path, keep: usize) {
     for cam in media.cameras() {
         let Ok(_permit) = cam.snapshots.acquire().await else { return };
         let name = &cam.config.name;
@@ -65,8 +65,26 @@ async fn save_snapshots(media: &Media, storage: &Path) {
                     Ok(()) => tracing::info!(camera = %name, path = %path.display(), "snapshot saved"),
                     Err(e) => tracing::warn!(camera = %name, "snapshot not saved to {}: {e}", path.display()),
                 }
+                if let Some(dir) = path.parent().map(Path::to_path_buf) {
+                    let _ = tokio::task::spawn_blocking(move || prune_snapshots(&dir, keep)).await;
+                }
             }
             Err(e) => tracing::warn!(camera = %name, "no snapshot: {e}"),
+        }
+    }
+}
+
+/// Deletes the oldest snapshots in `dir` beyond the newest `keep` (names sort by time).
+pub fn prune_snapshots(dir: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "jpg")).collect();
+    if names.len() <= keep {
+        return;
+    }
+    names.sort();
+    for old in &names[..names.len() - keep] {
+        if let Err(e) = std::fs::remove_file(old) {
+            tracing::warn!("cannot delete old snapshot {}: {e}", old.display());
         }
     }
 }

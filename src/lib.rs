@@ -54,7 +54,13 @@ pub async fn serve(
     let storage_stop = CancellationToken::new();
     let index = storage::Storage::start(&config, &bus, storage_stop.clone()).await;
     let media = Arc::new(Media::start(&config, &bus)?);
-    device_tasks.spawn(actions::run(media.clone(), config.storage.path.clone(), bus.clone(), device_stop.clone()));
+    device_tasks.spawn(actions::run(
+        media.clone(),
+        config.storage.path.clone(),
+        config.storage.snapshots_keep,
+        bus.clone(),
+        device_stop.clone(),
+    ));
     let listen = listener.local_addr().map_err(ServeError::Http)?;
     tracing::info!("listening on http://{listen}/");
     device_tasks.spawn(announce_ready(board.clone(), media.clone(), listen, bus.clone(), device_stop.clone()));

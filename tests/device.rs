@@ -99,6 +99,43 @@ async fn the_snapshot_action_saves_a_jpeg_of_every_camera() {
     daemon.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_saved_by_the_action_are_pruned_to_the_newest() {
+    let mut config = config_with(vec![test_camera("cam")]);
+    config.cameras[0].recording.enabled = false;
+    config.storage.snapshots_keep = 2;
+    let daemon = Daemon::start(config).await;
+    daemon.wait_state("cam", HANG, |c| c["online"] == true).await.expect("online");
+    let dir = daemon.data.join("snapshots/cam");
+    let listed = || {
+        let mut names: Vec<String> =
+            std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    };
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let status = reqwest::Client::new().post(daemon.url("/api/actions/snapshot")).send().await.unwrap().status();
+        assert_eq!(status, 202);
+        let deadline = Instant::now() + HANG;
+        let newest = loop {
+            if let Some(n) = listed().last().filter(|n| !seen.contains(*n)) {
+                break n.clone();
+            }
+            assert!(Instant::now() < deadline, "no new snapshot in {}", dir.display());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        seen.push(newest);
+    }
+    // Pruning follows the write: give the last one a moment, then only the newest two remain.
+    let deadline = Instant::now() + HANG;
+    while listed().len() > 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed(), seen[2..].to_vec());
+    daemon.stop().await;
+}
+
 /// One scrape of `/metrics`, parsed.
 struct Scrape {
     text: String,

@@ -171,6 +171,9 @@ pub struct Storage {
     pub max_size: Option<Size>,
     /// Free space to keep on the partition; oldest segments are deleted to keep it.
     pub min_free: SpaceLimit,
+    /// Snapshots the snapshot action keeps per camera; the oldest go first (bounds the disk
+    /// they take, however often the action is asked for).
+    pub snapshots_keep: usize,
 }
 
 impl Default for Storage {
@@ -181,6 +184,7 @@ impl Default for Storage {
             // 10% keeps an SD card out of the slow, wear-heavy nearly-full regime and leaves
             // room for logs and snapshots.
             min_free: SpaceLimit::Percent(10.0),
+            snapshots_keep: 1000,
         }
     }
 }

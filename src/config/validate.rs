@@ -48,6 +48,9 @@ pub fn check(config: &Config) -> Vec<Problem> {
     {
         r.fail("storage.min_free", "more than 90% free would leave no room to record");
     }
+    if config.storage.snapshots_keep == 0 {
+        r.fail("storage.snapshots_keep", "must be at least 1");
+    }
     check_webrtc(config, &mut r);
     check_device(config, &mut r);
     if let Some(hash) = &config.auth.admin_password_hash

@@ -98,23 +98,17 @@ impl Storage {
                 }
                 event = rx.recv() => match event {
                     Ok(Event::SegmentOpened { camera, path, start }) => {
-                        let index = self.index.clone();
-                        if let Err(e) = tokio::task::spawn_blocking(move || index.opened(&camera, &path, start)).await {
-                            if e.is_cancelled() {
-                                return;
-                            }
-                            tracing::error!("indexing a new segment failed, rescanning at the next check: {e}");
-                            stale = true;
+                        match self.update_index("a new segment", move |index| index.opened(&camera, &path, start)).await {
+                            Indexed::Cancelled => return,
+                            Indexed::Failed => stale = true,
+                            Indexed::Done => {}
                         }
                     }
                     Ok(Event::SegmentClosed { camera, path, start }) => {
-                        let index = self.index.clone();
-                        if let Err(e) = tokio::task::spawn_blocking(move || index.closed(&camera, &path, start)).await {
-                            if e.is_cancelled() {
-                                return;
-                            }
-                            tracing::error!("indexing a finished segment failed, rescanning at the next check: {e}");
-                            stale = true;
+                        match self.update_index("a finished segment", move |index| index.closed(&camera, &path, start)).await {
+                            Indexed::Cancelled => return,
+                            Indexed::Failed => stale = true,
+                            Indexed::Done => {}
                         }
                         self.apply_retention().await;
                     }
@@ -125,6 +119,21 @@ impl Storage {
                     }
                     Err(RecvError::Closed) => return,
                 },
+            }
+        }
+    }
+
+    /// Applies `change` to the index on a blocking thread (it reads the disk). A failure is
+    /// logged and marks the index stale (rescanned at the next check); a cancellation means
+    /// the runtime is shutting down and is not a failure.
+    async fn update_index(&self, what: &str, change: impl FnOnce(&Index) + Send + 'static) -> Indexed {
+        let index = self.index.clone();
+        match tokio::task::spawn_blocking(move || change(&index)).await {
+            Ok(()) => Indexed::Done,
+            Err(e) if e.is_cancelled() => Indexed::Cancelled,
+            Err(e) => {
+                tracing::error!("indexing {what} failed, rescanning at the next check: {e}");
+                Indexed::Failed
             }
         }
     }
@@ -218,6 +227,13 @@ pub fn sync_file(path: &Path) -> std::io::Result<()> {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// How an index update went.
+enum Indexed {
+    Done,
+    Failed,
+    Cancelled,
 }
 
 #[cfg(test)]

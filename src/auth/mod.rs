@@ -181,6 +181,15 @@ pub struct UserInfo {
     pub cameras: Option<Vec<String>>,
 }
 
+/// A new account's password generation: random, so a session of an account removed earlier
+/// never matches a new account that reuses its name.
+fn first_generation() -> Result<u64, AuthError> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| AuthError::Store(format!("no randomness: {e}")))?;
+    // Leaves room to count password changes up from it.
+    Ok(u64::from_le_bytes(bytes) >> 1)
+}
+
 fn now_unix() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -283,7 +292,8 @@ impl Auth {
                 return Ok(false);
             }
             s.users.retain(|u| u.name != DEFAULT_ADMIN);
-            s.users.push(User { name: DEFAULT_ADMIN.into(), role: Role::Admin, cameras: None, password_hash: hash.clone(), generation: 0 });
+            let generation = first_generation()?;
+            s.users.push(User { name: DEFAULT_ADMIN.into(), role: Role::Admin, cameras: None, password_hash: hash.clone(), generation });
             Ok(true)
         });
         match seeded {
@@ -325,7 +335,8 @@ impl Auth {
                 return Err(AuthError::Conflict("the device is already set up; log in instead".into()));
             }
             s.users.retain(|u| u.name != name);
-            s.users.push(User { name: name.into(), role: Role::Admin, cameras: None, password_hash: hash, generation: 0 });
+            let generation = first_generation()?;
+            s.users.push(User { name: name.into(), role: Role::Admin, cameras: None, password_hash: hash, generation });
             Ok(())
         })?;
         tracing::info!(user = name, "owner account set up");
@@ -583,7 +594,8 @@ impl Auth {
             if s.user(name).is_some() {
                 return Err(AuthError::Conflict(format!("there is already a user `{name}`")));
             }
-            s.users.push(User { name: name.into(), role: Role::Viewer, cameras, password_hash: hash, generation: 0 });
+            let generation = first_generation()?;
+            s.users.push(User { name: name.into(), role: Role::Viewer, cameras, password_hash: hash, generation });
             Ok(())
         })
     }

@@ -50,8 +50,11 @@ async fn a_viewer_sees_only_their_cameras_and_never_administers() {
     }
     assert!(anna.sees("garden") && !anna.sees("door"));
     assert!(matches!(auth.remove_user("owner"), Err(AuthError::Invalid(_))), "the owner stays");
+    let annas = auth.begin_session("anna").unwrap().cookie;
     auth.remove_user("anna").unwrap();
-    assert!(auth.session(&auth.begin_session("anna").unwrap().cookie).is_err(), "a removed user's sessions end");
+    assert!(auth.session(&annas).is_err(), "a removed user's sessions end");
+    auth.add_viewer("anna", "another anna", None).await.unwrap();
+    assert!(auth.session(&annas).is_err(), "and stay ended for a new user of the same name");
 }
 
 #[tokio::test]

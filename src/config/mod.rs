@@ -408,21 +408,37 @@ mod tests {
         assert!(matches!(c.cameras[1].source, SourceSpec::Pipeline(_)));
     }
 
+    /// The README's TOML example that holds `marker` (indentation of a list item removed).
+    fn readme_toml(marker: &str) -> String {
+        let readme = include_str!("../../README.md");
+        let block = readme.split("```toml\n").skip(1).map(|b| b.split("```").next().unwrap()).find(|b| b.contains(marker));
+        block
+            .unwrap_or_else(|| panic!("README has a TOML example with {marker}"))
+            .lines()
+            .map(str::trim_start)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_readme_access_example_is_a_valid_config_and_its_hash_is_of_its_password() {
+        let text = format!("{}\n[[camera]]\nname = \"cam\"\n", readme_toml("[auth]"));
+        let c = Config::from_toml(&text, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
+        let hash = c.auth.admin_password_hash.expect("a hash");
+        assert!(crate::auth::password::verify("my password", &hash));
+    }
+
     #[test]
     fn the_readme_example_is_a_valid_config() {
-        let readme = include_str!("../../README.md");
-        let block = readme.split("```toml\n").nth(1).expect("README has a toml example");
-        let text = block.split("```").next().unwrap();
-        let c = Config::from_toml(text, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
+        let text = readme_toml("[[camera]]");
+        let c = Config::from_toml(&text, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.cameras.len(), 2);
         assert!(matches!(c.cameras[1].source, SourceSpec::Rtsp(_)));
     }
 
     #[test]
     fn the_readme_device_example_and_the_images_default_config_are_valid() {
-        let readme = include_str!("../../README.md");
-        let block = readme.split("```toml\n").nth(2).expect("README has a [led]/[button] example");
-        let text = format!("{}\n[[camera]]\nname = \"cam\"\n", block.split("```").next().unwrap());
+        let text = format!("{}\n[[camera]]\nname = \"cam\"\n", readme_toml("[led]"));
         let c = Config::from_toml(&text, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.led.names, ["ACT", "led0"]);
         let button = c.button.expect("a button");

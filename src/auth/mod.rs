@@ -279,6 +279,11 @@ impl Auth {
         }
     }
 
+    /// The store for a change, or why there is none.
+    fn writable(&self) -> Result<&Store, AuthError> {
+        self.store.as_ref().map_err(|e| AuthError::Store(e.clone()))
+    }
+
     fn store(&self) -> Result<&Store, Denied> {
         self.store.as_ref().map_err(|e| Denied::Broken(e.clone()))
     }
@@ -311,7 +316,7 @@ impl Auth {
     /// Clears the owner's password (physical reset): the device returns to setup. Other
     /// users, tokens and recordings stay.
     pub fn reset_owner(&self) -> Result<(), AuthError> {
-        let store = self.store.as_ref().map_err(|e| AuthError::Store(e.clone()))?;
+        let store = self.writable()?;
         store.update(|s| {
             s.users.retain(|u| u.role != Role::Admin);
             Ok(())
@@ -329,7 +334,7 @@ impl Auth {
         check_user_name(name)?;
         password::check_new(password).map_err(AuthError::Invalid)?;
         let hash = self.hash(password).await?;
-        let store = self.store.as_ref().map_err(|e| AuthError::Store(e.clone()))?;
+        let store = self.writable()?;
         store.update(|s| {
             if s.admin().is_some() {
                 return Err(AuthError::Conflict("the device is already set up; log in instead".into()));
@@ -389,7 +394,7 @@ impl Auth {
     }
 
     fn begin_session(&self, name: &str) -> Result<NewSession, AuthError> {
-        let store = self.store.as_ref().map_err(|e| AuthError::Store(e.clone()))?;
+        let store = self.writable()?;
         let (secret, generation) = store.read(|s| (s.session_secret.clone(), s.user(name).map_or(0, |u| u.generation)));
         let sid = store::random_hex()?;
         let iat = now_unix();
@@ -437,7 +442,7 @@ impl Auth {
     pub fn end_session(&self, principal: &Principal) -> Result<(), AuthError> {
         let Principal::User { session, .. } = principal else { return Ok(()) };
         let until = now_unix() + self.lifetimes.absolute.as_secs() as i64;
-        let store = self.store.as_ref().map_err(|e| AuthError::Store(e.clone()))?;
+        let store = self.writable()?;
         store.update(|s| {
             s.ended_sessions.push(Ended { session: session.clone(), until });
             Ok(())
@@ -521,7 +526,7 @@ impl Auth {
         if ttl.is_zero() {
             return Err(AuthError::Invalid("a token's lifetime must be more than zero".into()));
         }
-        let store = self.store.as_ref().map_err(|e| AuthError::Store(e.clone()))?;
+        let store = self.writable()?;
         let id = store::random_hex()?[..32].to_owned();
         let iat = now_unix();
         let record = TokenRecord {
@@ -551,7 +556,7 @@ impl Auth {
 
     /// Revokes one token.
     pub fn revoke_token(&self, id: &str) -> Result<(), AuthError> {
-        let store = self.store.as_ref().map_err(|e| AuthError::Store(e.clone()))?;
+        let store = self.writable()?;
         store.update(|s| {
             let before = s.tokens.len();
             s.tokens.retain(|t| t.id != id);
@@ -563,7 +568,7 @@ impl Auth {
 
     /// Revokes every token by replacing the secret that signs them.
     pub fn revoke_all_tokens(&self) -> Result<(), AuthError> {
-        let store = self.store.as_ref().map_err(|e| AuthError::Store(e.clone()))?;
+        let store = self.writable()?;
         let ids = store.update(|s| {
             s.token_secret = store::random_hex()?;
             Ok(std::mem::take(&mut s.tokens).into_iter().map(|t| t.id).collect::<Vec<_>>())
@@ -589,7 +594,7 @@ impl Auth {
         check_user_name(name)?;
         password::check_new(password).map_err(AuthError::Invalid)?;
         let hash = self.hash(password).await?;
-        let store = self.store.as_ref().map_err(|e| AuthError::Store(e.clone()))?;
+        let store = self.writable()?;
         store.update(|s| {
             if s.user(name).is_some() {
                 return Err(AuthError::Conflict(format!("there is already a user `{name}`")));
@@ -616,7 +621,7 @@ impl Auth {
             }
             None => None,
         };
-        let store = self.store.as_ref().map_err(|e| AuthError::Store(e.clone()))?;
+        let store = self.writable()?;
         store.update(|s| {
             let user = s.users.iter_mut().find(|u| u.name == name).ok_or_else(|| AuthError::NotFound(format!("no user `{name}`")))?;
             if let Some(h) = hash.clone() {
@@ -637,7 +642,7 @@ impl Auth {
 
     /// Removes a viewer; the owner cannot be removed (only reset).
     pub fn remove_user(&self, name: &str) -> Result<(), AuthError> {
-        let store = self.store.as_ref().map_err(|e| AuthError::Store(e.clone()))?;
+        let store = self.writable()?;
         store.update(|s| match s.user(name) {
             None => Err(AuthError::NotFound(format!("no user `{name}`"))),
             Some(u) if u.role == Role::Admin => Err(AuthError::Invalid("the owner cannot be removed; reset the password instead".into())),

@@ -123,7 +123,11 @@ fn path_parameter(pattern: &str, path: &str, name: &str) -> Option<String> {
 
 /// Resolves who is asking; a credential that does not check out is an error, not anonymity.
 pub fn principal(app: &AppState, request: &Request) -> Result<Principal, Denied> {
-    match credential(request) {
+    resolve(app, credential(request))
+}
+
+fn resolve(app: &AppState, credential: Option<Credential>) -> Result<Principal, Denied> {
+    match credential {
         None => Ok(Principal::Anonymous),
         Some(Credential::Token(t)) => app.auth.token(&t),
         Some(Credential::Session(s)) => app.auth.session(&s),
@@ -154,13 +158,14 @@ pub async fn guard(State(app): State<AppState>, mut request: Request, next: Next
         Policy::Needs(action) => action,
     };
     let camera = path_parameter(route, request.uri().path(), "{camera}");
-    let principal = match principal(&app, &request) {
+    let credential = credential(&request);
+    // A cookie rides along on any request the browser makes, also one a foreign page makes
+    // it send: changes and WebSockets by cookie must come from our own page.
+    let by_cookie = matches!(credential, Some(Credential::Session(_)));
+    let principal = match resolve(&app, credential) {
         Ok(p) => p,
         Err(denied) => return refuse(&request, denied),
     };
-    // A cookie rides along on any request the browser makes, also one a foreign page makes
-    // it send: changes and WebSockets by cookie must come from our own page.
-    let by_cookie = matches!(credential(&request), Some(Credential::Session(_)));
     let upgrade = request.headers().contains_key(header::UPGRADE);
     if by_cookie && (request.method() != Method::GET && request.method() != Method::HEAD || upgrade) && !same_origin(request.headers()) {
         tracing::warn!(route, "cross-site request with the session cookie refused");
@@ -177,16 +182,21 @@ pub async fn guard(State(app): State<AppState>, mut request: Request, next: Next
 fn refuse(request: &Request, denied: Denied) -> Response {
     let wants_page = request.method() == Method::GET
         && request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+    if wants_page && matches!(denied, Denied::SetupRequired | Denied::Unauthenticated) {
+        let to = if denied == Denied::SetupRequired { "/setup" } else { "/login" };
+        return Redirect::to(to).into_response();
+    }
+    denied_response(denied)
+}
+
+/// A refusal as JSON, with its status, `WWW-Authenticate` on 401 and `Retry-After` on 429.
+fn denied_response(denied: Denied) -> Response {
     let status = match &denied {
         Denied::SetupRequired | Denied::Unauthenticated => StatusCode::UNAUTHORIZED,
         Denied::Forbidden(_) => StatusCode::FORBIDDEN,
         Denied::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
         Denied::Broken(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
-    if wants_page && status == StatusCode::UNAUTHORIZED {
-        let to = if denied == Denied::SetupRequired { "/setup" } else { "/login" };
-        return Redirect::to(to).into_response();
-    }
     let mut body = json!({ "error": denied.to_string() });
     if denied == Denied::SetupRequired {
         body["setup"] = json!("/setup");
@@ -254,23 +264,6 @@ pub fn revoked(app: &AppState, who: &Principal) -> impl std::future::Future<Outp
     }
 }
 
-/// Answers a denial as the API does.
-fn denied(d: Denied) -> Response {
-    let status = match d {
-        Denied::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
-        Denied::SetupRequired | Denied::Unauthenticated => StatusCode::UNAUTHORIZED,
-        Denied::Forbidden(_) => StatusCode::FORBIDDEN,
-        Denied::Broken(_) => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    let mut response = (status, Json(json!({ "error": d.to_string() }))).into_response();
-    if let Denied::TooManyAttempts(wait) = d
-        && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
-    {
-        response.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    response
-}
-
 fn logged_in(session: &NewSession, user: &str) -> Response {
     let mut response = Json(json!({ "user": user })).into_response();
     response.headers_mut().insert(header::SET_COOKIE, session_cookie(session));
@@ -282,7 +275,7 @@ pub async fn login(State(app): State<AppState>, ConnectInfo(peer): ConnectInfo<S
     let user = form.user.unwrap_or_else(|| crate::auth::DEFAULT_ADMIN.into());
     match app.auth.login(peer.ip(), &user, &form.password).await {
         Ok(session) => logged_in(&session, &user),
-        Err(d) => denied(d),
+        Err(d) => denied_response(d),
     }
 }
 

@@ -1,6 +1,10 @@
 # shellcheck shell=bash
 # Installs what Lookout needs on a Debian 12 machine. Sourced by scripts/setup.
 
+# A failure inside $(...) stops the script too: without this, bash runs command substitutions
+# with -e cleared, and a failed build step went on as if it had succeeded.
+shopt -s inherit_errexit
+
 # Debian packages needed to build and run the daemon and its tests.
 LOOKOUT_BUILD_PACKAGES=(
   build-essential pkg-config clang libclang-dev curl ca-certificates

@@ -36,57 +36,91 @@ base_rootfs_key() {
     sha256sum | cut -c1-16
 }
 
+# A build killed half way (or two builds at once: a CI run beside a clean-slate run) can leave
+# mmdebstrap's /proc, /sys and /dev mounts inside a cache directory. Removing or copying such a
+# directory would walk into the host's kernel files, so they are unmounted first and removal
+# never leaves the cache's own file system.
+cache_remove() {
+  local dir="$1" mnt
+  while read -r mnt; do
+    [ -n "$mnt" ] && as_root umount -l "$mnt"
+  done < <(findmnt -rn -o TARGET | grep -F "$dir" | sort -r)
+  as_root rm -rf --one-file-system "$dir"
+}
+
+# Runs "$@" holding the image cache's lock, so two builds on one machine never build into the
+# same directory at once (the second waits, then finds the first one's result).
+with_cache_lock() {
+  mkdir -p "$LOOKOUT_IMAGE_CACHE"
+  (
+    flock 9
+    "$@"
+  ) 9> "$LOOKOUT_IMAGE_CACHE/.lock"
+}
+
+# Builds a cache entry with "$2 <dir>" into a scratch directory beside "$1", then renames it to
+# "$1" and marks it done: a failed or killed build leaves nothing that looks finished.
+cache_build() {
+  local dir="$1" build="$2" scratch="$1.partial"
+  [ -e "$dir.done" ] && return 0
+  cache_remove "$scratch"
+  cache_remove "$dir"
+  "$build" "$scratch" || { log "building $dir failed"; cache_remove "$scratch"; return 1; }
+  as_root mv "$scratch" "$dir"
+  as_root touch "$dir.done"
+}
+
+# mmdebstrap of the base root filesystem into $1.
+build_base_rootfs() {
+  local excludes=()
+  log "building the base root filesystem (arm64 under qemu-user, ~5 min once)"
+  mapfile -t excludes < <(grep '^path-' "$LOOKOUT_BOARD/debian/dpkg-excludes" | sed 's/^/--dpkgopt=/')
+  # The kernel's postinst would build the initramfs with every module, and again for each
+  # trigger: update-initramfs is a no-op while packages install, then runs once, small.
+  as_root mmdebstrap --mode=root --architectures=arm64 --variant=minbase \
+    --components=main,non-free-firmware \
+    --aptopt='APT::Install-Recommends "false"' \
+    --dpkgopt=force-unsafe-io "${excludes[@]}" \
+    --include="$(list_words "$LOOKOUT_BOARD/debian/packages")" \
+    --essential-hook='chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs' \
+    --essential-hook='ln -s /bin/true "$1/usr/sbin/update-initramfs"' \
+    --essential-hook='mkdir -p "$1/etc/initramfs-tools/conf.d"' \
+    --essential-hook='echo MODULES=list > "$1/etc/initramfs-tools/conf.d/lookout"' \
+    --essential-hook="sed 's/#.*//' '$LOOKOUT_BOARD/debian/initramfs-modules' >> \"\$1/etc/initramfs-tools/modules\"" \
+    --customize-hook='rm "$1/usr/sbin/update-initramfs"' \
+    --customize-hook='chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs' \
+    --customize-hook='chroot "$1" update-initramfs -c -k all' \
+    --customize-hook='cd "$1/var/cache" && APT_CONFIG=$MMDEBSTRAP_APT_CONFIG apt-get download -q raspi-firmware:arm64' \
+    --customize-hook='rm -rf "$1/var/lib/apt/lists/"*' \
+    bookworm "$1" "$DEBIAN_MIRROR" >&2
+}
+
 # Prints the directory of the base root filesystem (Debian packages installed, initramfs
 # built once), building it when the cache has none for the current package list.
 image_base_rootfs() {
   local dir
   dir="$LOOKOUT_IMAGE_CACHE/rootfs-$(base_rootfs_key)"
-  if [ ! -e "$dir.done" ]; then
-    mkdir -p "$LOOKOUT_IMAGE_CACHE"
-    as_root rm -rf "$dir"
-    log "building the base root filesystem (arm64 under qemu-user, ~5 min once)"
-    local excludes=()
-    mapfile -t excludes < <(grep '^path-' "$LOOKOUT_BOARD/debian/dpkg-excludes" | sed 's/^/--dpkgopt=/')
-    # The kernel's postinst would build the initramfs with every module, and again for each
-    # trigger: update-initramfs is a no-op while packages install, then runs once, small.
-    as_root mmdebstrap --mode=root --architectures=arm64 --variant=minbase \
-      --components=main,non-free-firmware \
-      --aptopt='APT::Install-Recommends "false"' \
-      --dpkgopt=force-unsafe-io "${excludes[@]}" \
-      --include="$(list_words "$LOOKOUT_BOARD/debian/packages")" \
-      --essential-hook='chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs' \
-      --essential-hook='ln -s /bin/true "$1/usr/sbin/update-initramfs"' \
-      --essential-hook='mkdir -p "$1/etc/initramfs-tools/conf.d"' \
-      --essential-hook='echo MODULES=list > "$1/etc/initramfs-tools/conf.d/lookout"' \
-      --essential-hook="sed 's/#.*//' '$LOOKOUT_BOARD/debian/initramfs-modules' >> \"\$1/etc/initramfs-tools/modules\"" \
-      --customize-hook='rm "$1/usr/sbin/update-initramfs"' \
-      --customize-hook='chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs' \
-      --customize-hook='chroot "$1" update-initramfs -c -k all' \
-      --customize-hook='cd "$1/var/cache" && APT_CONFIG=$MMDEBSTRAP_APT_CONFIG apt-get download -q raspi-firmware:arm64' \
-      --customize-hook='rm -rf "$1/var/lib/apt/lists/"*' \
-      bookworm "$dir" "$DEBIAN_MIRROR" >&2
-    touch "$dir.done"
-  fi
+  with_cache_lock cache_build "$dir" build_base_rootfs || return 1
   echo "$dir"
 }
 
 SYSROOT_RECIPE=2
-# Prints the path of a sysroot holding arm64 GStreamer headers, .pc files and libraries to
-# cross-compile the daemon against. Extract-only: no emulation, a minute or two.
+# Extract-only mmdebstrap of arm64 GStreamer headers, .pc files and libraries into $1.
+build_sysroot() {
+  log "extracting the arm64 sysroot"
+  # libgstreamer-plugins-bad1.0-dev drags in OpenCV's headers; only its .pc files and
+  # library links are needed, so it is extracted by itself without its dependencies.
+  as_root mmdebstrap --mode=root --architectures=arm64 --variant=extract \
+    --include=libc6-dev,linux-libc-dev,libgstreamer1.0-dev,libgstreamer-plugins-base1.0-dev,libgstreamer-plugins-bad1.0-0,libgstrtspserver-1.0-dev \
+    --extract-hook='mkdir -p "$1/tmp" && cd "$1/tmp" && APT_CONFIG=$MMDEBSTRAP_APT_CONFIG apt-get download -q libgstreamer-plugins-bad1.0-dev:arm64 && dpkg -x ./*.deb "$1" && rm ./*.deb' \
+    bookworm "$1" "$DEBIAN_MIRROR" >&2
+}
+
+# Prints the path of a sysroot to cross-compile the daemon against. No emulation, a minute
+# or two.
 image_sysroot() {
-  local key dir
-  dir="$LOOKOUT_IMAGE_CACHE/sysroot-$SYSROOT_RECIPE"
-  if [ ! -e "$dir/.done" ]; then
-    log "extracting the arm64 sysroot"
-    as_root rm -rf "$dir"
-    # libgstreamer-plugins-bad1.0-dev drags in OpenCV's headers; only its .pc files and
-    # library links are needed, so it is extracted by itself without its dependencies.
-    as_root mmdebstrap --mode=root --architectures=arm64 --variant=extract \
-      --include=libc6-dev,linux-libc-dev,libgstreamer1.0-dev,libgstreamer-plugins-base1.0-dev,libgstreamer-plugins-bad1.0-0,libgstrtspserver-1.0-dev \
-      --extract-hook='mkdir -p "$1/tmp" && cd "$1/tmp" && APT_CONFIG=$MMDEBSTRAP_APT_CONFIG apt-get download -q libgstreamer-plugins-bad1.0-dev:arm64 && dpkg -x ./*.deb "$1" && rm ./*.deb' \
-      bookworm "$dir" "$DEBIAN_MIRROR" >&2
-    as_root touch "$dir/.done"
-  fi
+  local dir="$LOOKOUT_IMAGE_CACHE/sysroot-$SYSROOT_RECIPE"
+  with_cache_lock cache_build "$dir" build_sysroot || return 1
   echo "$dir"
 }
 
@@ -182,7 +216,7 @@ image_debian_assemble() {
   local base="$1" binary="$2" out="$3" root kver
   root="$out/rootfs"
   rm -rf "$root" "$out/boot-debian" && mkdir -p "$out/boot-debian"
-  cp -a "$base" "$root"
+  cp -a --one-file-system "$base" "$root"
   cp -a "$LOOKOUT_REPO/overlays/rootfs/." "$root/"
   install -m 0755 --strip-program=aarch64-linux-gnu-strip -s "$binary" "$root/usr/bin/lookout"
   "$LOOKOUT_BOARD/post-build.sh" "$root"

@@ -11,6 +11,7 @@ pub mod events;
 pub mod media;
 pub mod status;
 pub mod storage;
+pub mod tls;
 pub mod web;
 
 use std::future::Future;
@@ -32,6 +33,15 @@ pub enum ServeError {
     Media(#[from] media::InitError),
     #[error("HTTP server failed: {0}")]
     Http(std::io::Error),
+    #[error("cannot listen on {address} (http.https_listen): {source}")]
+    HttpsListen { address: std::net::SocketAddr, source: std::io::Error },
+}
+
+/// The sockets the daemon serves on, bound by the caller (`main` from the config, tests on
+/// port 0). Without an `https` listener, one is bound at `http.https_listen` when TLS is on.
+pub struct Listeners {
+    pub http: tokio::net::TcpListener,
+    pub https: Option<tokio::net::TcpListener>,
 }
 
 /// Runs the appliance until `shutdown` resolves, then stops every pipeline cleanly.
@@ -40,6 +50,21 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    serve_on(config, Listeners { http: listener, https: None }, shutdown).await
+}
+
+/// [`serve`] on the given listeners.
+pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    let https_listener = match (&config.http.tls, listeners.https) {
+        (config::Tls::Off, _) => None,
+        (_, Some(l)) => Some(l),
+        (_, None) => Some(
+            tokio::net::TcpListener::bind(config.http.https_listen)
+                .await
+                .map_err(|source| ServeError::HttpsListen { address: config.http.https_listen, source })?,
+        ),
+    };
+    let listener = listeners.http;
     // A missing data partition must not take the live view down: the recorder reports it
     // (and resumes when the partition appears), so this is only a warning.
     if let Err(e) = std::fs::create_dir_all(&config.storage.path) {
@@ -62,17 +87,50 @@ pub async fn serve(
         device_stop.clone(),
     ));
     let listen = listener.local_addr().map_err(ServeError::Http)?;
-    tracing::info!("listening on http://{listen}/");
+    if https_listener.is_none() {
+        tracing::info!("listening on http://{listen}/");
+    }
     device_tasks.spawn(announce_ready(board.clone(), media.clone(), listen, bus.clone(), device_stop.clone()));
     let lifetimes = auth::Lifetimes { idle: config.auth.session_idle, absolute: config.auth.session_max };
     let accounts = Arc::new(auth::Auth::open(&config.storage.path, config.auth.admin_password_hash.clone(), lifetimes, bus.clone()));
     accounts.reset_if_asked(&config.auth.reset_file);
     device_tasks.spawn(accounts.clone().run(device_stop.clone()));
+    let identity = https_listener.as_ref().map(|_| tls::Identity::load(&config.http.tls, &config.storage.path));
+    let page = match (&https_listener, &identity) {
+        (Some(l), Some(Ok(Some(_)))) => format!("https://{}/", l.local_addr().map_err(ServeError::Http)?),
+        _ => format!("http://{listen}/"),
+    };
     if accounts.needs_setup() {
-        tracing::warn!("no owner password yet: open http://{listen}/setup to set one; nothing else answers until then");
+        tracing::warn!("no owner password yet: open {page}setup to set one; nothing else answers until then");
     }
     let app = web::router(web::AppState { config: Arc::new(config), media: media.clone(), board, index, bus, auth: accounts });
-    let served = web::server::serve(listener, app, shutdown).await;
+    let stop_serving = CancellationToken::new();
+    let stopper = stop_serving.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.cancel();
+    });
+    let served = match (https_listener, identity) {
+        (Some(secure), Some(Ok(Some(identity)))) => {
+            let port = secure.local_addr().map_err(ServeError::Http)?.port();
+            tracing::info!("listening on {page}; http://{listen}/ redirects to it");
+            let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config());
+            device_tasks.spawn({
+                let stop = device_stop.clone();
+                async move { identity.keep_fresh(stop).await }
+            });
+            let (plain, secure) = tokio::join!(
+                web::server::serve(listener, web::redirect::router(port), None, stop_serving.clone().cancelled_owned()),
+                web::server::serve(secure, app, Some(acceptor), stop_serving.cancelled_owned()),
+            );
+            plain.and(secure)
+        }
+        (_, Some(Err(e))) => {
+            tracing::error!("HTTPS cannot start: {e}; HTTP answers only that, and recording goes on");
+            web::server::serve(listener, web::redirect::unavailable(e.to_string()), None, stop_serving.cancelled_owned()).await
+        }
+        _ => web::server::serve(listener, app, None, stop_serving.cancelled_owned()).await,
+    };
     tracing::info!("shutting down");
     media.stop().await;
     storage_stop.cancel();

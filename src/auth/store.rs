@@ -5,7 +5,6 @@
 //! daemon runs.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -193,17 +192,8 @@ fn lock(path: &Path) -> Result<nix::fcntl::Flock<File>, AuthError> {
 }
 
 fn write_atomically(path: &Path, state: &State) -> Result<(), AuthError> {
-    let err = |e: std::io::Error| AuthError::Store(format!("cannot write {}: {e}", path.display()));
-    let tmp = path.with_extension("json.tmp");
-    let mut file = OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&tmp).map_err(err)?;
     let text = serde_json::to_vec_pretty(state).map_err(|e| AuthError::Store(e.to_string()))?;
-    file.write_all(&text).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)?;
-    if let Some(dir) = path.parent().and_then(|d| File::open(d).ok()) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+    crate::storage::disk::write_private(path, &text).map_err(|e| AuthError::Store(format!("cannot write {}: {e}", path.display())))
 }
 
 #[cfg(test)]

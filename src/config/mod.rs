@@ -152,13 +152,63 @@ impl Default for AuthSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Http {
+    /// Plain HTTP. With `tls` on, it answers `/livez` and redirects everything else to HTTPS.
     pub listen: SocketAddr,
+    /// HTTPS: off, `"self-signed"` or `{ cert = "…", key = "…" }`.
+    pub tls: Tls,
+    /// Where HTTPS listens when `tls` is on.
+    pub https_listen: SocketAddr,
 }
 
 impl Default for Http {
     fn default() -> Self {
-        // Port 8080 so a developer can run it unprivileged; the image's config says 80.
-        Http { listen: SocketAddr::from(([0, 0, 0, 0], 8080)) }
+        // Ports 8080 and 8443 so a developer can run it unprivileged; the image's config says
+        // 80 and 443.
+        Http { listen: SocketAddr::from(([0, 0, 0, 0], 8080)), tls: Tls::Off, https_listen: SocketAddr::from(([0, 0, 0, 0], 8443)) }
+    }
+}
+
+/// Where the HTTPS certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "TlsSetting", into = "TlsSetting")]
+pub enum Tls {
+    /// Plain HTTP only (a developer's machine, a device behind a TLS-terminating proxy).
+    #[default]
+    Off,
+    /// A certificate the device makes for itself on first start and keeps on the data
+    /// partition (`<storage>/tls/`), so clients can pin it.
+    SelfSigned,
+    /// PEM files: a certificate chain (leaf first) and its private key.
+    Files { cert: PathBuf, key: PathBuf },
+}
+
+/// `tls` as written in TOML: a word or a table.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged, expecting = "tls must be \"off\", \"self-signed\" or { cert = \"…\", key = \"…\" }")]
+enum TlsSetting {
+    Word(String),
+    Files { cert: PathBuf, key: PathBuf },
+}
+
+impl TryFrom<TlsSetting> for Tls {
+    type Error = String;
+    fn try_from(setting: TlsSetting) -> Result<Self, String> {
+        match setting {
+            TlsSetting::Word(w) if w == "off" => Ok(Tls::Off),
+            TlsSetting::Word(w) if w == "self-signed" => Ok(Tls::SelfSigned),
+            TlsSetting::Word(w) => Err(format!("tls must be \"off\", \"self-signed\" or {{ cert = \"…\", key = \"…\" }}, not \"{w}\"")),
+            TlsSetting::Files { cert, key } => Ok(Tls::Files { cert, key }),
+        }
+    }
+}
+
+impl From<Tls> for TlsSetting {
+    fn from(tls: Tls) -> Self {
+        match tls {
+            Tls::Off => TlsSetting::Word("off".into()),
+            Tls::SelfSigned => TlsSetting::Word("self-signed".into()),
+            Tls::Files { cert, key } => TlsSetting::Files { cert, key },
+        }
     }
 }
 
@@ -448,6 +498,22 @@ mod tests {
         let c = Config::from_toml(image, Path::new("lookout.toml")).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.http.listen.port(), 80);
         assert_eq!(c.storage.path, Path::new("/data"));
+    }
+
+    #[test]
+    fn tls_is_a_word_or_a_pair_of_files_and_anything_else_is_named() {
+        let parse = |tls: &str| Config::from_toml(&format!("[http]\ntls = {tls}\n[[camera]]\nname = \"c\"\n"), Path::new("t"));
+        assert_eq!(parse("\"self-signed\"").unwrap().http.tls, Tls::SelfSigned);
+        assert_eq!(parse("\"off\"").unwrap().http.tls, Tls::Off);
+        let files = parse("{ cert = \"/a.pem\", key = \"/b.pem\" }").unwrap().http.tls;
+        assert_eq!(files, Tls::Files { cert: "/a.pem".into(), key: "/b.pem".into() });
+        let err = parse("\"selfsigned\"").unwrap_err().to_string();
+        assert!(err.contains("tls") && err.contains("self-signed") && err.contains("selfsigned"), "{err}");
+        let err = parse("{ cert = \"/a.pem\" }").unwrap_err().to_string();
+        assert!(err.contains("tls must be"), "{err}");
+        let mut c = parse("\"self-signed\"").unwrap();
+        c.http.https_listen = c.http.listen;
+        assert_eq!(c.validate().into_iter().map(|p| p.field).collect::<Vec<_>>(), ["http.https_listen"]);
     }
 
     #[test]

@@ -37,6 +37,25 @@ impl Report {
     }
 }
 
+/// HTTPS needs its own port, and key files that are named.
+fn check_tls(config: &Config, r: &mut Report) {
+    let http = &config.http;
+    match &http.tls {
+        super::Tls::Off => return,
+        super::Tls::SelfSigned => {}
+        super::Tls::Files { cert, key } => {
+            for (field, path) in [("http.tls.cert", cert), ("http.tls.key", key)] {
+                if path.as_os_str().is_empty() {
+                    r.fail(field, "must name a PEM file");
+                }
+            }
+        }
+    }
+    if http.https_listen.port() != 0 && http.https_listen.port() == http.listen.port() {
+        r.fail("http.https_listen", format!("port {} is also http.listen's: HTTPS needs a port of its own", http.listen.port()));
+    }
+}
+
 /// Runs every check and returns all problems found.
 pub fn check(config: &Config) -> Vec<Problem> {
     let mut r = Report(Vec::new());
@@ -53,6 +72,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
     }
     check_webrtc(config, &mut r);
     check_device(config, &mut r);
+    check_tls(config, &mut r);
     if let Some(hash) = &config.auth.admin_password_hash
         && let Err(e) = crate::auth::password::check_hash(hash)
     {

@@ -70,10 +70,10 @@ mod serde_with_double_option {
     }
 }
 
-fn renewed(session: Option<crate::auth::NewSession>) -> Response {
+fn renewed(session: Option<crate::auth::NewSession>, https: &super::auth::OverHttps) -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Some(s) = session {
-        response.headers_mut().insert(header::SET_COOKIE, super::auth::session_cookie(&s));
+        response.headers_mut().insert(header::SET_COOKIE, super::auth::session_cookie(&s, https));
     }
     response
 }
@@ -81,6 +81,7 @@ fn renewed(session: Option<crate::auth::NewSession>) -> Response {
 /// Changes a user; a new password ends that user's sessions (the caller's own gets a new cookie).
 pub async fn change_user(
     State(app): State<AppState>,
+    https: super::auth::OverHttps,
     axum::Extension(who): axum::Extension<Principal>,
     Path(name): Path<String>,
     Json(c): Json<UserChange>,
@@ -89,7 +90,7 @@ pub async fn change_user(
         return bad;
     }
     match app.auth.change_user(&name, c.password.as_deref(), c.cameras, &who).await {
-        Ok(session) => renewed(session),
+        Ok(session) => renewed(session, &https),
         Err(e) => error(e),
     }
 }
@@ -113,6 +114,7 @@ pub struct PasswordChange {
 /// A logged-in user changes their own password, proving the current one.
 pub async fn change_own_password(
     State(app): State<AppState>,
+    https: super::auth::OverHttps,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     axum::Extension(who): axum::Extension<Principal>,
     Json(c): Json<PasswordChange>,
@@ -124,7 +126,7 @@ pub async fn change_own_password(
         return (StatusCode::FORBIDDEN, Json(json!({ "error": format!("the current password is wrong ({d})") }))).into_response();
     }
     match app.auth.change_user(name, Some(&c.new), None, &who).await {
-        Ok(session) => renewed(session),
+        Ok(session) => renewed(session, &https),
         Err(e) => error(e),
     }
 }

@@ -214,18 +214,27 @@ fn denied_response(denied: Denied) -> Response {
     response
 }
 
-pub fn session_cookie(session: &NewSession) -> HeaderValue {
-    let cookie = Cookie::build((COOKIE, session.cookie.clone()))
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .path("/")
-        .max_age(time::Duration::seconds(session.max_age.as_secs() as i64))
-        .build();
-    HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+/// Whether the request came over HTTPS: its cookies are then `Secure`, so a browser never
+/// sends them over plain HTTP (where the device only redirects).
+pub type OverHttps = Option<axum::Extension<super::server::Https>>;
+
+/// The page's session cookie; `Secure` when set over HTTPS.
+pub fn session_cookie(session: &NewSession, https: &OverHttps) -> HeaderValue {
+    cookie_header(session.cookie.clone(), time::Duration::seconds(session.max_age.as_secs() as i64), https)
 }
 
-fn cleared_cookie() -> HeaderValue {
-    let cookie = Cookie::build((COOKIE, "")).http_only(true).same_site(SameSite::Strict).path("/").max_age(time::Duration::ZERO).build();
+fn cleared_cookie(https: &OverHttps) -> HeaderValue {
+    cookie_header(String::new(), time::Duration::ZERO, https)
+}
+
+fn cookie_header(value: String, max_age: time::Duration, https: &OverHttps) -> HeaderValue {
+    let cookie = Cookie::build((COOKIE, value))
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(https.is_some())
+        .path("/")
+        .max_age(max_age)
+        .build();
     HeaderValue::from_str(&cookie.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -264,26 +273,31 @@ pub fn revoked(app: &AppState, who: &Principal) -> impl std::future::Future<Outp
     }
 }
 
-fn logged_in(session: &NewSession, user: &str) -> Response {
+fn logged_in(session: &NewSession, user: &str, https: &OverHttps) -> Response {
     let mut response = Json(json!({ "user": user })).into_response();
-    response.headers_mut().insert(header::SET_COOKIE, session_cookie(session));
+    response.headers_mut().insert(header::SET_COOKIE, session_cookie(session, https));
     response
 }
 
 /// Checks a name and password; on success the session cookie.
-pub async fn login(State(app): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Json(form): Json<LoginForm>) -> Response {
+pub async fn login(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    https: OverHttps,
+    Json(form): Json<LoginForm>,
+) -> Response {
     let user = form.user.unwrap_or_else(|| crate::auth::DEFAULT_ADMIN.into());
     match app.auth.login(peer.ip(), &user, &form.password).await {
-        Ok(session) => logged_in(&session, &user),
+        Ok(session) => logged_in(&session, &user, &https),
         Err(d) => denied_response(d),
     }
 }
 
 /// Sets the owner's password while the device is in setup.
-pub async fn setup(State(app): State<AppState>, Json(form): Json<LoginForm>) -> Response {
+pub async fn setup(State(app): State<AppState>, https: OverHttps, Json(form): Json<LoginForm>) -> Response {
     let user = form.user.filter(|u| !u.is_empty()).unwrap_or_else(|| crate::auth::DEFAULT_ADMIN.into());
     match app.auth.setup(&user, &form.password).await {
-        Ok(session) => logged_in(&session, &user),
+        Ok(session) => logged_in(&session, &user, &https),
         Err(e @ crate::auth::AuthError::Conflict(_)) => (StatusCode::CONFLICT, Json(json!({ "error": e.to_string() }))).into_response(),
         Err(e @ crate::auth::AuthError::Invalid(_)) => (StatusCode::BAD_REQUEST, Json(json!({ "error": e.to_string() }))).into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": e.to_string() }))).into_response(),
@@ -291,12 +305,12 @@ pub async fn setup(State(app): State<AppState>, Json(form): Json<LoginForm>) -> 
 }
 
 /// Ends the caller's session and clears its cookie.
-pub async fn logout(State(app): State<AppState>, axum::Extension(who): axum::Extension<Principal>) -> Response {
+pub async fn logout(State(app): State<AppState>, https: OverHttps, axum::Extension(who): axum::Extension<Principal>) -> Response {
     if let Err(e) = app.auth.end_session(&who) {
         tracing::warn!("logout: {e}");
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(header::SET_COOKIE, cleared_cookie());
+    response.headers_mut().insert(header::SET_COOKIE, cleared_cookie(&https));
     response
 }
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod metrics;
 pub mod mse;
 pub mod recordings;
+pub mod redirect;
 pub mod server;
 pub mod whep;
 

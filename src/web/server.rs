@@ -5,6 +5,9 @@
 //! more than [`MAX_CONNECTIONS`]; beyond them a new connection is closed at once. The
 //! device's own address (127.0.0.1, ::1: the watchdog's self-probe) is never refused, so
 //! clients that fill the limits cannot get the daemon restarted for being unresponsive.
+//!
+//! With a TLS acceptor the same loop serves HTTPS: the handshake counts against the header
+//! timeout, and each request carries [`Https`] so the handlers can mark cookies `Secure`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,6 +20,8 @@ use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// Time a client has to send a request's headers, from when the server starts waiting for them.
@@ -27,6 +32,10 @@ pub const MAX_CONNECTIONS: usize = 512;
 pub const PER_ADDRESS: usize = 64;
 /// How long shutdown waits for requests in flight.
 const DRAIN: Duration = Duration::from_secs(5);
+
+/// Marks a request that came over HTTPS.
+#[derive(Debug, Clone, Copy)]
+pub struct Https;
 
 /// Open connections per address; a [`Slot`] is one of them.
 #[derive(Default, Clone)]
@@ -65,7 +74,13 @@ impl Drop for Slot {
 }
 
 /// Serves `app` on `listener` until `shutdown`, then lets requests in flight finish (briefly).
-pub async fn serve(listener: tokio::net::TcpListener, app: Router, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+/// With `tls`, each connection is a TLS one.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -93,22 +108,54 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router, shutdown: imp
             continue;
         };
         refused_logged = false;
-        let service = app.clone().map_request(move |mut request: axum::extract::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-            request
-        });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service)).into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            let _ = connection.await;
-            drop(slot);
-        });
+        let connection = Connection { builder: builder.clone(), app: app.clone(), peer, watcher: graceful.watcher() };
+        match tls.clone() {
+            None => {
+                tokio::spawn(async move {
+                    connection.run(stream, false).await;
+                    drop(slot);
+                });
+            }
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => connection.run(stream, true).await,
+                        Ok(Err(e)) => tracing::debug!(address = %peer.ip(), "TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(address = %peer.ip(), "TLS handshake not finished within {HEADER_TIMEOUT:?}"),
+                    }
+                    drop(slot);
+                });
+            }
+        }
     }
     drop(listener);
     if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
         tracing::info!("connections still open after {DRAIN:?} are closed");
     }
     Ok(())
+}
+
+/// What serving one accepted connection needs.
+struct Connection {
+    builder: auto::Builder<TokioExecutor>,
+    app: Router,
+    peer: SocketAddr,
+    watcher: hyper_util::server::graceful::Watcher,
+}
+
+impl Connection {
+    async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(self, stream: S, https: bool) {
+        let peer = self.peer;
+        let service = self.app.map_request(move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+            if https {
+                request.extensions_mut().insert(Https);
+            }
+            request
+        });
+        let connection = self.builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+        let _ = self.watcher.watch(connection.into_owned()).await;
+    }
 }
 
 #[cfg(test)]

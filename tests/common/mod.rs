@@ -19,7 +19,10 @@ pub const HANG: Duration = Duration::from_secs(60);
 
 /// A daemon running inside the test process.
 pub struct Daemon {
+    /// Where the page and API answer: `http://…`, or `https://…` with TLS on.
     pub base: String,
+    /// With TLS on, the plain HTTP address (which only redirects).
+    pub plain: Option<String>,
     /// A token with every grant (view, playback, snapshot, control, metrics); `url` carries it.
     pub token: Option<String>,
     /// The data folder (`storage.path`).
@@ -110,6 +113,21 @@ pub async fn login(base: &str, user: &str, password: &str) -> Result<reqwest::Cl
     Ok(reqwest::Client::builder().default_headers(headers).build().unwrap())
 }
 
+/// A client whose only trusted certificate is the PEM file `cert` (waits for the file: the
+/// daemon writes it as it starts).
+pub fn pinned_client(cert: &std::path::Path) -> reqwest::Client {
+    let deadline = Instant::now() + HANG;
+    let pem = loop {
+        match std::fs::read(cert) {
+            Ok(pem) if !pem.is_empty() => break pem,
+            _ if Instant::now() > deadline => panic!("no certificate at {}", cert.display()),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let cert = reqwest::Certificate::from_pem(&pem).expect("a PEM certificate");
+    reqwest::Client::builder().tls_built_in_root_certs(false).add_root_certificate(cert).build().unwrap()
+}
+
 /// Asks the device at `base` for a token (`POST /api/tokens` with `body`) as `owner`; returns
 /// the whole answer (`token`, `id`, `label`, ...).
 pub async fn issue_token_over_http(owner: &reqwest::Client, base: &str, body: serde_json::Value) -> serde_json::Value {
@@ -167,7 +185,33 @@ impl Daemon {
         Daemon::launch(config, data, listener, true).await
     }
 
-    async fn launch(mut config: Config, data: tempfile::TempDir, listener: tokio::net::TcpListener, owner: bool) -> Daemon {
+    /// Starts the daemon with HTTPS (`http.tls`, self-signed unless the config names files)
+    /// on a second free port, with `storage.path` in `data`. `base` is the HTTPS address.
+    pub async fn start_https(mut config: Config, data: tempfile::TempDir) -> Daemon {
+        if config.http.tls == lookout::config::Tls::Off {
+            config.http.tls = lookout::config::Tls::SelfSigned;
+        }
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let https = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("https://{}", https.local_addr().unwrap());
+        let plain = format!("http://{}", http.local_addr().unwrap());
+        let mut daemon = Daemon::launch_on(config, data, lookout::Listeners { http, https: Some(https) }, true).await;
+        daemon.base = base;
+        daemon.plain = Some(plain);
+        daemon
+    }
+
+    /// A client that trusts only the certificate the daemon made for itself (in
+    /// `<data>/tls/cert.pem`): it pins it, as a script or NVR would.
+    pub fn pinned_client(&self) -> reqwest::Client {
+        pinned_client(&self.data.join("tls/cert.pem"))
+    }
+
+    async fn launch(config: Config, data: tempfile::TempDir, listener: tokio::net::TcpListener, owner: bool) -> Daemon {
+        Daemon::launch_on(config, data, lookout::Listeners { http: listener, https: None }, owner).await
+    }
+
+    async fn launch_on(mut config: Config, data: tempfile::TempDir, listeners: lookout::Listeners, owner: bool) -> Daemon {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "lookout=info".into()))
             .with_test_writer()
@@ -179,12 +223,12 @@ impl Daemon {
             config.auth.admin_password_hash.get_or_insert(hash);
             token = Some(issue_token(&config, &[Grant::View, Grant::Playback, Grant::Snapshot, Grant::Control, Grant::Metrics], None));
         }
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let base = format!("http://{}", listeners.http.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(lookout::serve(config, listener, async move {
+        let task = tokio::spawn(lookout::serve_on(config, listeners, async move {
             let _ = stopped.await;
         }));
-        Daemon { base, token, data: data.path().to_owned(), stop: Some(stop), task: Some(task), data_dir: Some(data) }
+        Daemon { base, plain: None, token, data: data.path().to_owned(), stop: Some(stop), task: Some(task), data_dir: Some(data) }
     }
 
     /// An address on the daemon carrying the test token (`?token=`), as a shared link does.

@@ -23,6 +23,8 @@ pub struct WhepViewer {
     pub answer: String,
     /// The Bearer token it used.
     token: Option<String>,
+    /// The HTTP client it signals with (one that trusts the device's certificate, over HTTPS).
+    client: reqwest::Client,
 }
 
 /// A POST that did not produce a session.
@@ -38,15 +40,21 @@ packetization-mode=(string)1,profile-level-id=(string)42e01f,rtcp-fb-nack-pli=(b
 impl WhepViewer {
     /// Negotiates with `endpoint` (e.g. `http://127.0.0.1:8080/whep/cam`).
     pub async fn connect(endpoint: &str) -> Result<WhepViewer, Refused> {
-        WhepViewer::connect_over(endpoint, true).await
+        WhepViewer::connect_over(endpoint, true, reqwest::Client::new()).await
+    }
+
+    /// Like [`WhepViewer::connect`], signalling with `client` (e.g. one pinning the device's
+    /// HTTPS certificate).
+    pub async fn connect_with(endpoint: &str, client: reqwest::Client) -> Result<WhepViewer, Refused> {
+        WhepViewer::connect_over(endpoint, true, client).await
     }
 
     /// Like [`WhepViewer::connect`] from a network that blocks UDP: only ICE-TCP candidates.
     pub async fn connect_tcp_only(endpoint: &str) -> Result<WhepViewer, Refused> {
-        WhepViewer::connect_over(endpoint, false).await
+        WhepViewer::connect_over(endpoint, false, reqwest::Client::new()).await
     }
 
-    async fn connect_over(endpoint: &str, udp: bool) -> Result<WhepViewer, Refused> {
+    async fn connect_over(endpoint: &str, udp: bool, client: reqwest::Client) -> Result<WhepViewer, Refused> {
         gst::init().expect("GStreamer initialises");
         let pipeline = gst::Pipeline::new();
         let webrtc = gst::ElementFactory::make("webrtcbin").build().expect("webrtcbin installed");
@@ -123,7 +131,7 @@ impl WhepViewer {
             None => (endpoint, None),
         };
         let started = Instant::now();
-        let mut request = reqwest::Client::new().post(endpoint);
+        let mut request = client.post(endpoint);
         if let Some(t) = &token {
             request = request.bearer_auth(t);
         }
@@ -141,7 +149,7 @@ impl WhepViewer {
         let answer = gst_sdp::SDPMessage::parse_buffer(body.as_bytes()).expect("answer is SDP");
         let answer_desc = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, answer);
         promise(&webrtc, "set-remote-description", Some(&answer_desc)).await;
-        Ok(WhepViewer { pipeline, frames, size, first_frame, location, started, answer: body, token })
+        Ok(WhepViewer { pipeline, frames, size, first_frame, location, started, answer: body, token, client })
     }
 
     /// Asks the sender for a keyframe the way a decoder that lost a picture does: an upstream
@@ -181,7 +189,7 @@ impl WhepViewer {
 
     /// Ends the session with WHEP DELETE and stops the pipeline; returns the HTTP status.
     pub async fn delete(self) -> u16 {
-        let mut request = reqwest::Client::new().delete(&self.location);
+        let mut request = self.client.delete(&self.location);
         if let Some(t) = &self.token {
             request = request.bearer_auth(t);
         }

@@ -1,0 +1,267 @@
+//! The device's HTTPS identity: a certificate from PEM files the owner provides, or one the
+//! device makes for itself and keeps on the data partition so that clients can pin it.
+//!
+//! A self-signed certificate names everything a client may type to reach the device: its
+//! hostname, `<hostname>.local`, `lookout.local`, `localhost` and its addresses. A Pi often
+//! gets its address from DHCP after the daemon has started, and the address can change later,
+//! so [`Identity::keep_fresh`] looks again every few minutes: when a name is missing, or the
+//! certificate nears its end, a new one (naming the old names too) replaces it for new
+//! connections. Nothing here knows HTTP; `web::server` terminates TLS with it.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Tls;
+
+/// How long a self-signed certificate is valid: Apple's clients refuse server certificates
+/// valid for more than 825 days, even ones the user trusts.
+const VALIDITY: Duration = Duration::from_secs(825 * 86_400);
+/// A self-signed certificate this close to its end is replaced.
+const RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
+/// How often [`Identity::keep_fresh`] compares the device's names with the certificate's.
+const CHECK_EVERY: Duration = Duration::from_secs(300);
+
+/// Why HTTPS cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read the certificate {path}: {reason}")]
+    Cert { path: PathBuf, reason: String },
+    #[error("cannot read the private key {path}: {reason}")]
+    Key { path: PathBuf, reason: String },
+    #[error("the private key does not belong to the certificate: {0}")]
+    Mismatch(String),
+    #[error("cannot make a self-signed certificate: {0}")]
+    Generate(String),
+}
+
+/// The certificate HTTPS presents, ready for a TLS acceptor.
+pub struct Identity {
+    config: Arc<rustls::ServerConfig>,
+    self_signed: Option<Arc<SelfSigned>>,
+}
+
+impl Identity {
+    /// The identity `setting` asks for; `None` when TLS is off. A self-signed certificate is
+    /// read from `<storage>/tls/`, or made (and written there when the partition is writable).
+    pub fn load(setting: &Tls, storage: &Path) -> Result<Option<Identity>, TlsError> {
+        let (resolver, self_signed): (Arc<dyn ResolvesServerCert>, _) = match setting {
+            Tls::Off => return Ok(None),
+            Tls::Files { cert, key } => (Arc::new(Fixed(Arc::new(read_pair(cert, key)?))), None),
+            Tls::SelfSigned => {
+                let s = Arc::new(SelfSigned::open(storage.join("tls"), &device_names())?);
+                (s.clone(), Some(s))
+            }
+        };
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Generate(e.to_string()))?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver);
+        // HTTP/1.1 only: the server's header timeout and WebSocket upgrades are HTTP/1.1's.
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Some(Identity { config: Arc::new(config), self_signed }))
+    }
+
+    /// The rustls configuration to accept connections with.
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        self.config.clone()
+    }
+
+    /// The certificate presented now, PEM (for a client to pin).
+    pub fn certificate_pem(&self) -> Option<String> {
+        self.self_signed.as_ref().map(|s| s.current.read().expect("certificate lock never poisoned").pem.clone())
+    }
+
+    /// Replaces a self-signed certificate that misses one of the device's names or nears its
+    /// end, until `stop`. Does nothing for a certificate from files.
+    pub async fn keep_fresh(&self, stop: CancellationToken) {
+        let Some(s) = self.self_signed.clone() else { return };
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(CHECK_EVERY) => {}
+            }
+            let names = tokio::task::spawn_blocking(device_names).await.unwrap_or_default();
+            if let Err(e) = s.renew_if_needed(&names) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+}
+
+/// The ring provider (the crate is built without aws-lc), for server and tests alike.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// What a client may call the device by, now.
+pub fn device_names() -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = ["lookout.local", "localhost", "127.0.0.1", "::1"].into_iter().map(String::from).collect();
+    if let Ok(host) = nix::unistd::gethostname()
+        && let Some(host) = host.to_str().filter(|h| !h.is_empty() && *h != "localhost")
+    {
+        names.insert(host.to_owned());
+        if !host.contains('.') {
+            names.insert(format!("{host}.local"));
+        }
+    }
+    if let Ok(addresses) = nix::ifaddrs::getifaddrs() {
+        for a in addresses {
+            let ip: Option<IpAddr> = a.address.as_ref().and_then(|s| {
+                s.as_sockaddr_in().map(|v4| IpAddr::V4(v4.ip())).or_else(|| s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+            });
+            // A link-local IPv6 address needs a zone, which no URL in a certificate can hold.
+            if let Some(ip) = ip.filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local())) {
+                names.insert(ip.to_string());
+            }
+        }
+    }
+    names
+}
+
+/// A certificate and key from the owner's PEM files.
+#[derive(Debug)]
+struct Fixed(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for Fixed {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+fn read_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Cert { path: cert.to_owned(), reason: e.to_string() })?;
+    if chain.is_empty() {
+        return Err(TlsError::Cert { path: cert.to_owned(), reason: "no CERTIFICATE block in it".into() });
+    }
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key { path: key.to_owned(), reason: e.to_string() })?;
+    CertifiedKey::from_der(chain, private, &provider()).map_err(|e| TlsError::Mismatch(e.to_string()))
+}
+
+/// A self-signed certificate kept in a folder of the data partition.
+#[derive(Debug)]
+struct SelfSigned {
+    dir: PathBuf,
+    current: RwLock<Current>,
+}
+
+#[derive(Debug)]
+struct Current {
+    key: Arc<CertifiedKey>,
+    pem: String,
+    about: About,
+}
+
+/// What the device knows of its certificate without parsing it: `about.json` beside it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct About {
+    names: BTreeSet<String>,
+    /// Seconds since the Unix epoch.
+    not_after: i64,
+}
+
+impl About {
+    fn covers(&self, names: &BTreeSet<String>, now: i64) -> bool {
+        names.is_subset(&self.names) && now + RENEW_BEFORE.as_secs() as i64 <= self.not_after
+    }
+}
+
+impl ResolvesServerCert for SelfSigned {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().expect("certificate lock never poisoned").key.clone())
+    }
+}
+
+impl SelfSigned {
+    fn open(dir: PathBuf, names: &BTreeSet<String>) -> Result<SelfSigned, TlsError> {
+        let now = now();
+        let kept = Self::read(&dir).filter(|c| c.about.covers(names, now));
+        let current = match kept {
+            Some(c) => c,
+            None => {
+                let old = Self::read(&dir).map(|c| c.about.names).unwrap_or_default();
+                Self::make(&dir, &old.union(names).cloned().collect())?
+            }
+        };
+        Ok(SelfSigned { dir, current: RwLock::new(current) })
+    }
+
+    fn renew_if_needed(&self, names: &BTreeSet<String>) -> Result<(), TlsError> {
+        let old = self.current.read().expect("certificate lock never poisoned").about.clone();
+        if old.covers(names, now()) {
+            return Ok(());
+        }
+        let fresh = Self::make(&self.dir, &old.names.union(names).cloned().collect())?;
+        *self.current.write().expect("certificate lock never poisoned") = fresh;
+        Ok(())
+    }
+
+    /// The kept certificate, if all three files are there and belong together.
+    fn read(dir: &Path) -> Option<Current> {
+        let about: About = serde_json::from_slice(&std::fs::read(dir.join("about.json")).ok()?).ok()?;
+        let pem = std::fs::read_to_string(dir.join("cert.pem")).ok()?;
+        match read_pair(&dir.join("cert.pem"), &dir.join("key.pem")) {
+            Ok(key) => Some(Current { key: Arc::new(key), pem, about }),
+            Err(e) => {
+                tracing::warn!("the kept HTTPS certificate cannot be used ({e}); making a new one");
+                None
+            }
+        }
+    }
+
+    /// A new certificate for `names`, written to `dir` when it can be (a device without its
+    /// data partition serves one that lasts until restart).
+    fn make(dir: &Path, names: &BTreeSet<String>) -> Result<Current, TlsError> {
+        let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
+        let mut params = rcgen::CertificateParams::new(names.iter().cloned().collect::<Vec<_>>()).map_err(generate)?;
+        let start = time::OffsetDateTime::now_utc();
+        // A day's slack: a client whose clock is a little behind the device's still accepts it.
+        params.not_before = start - time::Duration::days(1);
+        params.not_after = start + VALIDITY;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, names.iter().find(|n| n.ends_with(".local")).cloned().unwrap_or_default());
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, "Lookout camera (self-signed)");
+        let key_pair = rcgen::KeyPair::generate().map_err(generate)?;
+        let cert = params.self_signed(&key_pair).map_err(generate)?;
+        let about = About { names: names.clone(), not_after: params.not_after.unix_timestamp() };
+        let (pem, key_pem) = (cert.pem(), key_pair.serialize_pem());
+        let private = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| TlsError::Generate(e.to_string()))?;
+        let key = CertifiedKey::from_der(vec![cert.der().clone()], private, &provider()).map_err(|e| TlsError::Generate(e.to_string()))?;
+        match Self::write(dir, &pem, &key_pem, &about) {
+            Ok(()) => tracing::info!("made a self-signed HTTPS certificate for {}", Vec::from_iter(names.iter().cloned()).join(", ")),
+            Err(e) => tracing::warn!("made a self-signed HTTPS certificate but cannot keep it in {}: {e}", dir.display()),
+        }
+        Ok(Current { key: Arc::new(key), pem, about })
+    }
+
+    fn write(dir: &Path, pem: &str, key_pem: &str, about: &About) -> std::io::Result<()> {
+        use crate::storage::disk::write_private;
+        std::fs::create_dir_all(dir)?;
+        // about.json last: it is what a reader checks first, so a half-written set is redone.
+        let _ = std::fs::remove_file(dir.join("about.json"));
+        write_private(&dir.join("key.pem"), key_pem.as_bytes())?;
+        write_private(&dir.join("cert.pem"), pem.as_bytes())?;
+        write_private(&dir.join("about.json"), &serde_json::to_vec_pretty(about).map_err(std::io::Error::other)?)
+    }
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+#[cfg(test)]
+mod tests;

@@ -74,6 +74,13 @@ fn main() -> ExitCode {
 fn check_config(file: &std::path::Path) -> ExitCode {
     match Config::load(file) {
         Ok(c) => {
+            // The owner's certificate files are read now, so a typo shows before a reboot.
+            if let lookout::config::Tls::Files { .. } = &c.http.tls
+                && let Err(e) = lookout::tls::Identity::load(&c.http.tls, &c.storage.path)
+            {
+                eprintln!("{}: 1 problem(s)\n  http.tls: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
             println!("{}: ok ({} camera(s))", file.display(), c.cameras.len());
             ExitCode::SUCCESS
         }

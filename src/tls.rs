@@ -6,7 +6,9 @@
 //! gets its address from DHCP after the daemon has started, and the address can change later,
 //! so [`Identity::keep_fresh`] looks again every few minutes: when a name is missing, or the
 //! certificate nears its end, a new one (naming the old names too) replaces it for new
-//! connections. Nothing here knows HTTP; `web::server` terminates TLS with it.
+//! connections. A new certificate keeps the key and the subject of the first, so a client that
+//! pinned the first one (as a trust anchor: a subject and a key) accepts its successors.
+//! Nothing here knows HTTP; `web::server` terminates TLS with it.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -171,6 +173,8 @@ struct About {
     names: BTreeSet<String>,
     /// Seconds since the Unix epoch.
     not_after: i64,
+    /// The subject's common name, chosen once per device and kept by every renewal.
+    subject: String,
 }
 
 impl About {
@@ -187,14 +191,10 @@ impl ResolvesServerCert for SelfSigned {
 
 impl SelfSigned {
     fn open(dir: PathBuf, names: &BTreeSet<String>) -> Result<SelfSigned, TlsError> {
-        let now = now();
-        let kept = Self::read(&dir).filter(|c| c.about.covers(names, now));
-        let current = match kept {
-            Some(c) => c,
-            None => {
-                let old = Self::read(&dir).map(|c| c.about.names).unwrap_or_default();
-                Self::make(&dir, &old.union(names).cloned().collect())?
-            }
+        let current = match Self::read(&dir) {
+            Some(kept) if kept.about.covers(names, now()) => kept,
+            Some(kept) => Self::make(&dir, &kept.about.names.union(names).cloned().collect(), Self::kept_key(&dir), &kept.about.subject)?,
+            None => Self::make(&dir, names, None, &format!("Lookout {}", hex_id()))?,
         };
         Ok(SelfSigned { dir, current: RwLock::new(current) })
     }
@@ -204,7 +204,7 @@ impl SelfSigned {
         if old.covers(names, now()) {
             return Ok(());
         }
-        let fresh = Self::make(&self.dir, &old.names.union(names).cloned().collect())?;
+        let fresh = Self::make(&self.dir, &old.names.union(names).cloned().collect(), Self::kept_key(&self.dir), &old.subject)?;
         *self.current.write().expect("certificate lock never poisoned") = fresh;
         Ok(())
     }
@@ -222,22 +222,33 @@ impl SelfSigned {
         }
     }
 
-    /// A new certificate for `names`, written to `dir` when it can be (a device without its
-    /// data partition serves one that lasts until restart).
-    fn make(dir: &Path, names: &BTreeSet<String>) -> Result<Current, TlsError> {
+    fn kept_key(dir: &Path) -> Option<rcgen::KeyPair> {
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(dir.join("key.pem")).ok()?).ok()
+    }
+
+    /// A certificate for `names` signed by `key` (a new key without one), written to `dir` when
+    /// it can be (a device without its data partition serves one that lasts until restart).
+    fn make(dir: &Path, names: &BTreeSet<String>, key: Option<rcgen::KeyPair>, subject: &str) -> Result<Current, TlsError> {
         let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
         let mut params = rcgen::CertificateParams::new(names.iter().cloned().collect::<Vec<_>>()).map_err(generate)?;
         let start = time::OffsetDateTime::now_utc();
         // A day's slack: a client whose clock is a little behind the device's still accepts it.
         params.not_before = start - time::Duration::days(1);
         params.not_after = start + VALIDITY;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, names.iter().find(|n| n.ends_with(".local")).cloned().unwrap_or_default());
+        params.distinguished_name.push(rcgen::DnType::CommonName, subject);
         params.distinguished_name.push(rcgen::DnType::OrganizationName, "Lookout camera (self-signed)");
-        let key_pair = rcgen::KeyPair::generate().map_err(generate)?;
+        // Random, not rcgen's hash of the key: a renewal keeps the key, and Firefox refuses two
+        // certificates with one issuer and serial.
+        let mut serial = [0u8; 16];
+        getrandom::fill(&mut serial).map_err(|e| TlsError::Generate(e.to_string()))?;
+        serial[0] &= 0x7f;
+        params.serial_number = Some(serial.to_vec().into());
+        let key_pair = match key {
+            Some(k) => k,
+            None => rcgen::KeyPair::generate().map_err(generate)?,
+        };
         let cert = params.self_signed(&key_pair).map_err(generate)?;
-        let about = About { names: names.clone(), not_after: params.not_after.unix_timestamp() };
+        let about = About { names: names.clone(), not_after: params.not_after.unix_timestamp(), subject: subject.to_owned() };
         let (pem, key_pem) = (cert.pem(), key_pair.serialize_pem());
         let private = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| TlsError::Generate(e.to_string()))?;
         let key = CertifiedKey::from_der(vec![cert.der().clone()], private, &provider()).map_err(|e| TlsError::Generate(e.to_string()))?;
@@ -257,6 +268,13 @@ impl SelfSigned {
         write_private(&dir.join("cert.pem"), pem.as_bytes())?;
         write_private(&dir.join("about.json"), &serde_json::to_vec_pretty(about).map_err(std::io::Error::other)?)
     }
+}
+
+/// Four random hex digits: two devices' certificates never share a subject.
+fn hex_id() -> String {
+    let mut b = [0u8; 2];
+    let _ = getrandom::fill(&mut b);
+    format!("{:02x}{:02x}", b[0], b[1])
 }
 
 fn now() -> i64 {

@@ -176,6 +176,22 @@ fn check_config_names_every_wrong_field_and_fails() {
         &["storage", "max_size", "camera[0]", "fps"],
     );
     fails_naming("typo.toml", "[http]\nlisten = \"0.0.0.0:80\"\nlisen = 1\n", &["lisen"]);
+    // A wrong type in [auth] beside one in [http]: both named, [auth] not called unknown.
+    fails_naming(
+        "auth.toml",
+        "[http]\nlisten = 80\n[auth]\nsession_idle = 7\n[[camera]]\nname = \"cam\"\n",
+        &["http", "auth", "session_idle"],
+    );
+    let (_, err) = check("auth.toml", "[http]\nlisten = 80\n[auth]\nsession_idle = 7\n[[camera]]\nname = \"cam\"\n");
+    assert!(!err.contains("unknown section"), "{err}");
+    // HTTPS: a misspelt mode, and certificate files that are not there, named before a reboot.
+    fails_naming("tls.toml", "[http]\ntls = \"selfsigned\"\n[[camera]]\nname = \"cam\"\n", &["tls", "self-signed"]);
+    let missing = dir.path().join("no-cert.pem");
+    fails_naming(
+        "tls-files.toml",
+        &format!("[http]\ntls = {{ cert = \"{0}\", key = \"{0}\" }}\n[[camera]]\nname = \"cam\"\n", missing.display()),
+        &["http.tls", &missing.display().to_string()],
+    );
     // A password with a `/` not percent-encoded: refused with what to do, and never printed.
     let (ok, err) = check("password.toml", "[[camera]]\nname = \"front\"\nsource = \"rtsp://user:pa/ss@10.0.0.9/front\"\n");
     assert!(!ok, "an RTSP URL whose password holds a `/` passed");

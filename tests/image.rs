@@ -75,6 +75,14 @@ fn free_port(udp: bool) -> u16 {
     }
 }
 
+/// The host's ends of QEMU's port forwards: HTTP (80), HTTPS (443), WebRTC's one UDP port.
+#[derive(Clone, Copy)]
+struct Ports {
+    http: u16,
+    https: u16,
+    udp: u16,
+}
+
 /// One power-on of the emulated device; dropping it pulls the power.
 struct Device {
     qemu: Child,
@@ -82,7 +90,8 @@ struct Device {
 }
 
 impl Device {
-    fn boot(images: &Path, disk: &Path, console: PathBuf, http: u16, udp: u16) -> Device {
+    fn boot(images: &Path, disk: &Path, console: PathBuf, ports: Ports) -> Device {
+        let Ports { http, https, udp } = ports;
         let qemu = std::env::var("LOOKOUT_QEMU").unwrap_or_else(|_| "qemu-system-aarch64".into());
         let data_dir = Path::new(&qemu).parent().and_then(Path::parent).map(|usr| usr.join("share/qemu"));
         let mut cmd = Command::new(&qemu);
@@ -99,7 +108,9 @@ impl Device {
             .arg(format!("if=none,id=card,format=raw,file={}", disk.display()))
             .args(["-device", "virtio-blk-pci,drive=card"])
             .arg("-netdev")
-            .arg(format!("user,id=net0,hostfwd=tcp:127.0.0.1:{http}-:80,hostfwd=udp:127.0.0.1:{udp}-:{udp}"))
+            .arg(format!(
+                "user,id=net0,hostfwd=tcp:127.0.0.1:{http}-:80,hostfwd=tcp:127.0.0.1:{https}-:443,hostfwd=udp:127.0.0.1:{udp}-:{udp}"
+            ))
             .args(["-device", "virtio-net-pci,netdev=net0,romfile="])
             .arg("-serial")
             .arg(format!("file:{}", console.display()))
@@ -162,11 +173,33 @@ async fn wait_for(
     panic!("{what}: not within {timeout:?}; last {path}: {last:?}\nconsole:\n{}", device.console_tail());
 }
 
-/// Logs in as the owner with the password whose hash was flashed, once the device answers.
-async fn log_in(device: &Device, base: &str) -> reqwest::Client {
+/// The certificate the device presents on `port`, read by a real TLS client (`openssl
+/// s_client`) the first time it connects, once HTTPS answers: what a user accepts in the
+/// browser, and what the rest of the test pins.
+async fn device_certificate(device: &Device, port: u16) -> String {
     let end = Instant::now() + Duration::from_secs(300);
     loop {
-        match common::login(base, "admin", common::OWNER_PASSWORD).await {
+        let out = Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", "lookout.local"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .expect("openssl (scripts/setup --test installs it)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let (Some(a), Some(b)) = (text.find("-----BEGIN CERTIFICATE-----"), text.find("-----END CERTIFICATE-----")) {
+            return format!("{}-----END CERTIFICATE-----\n", &text[a..b]);
+        }
+        assert!(Instant::now() < end, "no HTTPS within 300 s\nconsole:\n{}", device.console_tail());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Logs in as the owner with the password whose hash was flashed, once the device answers,
+/// over HTTPS pinning `pem`.
+async fn log_in(device: &Device, base: &str, pem: &str) -> reqwest::Client {
+    let end = Instant::now() + Duration::from_secs(300);
+    loop {
+        match common::login_via(|| common::pinned_builder(pem.as_bytes()), base, "admin", common::OWNER_PASSWORD).await {
             Ok(client) => return client,
             Err(status) if Instant::now() < end => {
                 assert!(
@@ -184,10 +217,10 @@ async fn log_in(device: &Device, base: &str) -> reqwest::Client {
 /// Joins as a WHEP viewer the way the page does: a 503 (the device still starting WebRTC,
 /// with Retry-After) is retried; anything else, or no session within a generous deadline,
 /// fails with the device's console (its journal) to show why.
-async fn join(device: &Device, endpoint: &str) -> WhepViewer {
+async fn join(device: &Device, endpoint: &str, client: &reqwest::Client) -> WhepViewer {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        match WhepViewer::connect(endpoint).await {
+        match WhepViewer::connect_with(endpoint, client.clone()).await {
             Ok(viewer) => return viewer,
             Err(refused) if refused.status == 503 && Instant::now() < deadline => {
                 eprintln!("WHEP join refused for now, retrying: {}", refused.body);
@@ -223,13 +256,13 @@ async fn the_image_boots_into_a_working_appliance_and_keeps_its_recordings_acros
 
     // The owner's config, dropped on the boot partition: the vivid camera at 640x360@30 (its
     // default mode is 3840x2160 at 2 fps), WebRTC reachable through QEMU's port forwarding.
-    let http = free_port(false);
-    let udp = free_port(true);
+    let ports = Ports { http: free_port(false), https: free_port(false), udp: free_port(true) };
+    let udp = ports.udp;
     let config = work.path().join("lookout.toml");
     std::fs::write(
         &config,
         format!(
-            "[http]\nlisten = \"0.0.0.0:80\"\n[auth]\nadmin_password_hash = \"{hash}\"\n[storage]\npath = \"/data\"\n\
+            "[http]\nlisten = \"0.0.0.0:80\"\ntls = \"self-signed\"\nhttps_listen = \"0.0.0.0:443\"\n[auth]\nadmin_password_hash = \"{hash}\"\n[storage]\npath = \"/data\"\n\
              [webrtc]\nudp_ports = \"{udp}-{udp}\"\nannounce = [\"127.0.0.1\"]\n\
              [[camera]]\nname = \"cam\"\nsource = \"auto\"\nwidth = 640\nheight = 360\nfps = 30\nbitrate_kbps = 600\n\
              [camera.recording]\nsegment = \"10s\"\n",
@@ -247,15 +280,23 @@ async fn the_image_boots_into_a_working_appliance_and_keeps_its_recordings_acros
         .expect("mcopy (mtools)");
     assert!(status.success());
 
-    let base = format!("http://127.0.0.1:{http}");
+    let base = format!("https://127.0.0.1:{}", ports.https);
+    let plain = format!("http://127.0.0.1:{}", ports.http);
     let booted = Instant::now();
-    let mut device = Device::boot(&images, &disk, work.path().join("console-1.log"), http, udp);
+    let mut device = Device::boot(&images, &disk, work.path().join("console-1.log"), ports);
 
+    // HTTPS with the certificate the device made on its first boot; plain HTTP only redirects.
+    let pem = device_certificate(&device, ports.https).await;
+    let pinned = common::pinned_builder(pem.as_bytes()).build().unwrap();
     // The owner's password was flashed as a hash on the boot partition: no setup step, and
     // nothing answers a stranger.
-    let owner = log_in(&device, &base).await;
-    let anonymous = reqwest::get(format!("{base}/api/state")).await.unwrap();
+    let owner = log_in(&device, &base, &pem).await;
+    let anonymous = pinned.get(format!("{base}/api/state")).send().await.unwrap();
     assert_eq!(anonymous.status(), 401, "the device is closed to strangers");
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let redirected = http.get(format!("{plain}/api/state")).send().await.unwrap();
+    assert_eq!(redirected.status(), 307, "plain HTTP sends the page to HTTPS");
+    assert_eq!(redirected.headers()["location"], "https://127.0.0.1/api/state");
     let state =
         wait_for(&device, &owner, &base, "/api/state", Duration::from_secs(300), "camera online", |s| s["cameras"][0]["online"] == true)
             .await;
@@ -270,7 +311,7 @@ async fn the_image_boots_into_a_working_appliance_and_keeps_its_recordings_acros
 
     let issued = common::issue_token_over_http(&owner, &base, serde_json::json!({ "grants": ["view"], "ttl": "1h" })).await;
     let token = issued["token"].as_str().unwrap();
-    let viewer = join(&device, &common::with_token(&format!("{base}/whep/cam"), token)).await;
+    let viewer = join(&device, &common::with_token(&format!("{base}/whep/cam"), token), &pinned).await;
     let console = std::fs::read_to_string(&device.console).unwrap_or_default();
     if let Some(line) = console.lines().find(|l| l.contains("WebRTC ready")) {
         eprintln!("first boot: {line}");
@@ -300,7 +341,12 @@ async fn the_image_boots_into_a_working_appliance_and_keeps_its_recordings_acros
     assert!(device.wait_exit(Duration::from_secs(120)), "the device rebooted\nconsole:\n{}", device.console_tail());
     drop(device);
 
-    let device = Device::boot(&images, &disk, work.path().join("console-2.log"), http, udp);
+    let device = Device::boot(&images, &disk, work.path().join("console-2.log"), ports);
+    // The certificate (or a renewal naming an address DHCP gave later, with the same key and
+    // subject) is kept on the data partition: what a client pinned on the first boot still holds.
+    device_certificate(&device, ports.https).await;
+    let again = pinned.get(format!("{base}/livez")).send().await;
+    assert!(again.is_ok_and(|r| r.status() == 200), "the first boot's pinned certificate still verifies after a reboot");
     // The session cookie outlives the reboot: its secret is on the data partition.
     let listing =
         wait_for(&device, &owner, &base, "/api/cameras/cam/recordings", Duration::from_secs(300), "the segment after reboot", |l| {

@@ -497,6 +497,7 @@ mod tests {
         let image = include_str!("../../overlays/rootfs/etc/lookout/lookout.toml");
         let c = Config::from_toml(image, Path::new("lookout.toml")).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.http.listen.port(), 80);
+        assert_eq!((&c.http.tls, c.http.https_listen.port()), (&Tls::SelfSigned, 443));
         assert_eq!(c.storage.path, Path::new("/data"));
     }
 

@@ -96,3 +96,30 @@ fn the_device_is_named_by_loopback_and_lookout_local_at_least() {
     }
     assert!(!n.iter().any(|n| n.starts_with("fe80")), "link-local addresses cannot be named: {n:?}");
 }
+
+#[test]
+fn a_client_that_pinned_the_first_certificate_accepts_its_renewals() {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::{ServerName, UnixTime};
+    let dir = tempfile::tempdir().unwrap();
+    let s = SelfSigned::open(dir.path().join("tls"), &names(&["127.0.0.1"])).unwrap();
+    let first = s.current.read().unwrap().pem.clone();
+    s.renew_if_needed(&names(&["192.168.1.20"])).unwrap();
+    let renewed = s.current.read().unwrap().key.cert[0].clone();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(first.as_bytes()).unwrap()).unwrap();
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider()).build().unwrap();
+    let verify =
+        |name: &str| verifier.verify_server_cert(&renewed, &[], &ServerName::try_from(name.to_owned()).unwrap(), &[], UnixTime::now());
+    verify("192.168.1.20").expect("the new address, vouched for by the pinned first certificate");
+    verify("127.0.0.1").expect("the old names too");
+    assert!(verify("10.9.9.9").is_err(), "a name it does not hold is refused");
+
+    // Another device's certificate is not accepted by that pin.
+    let other = tempfile::tempdir().unwrap();
+    let stranger = SelfSigned::open(other.path().to_owned(), &names(&["127.0.0.1"])).unwrap();
+    let stranger = stranger.current.read().unwrap().key.cert[0].clone();
+    let name = ServerName::try_from("127.0.0.1".to_owned()).unwrap();
+    assert!(verifier.verify_server_cert(&stranger, &[], &name, &[], UnixTime::now()).is_err());
+}

@@ -97,7 +97,19 @@ pub fn with_token(url: &str, token: &str) -> String {
 
 /// Logs in at `base`; a client that sends the session cookie (and `Origin`, as the page does).
 pub async fn login(base: &str, user: &str, password: &str) -> Result<reqwest::Client, u16> {
-    let r = reqwest::Client::new()
+    login_via(reqwest::Client::builder, base, user, password).await
+}
+
+/// [`login`] with clients made by `builder` (e.g. [`pinned_builder`] over HTTPS).
+pub async fn login_via(
+    builder: impl Fn() -> reqwest::ClientBuilder,
+    base: &str,
+    user: &str,
+    password: &str,
+) -> Result<reqwest::Client, u16> {
+    let r = builder()
+        .build()
+        .unwrap()
         .post(format!("{base}/api/login"))
         .json(&serde_json::json!({ "user": user, "password": password }))
         .send()
@@ -110,7 +122,13 @@ pub async fn login(base: &str, user: &str, password: &str) -> Result<reqwest::Cl
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert("cookie", cookie.parse().unwrap());
     headers.insert("origin", base.parse().unwrap());
-    Ok(reqwest::Client::builder().default_headers(headers).build().unwrap())
+    Ok(builder().default_headers(headers).build().unwrap())
+}
+
+/// A client builder whose only trusted certificate is `pem`: it pins it.
+pub fn pinned_builder(pem: &[u8]) -> reqwest::ClientBuilder {
+    let cert = reqwest::Certificate::from_pem(pem).expect("a PEM certificate");
+    reqwest::Client::builder().tls_built_in_root_certs(false).add_root_certificate(cert)
 }
 
 /// A client whose only trusted certificate is the PEM file `cert` (waits for the file: the
@@ -124,8 +142,7 @@ pub fn pinned_client(cert: &std::path::Path) -> reqwest::Client {
             _ => std::thread::sleep(Duration::from_millis(50)),
         }
     };
-    let cert = reqwest::Certificate::from_pem(&pem).expect("a PEM certificate");
-    reqwest::Client::builder().tls_built_in_root_certs(false).add_root_certificate(cert).build().unwrap()
+    pinned_builder(&pem).build().unwrap()
 }
 
 /// Asks the device at `base` for a token (`POST /api/tokens` with `body`) as `owner`; returns

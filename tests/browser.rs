@@ -77,6 +77,43 @@ async fn chromium_plays_the_live_view_and_a_recording() {
     daemon.stop().await;
 }
 
+/// Base64 of the SHA-256 of `cert`'s public key, as Chromium's SPKI list wants it.
+fn spki_hash(cert: &std::path::Path) -> String {
+    let script = format!(
+        "openssl x509 -in '{}' -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
+        cert.display()
+    );
+    let out = std::process::Command::new("sh").args(["-c", &script]).output().expect("openssl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_over_https_logs_in_and_plays_the_live_view_and_plain_http_leads_there() {
+    let daemon = Daemon::start_https(config_with(vec![test_camera("cam")]), tempfile::tempdir().unwrap()).await;
+    let _ = daemon.pinned_client(); // waits for the certificate file
+    let driver = Driver::chromium_trusting(&spki_hash(&daemon.data.join("tls/cert.pem"))).await;
+    // The user types the plain address; the device sends the browser to HTTPS.
+    let plain = daemon.plain.clone().unwrap();
+    driver.open(&format!("{plain}/")).await;
+    let deadline = Instant::now() + HANG;
+    loop {
+        let at = driver.eval("return location.href").await;
+        if at.as_str().is_some_and(|u| u.starts_with(&format!("{}/login", daemon.base))) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "plain HTTP did not lead to the HTTPS login page: {at}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    driver.login(&daemon.base, "admin", OWNER_PASSWORD).await;
+    let frames = driver.wait_above(LIVE_FRAMES, 30, HANG).await;
+    assert!(frames > 30, "Chromium decoded {frames} frames over HTTPS");
+    assert_eq!(driver.eval("return window.lookoutPlayers().cam").await, "whep");
+    assert_eq!(driver.eval("return location.protocol").await, "https:");
+    driver.quit().await;
+    daemon.stop().await;
+}
+
 /// A daemon with one online test-pattern camera, and `browser` showing its page.
 async fn page_with_a_test_camera(browser: impl std::future::Future<Output = Driver>) -> (Daemon, Driver) {
     let daemon = Daemon::start(config_with(vec![test_camera("cam")])).await;

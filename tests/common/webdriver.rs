@@ -16,7 +16,13 @@ pub struct Driver {
 impl Driver {
     /// Headless Chromium through chromedriver.
     pub async fn chromium() -> Driver {
-        Driver::chromium_with(json!({})).await
+        Driver::chromium_with(json!({}), &[]).await
+    }
+
+    /// Headless Chromium that trusts a server whose public key hashes to `spki` (base64 of
+    /// SHA-256 over the SubjectPublicKeyInfo): a user who accepted the device's certificate.
+    pub async fn chromium_trusting(spki: &str) -> Driver {
+        Driver::chromium_with(json!({}), &[format!("--ignore-certificate-errors-spki-list={spki}")]).await
     }
 
     /// Headless Chromium emulating a phone: a 390x844 touch screen at 3x, a mobile user agent.
@@ -24,21 +30,26 @@ impl Driver {
         Driver::chromium_with(json!({"mobileEmulation": {
             "deviceMetrics": {"width": 390, "height": 844, "pixelRatio": 3.0, "touch": true},
             "userAgent": "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Mobile Safari/537.36"
-        }}))
+        }}), &[])
         .await
     }
 
-    async fn chromium_with(extra: Value) -> Driver {
+    async fn chromium_with(extra: Value, extra_args: &[String]) -> Driver {
         let profile = tempfile::tempdir().unwrap();
-        let mut options = json!({
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--autoplay-policy=no-user-gesture-required",
-                format!("--user-data-dir={}", profile.path().display()),
-            ]
-        });
+        let mut args = vec![
+            "--headless=new".to_owned(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--autoplay-policy=no-user-gesture-required".into(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        args.extend_from_slice(extra_args);
+        let mut options = json!({ "binary": "/usr/bin/chromium", "args": args });
         if let (Some(options), Some(extra)) = (options.as_object_mut(), extra.as_object()) {
             options.extend(extra.clone());
         }

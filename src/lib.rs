@@ -103,7 +103,15 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
     if accounts.needs_setup() {
         tracing::warn!("no owner password yet: open {page}setup to set one; nothing else answers until then");
     }
-    let app = web::router(web::AppState { config: Arc::new(config), media: media.clone(), board, index, bus, auth: accounts });
+    let app = web::router(web::AppState {
+        config: Arc::new(config),
+        media: media.clone(),
+        board,
+        index,
+        bus,
+        auth: accounts,
+        exports: web::recordings::Exports::default(),
+    });
     let stop_serving = CancellationToken::new();
     let stopper = stop_serving.clone();
     tokio::spawn(async move {

@@ -69,6 +69,8 @@ pub struct AppState {
     pub index: Arc<crate::storage::Index>,
     pub bus: crate::events::Bus,
     pub auth: Arc<crate::auth::Auth>,
+    /// Export slots, shared by every request to this daemon.
+    pub exports: recordings::Exports,
 }
 
 /// The whole HTTP surface. Every route passes `auth::guard` (its policy is in

@@ -117,7 +117,34 @@ pub async fn download(
 pub const MAX_EXPORT_SPAN: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 /// Exports running at once: each is a thread reading the disk and remuxing.
 pub const MAX_EXPORTS: usize = 2;
-static EXPORTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_EXPORTS);
+
+/// The device's export slots. A slot goes with the export's response body and comes back when
+/// the download ends or the client goes away.
+#[derive(Clone)]
+pub struct Exports(std::sync::Arc<tokio::sync::Semaphore>);
+
+impl Default for Exports {
+    fn default() -> Self {
+        Exports(std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_EXPORTS)))
+    }
+}
+
+impl Exports {
+    fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.0
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Unavailable(format!("{MAX_EXPORTS} exports are already running; retry when one has finished")))
+    }
+}
+
+/// `stream`, holding `slot` until the stream is dropped.
+fn holding<S: futures::Stream>(slot: tokio::sync::OwnedSemaphorePermit, stream: S) -> impl futures::Stream<Item = S::Item> {
+    futures::StreamExt::map(stream, move |item| {
+        let _held = &slot;
+        item
+    })
+}
 
 /// One MP4 covering the span, remuxed from the finished segments and streamed.
 pub async fn export(State(app): State<AppState>, Path(camera): Path<String>, Query(span): Query<Span>) -> Result<Response, ApiError> {
@@ -126,9 +153,7 @@ pub async fn export(State(app): State<AppState>, Path(camera): Path<String>, Que
     if to - from > MAX_EXPORT_SPAN {
         return Err(ApiError::BadRequest(format!("an export covers at most {} hours; ask for several", MAX_EXPORT_SPAN.num_hours())));
     }
-    let permit = EXPORTS
-        .try_acquire()
-        .map_err(|_| ApiError::Unavailable(format!("{MAX_EXPORTS} exports are already running; retry when one has finished")))?;
+    let slot = app.exports.admit()?;
     // Segments that merely touch the span (the neighbour ending where it starts) add nothing.
     let touch = chrono::Duration::milliseconds(50);
     let segments: Vec<Segment> = listed(&app, &camera, from, to)
@@ -150,11 +175,7 @@ pub async fn export(State(app): State<AppState>, Path(camera): Path<String>, Que
     };
     tracing::debug!(camera = %camera, ?request, "export");
     let rx = export::start(request).map_err(|e| ApiError::Internal(e.to_string()))?;
-    // The permit goes with the stream: released when the download ends or is dropped.
-    let stream = futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), move |chunk| {
-        let _held = &permit;
-        chunk
-    });
+    let stream = holding(slot, tokio_stream::wrappers::ReceiverStream::new(rx));
     let filename =
         format!("{camera}_{}_{}.mp4", from.max(first.start).format("%Y-%m-%dT%H-%M-%SZ"), to.min(last.end).format("%Y-%m-%dT%H-%M-%SZ"));
     let mut response = Body::from_stream(stream).into_response();
@@ -203,6 +224,31 @@ pub async fn snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_third_export_is_refused_until_a_download_ends_or_its_client_goes() {
+        let exports = Exports::default();
+        let (tx, rx) = tokio::sync::mpsc::channel::<u8>(1);
+        let mut running = Box::pin(holding(exports.admit().unwrap(), tokio_stream::wrappers::ReceiverStream::new(rx)));
+        let abandoned = holding(exports.admit().unwrap(), futures::stream::pending::<u8>());
+        match exports.admit() {
+            Err(e @ ApiError::Unavailable(_)) => assert!(e.to_string().contains("2 exports"), "{e}"),
+            Err(e) => panic!("refused with {e}"),
+            Ok(_) => panic!("a third export at once was admitted"),
+        }
+        drop(abandoned); // the client went away: the body is dropped
+        let third = exports.admit().expect("a dropped download frees its slot");
+        assert!(exports.admit().is_err());
+        tx.send(7).await.unwrap();
+        drop(tx);
+        assert_eq!(futures::StreamExt::next(&mut running).await, Some(7));
+        assert_eq!(futures::StreamExt::next(&mut running).await, None);
+        assert!(exports.admit().is_err(), "a slot is held until the body is dropped, not merely drained");
+        drop(running);
+        drop(third);
+        let _a = exports.admit().expect("both slots free again");
+        let _b = exports.admit().expect("both slots free again");
+    }
 
     #[test]
     fn out_of_range_and_non_finite_times_are_refused_with_the_field_named() {

@@ -234,6 +234,43 @@ async fn two_cameras_whose_server_is_down_for_ten_seconds_come_back_and_record_a
     server.stop();
 }
 
+/// A camera whose clock jumps while it streams (an NTP sync; RTP timestamps that move by
+/// `seconds`): recording goes on in segments of the configured length, each decoding frame
+/// for frame, with no gap and no segment claiming the jump; the live view goes on.
+async fn record_through_a_clock_jump(seconds: i64) {
+    let kind = IpCamera { clock_jump: Some((Duration::from_secs(6), seconds)), ..IpCamera::baseline("/jumpy") };
+    let server = RtspServer::start(std::slice::from_ref(&kind), None);
+    let daemon = Daemon::start(config_with(vec![rtsp_camera("ipcam", server.url(kind.path, None))])).await;
+    daemon.wait_state("ipcam", HANG, |c| c["online"] == true).await.expect("camera online");
+    let viewer = WhepViewer::connect(&daemon.url("/whep/ipcam")).await.expect("WHEP session");
+    let segs = wait_finished(&daemon, "ipcam", 5).await;
+    let frames_then = viewer.frames();
+    assert!(viewer.wait_frames(frames_then + u64::from(kind.fps), HANG).await, "the live view goes on after the jump");
+    for seg in &segs[1..5] {
+        let d = check_segment(&daemon, "ipcam", seg, kind.fps);
+        let span = (time(&seg["end"]) - time(&seg["start"])).as_seconds_f64();
+        assert!(
+            d <= SEGMENT.as_secs_f64() + 1.5 && span <= SEGMENT.as_secs_f64() + 1.5,
+            "{seg}: {d:.2} s in the file, {span:.2} s indexed"
+        );
+    }
+    let listing = daemon.get_json("/api/cameras/ipcam/recordings").await;
+    assert_eq!(listing["gaps"].as_array().map(Vec::len), Some(0), "continuous: {listing}");
+    viewer.delete().await;
+    daemon.stop().await;
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_whose_clock_jumps_an_hour_ahead_keeps_recording_continuous_segments() {
+    record_through_a_clock_jump(3600).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_whose_clock_jumps_half_an_hour_back_keeps_recording_continuous_segments() {
+    record_through_a_clock_jump(-1800).await;
+}
+
 fn time(v: &Value) -> chrono::DateTime<chrono::FixedOffset> {
     chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap()
 }

@@ -28,6 +28,9 @@ pub struct IpCamera {
     /// videotestsrc's pattern: `black` costs the test server almost nothing to encode, so a
     /// loaded machine does not make the "camera" itself drop frames at large sizes.
     pub pattern: &'static str,
+    /// The camera's clock jumps (as when it syncs to NTP): after the first duration of
+    /// streaming, its timestamps move by the given seconds (forward, or back if negative).
+    pub clock_jump: Option<(std::time::Duration, i64)>,
 }
 
 impl IpCamera {
@@ -45,6 +48,7 @@ impl IpCamera {
             sdp_parameter_sets: true,
             audio: false,
             pattern: "ball",
+            clock_jump: None,
         }
     }
 
@@ -102,6 +106,39 @@ impl RtspServer {
             let factory = gst_rtsp_server::RTSPMediaFactory::new();
             factory.set_launch(&camera.launch());
             factory.set_shared(true);
+            if let Some((after, seconds)) = camera.clock_jump {
+                factory.connect_media_configure(move |_, media| {
+                    let Some(pay) = media.element().downcast_ref::<gst::Bin>().and_then(|b| b.by_name("pay0")) else { return };
+                    let Some(pad) = pay.static_pad("src") else { return };
+                    // The RTP timestamps in the packets' headers move once `after` has passed;
+                    // the buffers' own times (which the server's sinks pace by) do not.
+                    let since = std::sync::Mutex::new(None::<std::time::Instant>);
+                    let ticks = (seconds * 90_000) as u32;
+                    pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |_, info| {
+                        let started = *since.lock().unwrap().get_or_insert_with(std::time::Instant::now);
+                        if started.elapsed() < after {
+                            return gst::PadProbeReturn::Ok;
+                        }
+                        let shift = |buffer: &mut gst::BufferRef| {
+                            if let Ok(mut map) = buffer.map_writable() {
+                                if map.len() >= 8 {
+                                    let ts = u32::from_be_bytes([map[4], map[5], map[6], map[7]]).wrapping_add(ticks);
+                                    map[4..8].copy_from_slice(&ts.to_be_bytes());
+                                }
+                            }
+                        };
+                        match &mut info.data {
+                            Some(gst::PadProbeData::Buffer(buffer)) => shift(buffer.make_mut()),
+                            Some(gst::PadProbeData::BufferList(list)) => list.make_mut().foreach_mut(|mut b, _| {
+                                shift(b.make_mut());
+                                std::ops::ControlFlow::Continue(Some(b))
+                            }),
+                            _ => {}
+                        }
+                        gst::PadProbeReturn::Ok
+                    });
+                });
+            }
             if digest.is_some() {
                 let role = gst::Structure::builder("camera-user")
                     .field(gst_rtsp_server::RTSP_PERM_MEDIA_FACTORY_ACCESS.as_str(), true)

@@ -120,11 +120,11 @@ impl RtspServer {
                             return gst::PadProbeReturn::Ok;
                         }
                         let shift = |buffer: &mut gst::BufferRef| {
-                            if let Ok(mut map) = buffer.map_writable() {
-                                if map.len() >= 8 {
-                                    let ts = u32::from_be_bytes([map[4], map[5], map[6], map[7]]).wrapping_add(ticks);
-                                    map[4..8].copy_from_slice(&ts.to_be_bytes());
-                                }
+                            if let Ok(mut map) = buffer.map_writable()
+                                && map.len() >= 8
+                            {
+                                let ts = u32::from_be_bytes([map[4], map[5], map[6], map[7]]).wrapping_add(ticks);
+                                map[4..8].copy_from_slice(&ts.to_be_bytes());
                             }
                         };
                         match &mut info.data {

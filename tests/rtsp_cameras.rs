@@ -271,6 +271,44 @@ async fn a_camera_whose_clock_jumps_half_an_hour_back_keeps_recording_continuous
     record_through_a_clock_jump(-1800).await;
 }
 
+/// A camera with a 4 s GOP that cannot be asked for a keyframe: recording starts from the GOP
+/// the fan-out holds, not from the camera's next keyframe, when it first connects and again
+/// after a reconnect (before, each lost up to a whole GOP).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_gop_camera_is_recorded_from_its_first_frames_after_each_connect() {
+    let kind = IpCamera { gop: 60, ..IpCamera::baseline("/long-gop") };
+    let server = RtspServer::start(std::slice::from_ref(&kind), None);
+    let port = server.port;
+    let daemon = Daemon::start(config_with(vec![rtsp_camera("ipcam", server.url(kind.path, None))])).await;
+    daemon.wait_state("ipcam", HANG, |c| c["online"] == true).await.expect("camera online");
+    let online = chrono::Utc::now();
+    let first = wait_finished(&daemon, "ipcam", 1).await;
+    let lead = (time(&first[0]["start"]).with_timezone(&chrono::Utc) - online).as_seconds_f64();
+    assert!(lead < 2.0, "the first segment starts {lead:.1} s after the camera came online (its GOP is 4 s)");
+    check_segment(&daemon, "ipcam", &first[0], kind.fps);
+
+    server.stop();
+    daemon.wait_state("ipcam", HANG, |c| c["online"] == false).await.expect("offline");
+    let down = chrono::Utc::now();
+    let server = RtspServer::start_on(port, std::slice::from_ref(&kind), None);
+    daemon.wait_state("ipcam", HANG, |c| c["online"] == true).await.expect("back online");
+    let back = chrono::Utc::now();
+    let deadline = std::time::Instant::now() + HANG;
+    let resumed = loop {
+        let segs = finished(&daemon, "ipcam").await;
+        if let Some(seg) = segs.iter().find(|s| time(&s["start"]).with_timezone(&chrono::Utc) > down) {
+            break seg.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no segment after the reconnect: {segs:#?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let lead = (time(&resumed["start"]).with_timezone(&chrono::Utc) - back).as_seconds_f64();
+    assert!(lead < 2.0, "recording resumed {lead:.1} s after the camera came back (its GOP is 4 s)");
+    check_segment(&daemon, "ipcam", &resumed, kind.fps);
+    daemon.stop().await;
+    server.stop();
+}
+
 fn time(v: &Value) -> chrono::DateTime<chrono::FixedOffset> {
     chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap()
 }

@@ -81,7 +81,15 @@ pub struct Fanout {
 }
 
 /// The current GOP as the camera pipeline's own buffers (references, not copies).
-type FrameCache = GopCache<gst::Buffer, gst::Caps>;
+type FrameCache = GopCache<gst::Buffer, Format>;
+
+/// What frames of a cached GOP need besides themselves: their caps (to decode) and their
+/// segment (to place them in time, as the live frames are).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Format {
+    pub caps: gst::Caps,
+    pub segment: gst::Segment,
+}
 
 impl Fanout {
     /// An empty fan-out for the named camera; nothing flows until a producer is set.
@@ -127,13 +135,54 @@ impl Fanout {
 
     /// Attaches an output's appsrc. It starts at the next keyframe (requested at once).
     pub fn attach(&self, appsrc: &gst_app::AppSrc) -> ConsumerId {
+        self.attach_inner(appsrc, true)
+    }
+
+    /// Attaches an output that starts from the camera's current GOP when there is a fresh
+    /// one, instead of from the next keyframe: a camera passed through cannot be asked for a
+    /// keyframe, and its GOP can last seconds, which a recorder starting after a (re)connect
+    /// would otherwise lose. The GOP's frames are pushed first; those of them that were still
+    /// on their way to the outputs when it attached arrive again and are dropped.
+    pub fn attach_from_gop(&self, appsrc: &gst_app::AppSrc) -> ConsumerId {
+        // While the cache is locked no frame can enter it, and a frame reaches the outputs only
+        // after it entered the cache: every frame is either in the snapshot or arrives live.
+        let cache = self.gop.lock().expect("gop lock never poisoned");
+        let Some(gop) = cache.current(Instant::now()).filter(|_| self.producer.lock().expect("fanout lock never poisoned").is_some())
+        else {
+            drop(cache);
+            return self.attach(appsrc);
+        };
+        for frame in &gop.frames {
+            // Copies (sharing memory), so that the originals, if they arrive live, are told apart.
+            let sample = gst::Sample::builder().buffer(&frame.copy()).caps(&gop.format.caps).segment(&gop.format.segment).build();
+            if appsrc.push_sample(&sample).is_err() {
+                break;
+            }
+        }
+        drop_repeats(appsrc, gop.frames);
+        let id = self.attach_inner(appsrc, false);
+        drop(cache);
+        id
+    }
+
+    fn attach_inner(&self, appsrc: &gst_app::AppSrc, wait_for_keyframe: bool) -> ConsumerId {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut link = ConsumptionLink::disconnected(appsrc.clone());
+        // The queue limits the output chose (the recorder's are longer than a viewer's), which
+        // a link made with default settings would replace.
+        let settings = gst_utils::streamproducer::ConsumerSettings {
+            max_buffer: appsrc.max_buffers(),
+            max_bytes: gst::format::Bytes::from_u64(appsrc.max_bytes()),
+            max_time: appsrc.max_time().unwrap_or(gst::ClockTime::ZERO),
+        };
+        let mut link = ConsumptionLink::disconnected_with(appsrc.clone(), settings);
+        link.set_wait_for_keyframe(wait_for_keyframe);
         if let Some(producer) = self.producer.lock().expect("fanout lock never poisoned").clone()
             && let Err(e) = link.change_producer(&producer, true)
         {
             tracing::warn!(camera = %self.name, "attaching consumer: {e}");
         }
+        // From here on a drop or a discontinuity waits for a keyframe again.
+        link.set_wait_for_keyframe(true);
         let link = Arc::new(Mutex::new(link));
         let skipped_at_start = Arc::new(AtomicU64::new(u64::MAX));
         let (skipped, weak_link) = (skipped_at_start.clone(), Arc::downgrade(&link));
@@ -173,7 +222,7 @@ impl Fanout {
 
     /// Every frame since the last keyframe, if the camera delivered one recently: decoded,
     /// the current picture, without asking the camera for anything.
-    pub fn current_gop(&self) -> Option<Gop<gst::Buffer, gst::Caps>> {
+    pub fn current_gop(&self) -> Option<Gop<gst::Buffer, Format>> {
         self.gop.lock().expect("gop lock never poisoned").current(Instant::now())
     }
 
@@ -181,6 +230,30 @@ impl Fanout {
     pub fn keyframe_requests(&self) -> (u64, u64) {
         self.limiter.lock().expect("limiter lock never poisoned").counts()
     }
+}
+
+/// Drops, on `appsrc`'s output, the `originals` (the cached frames themselves, not the copies
+/// pushed in their place) that still arrive live after a GOP start. Holding them keeps their
+/// addresses from being reused meanwhile; the probe goes once every copy and a live frame
+/// have passed, or every original was seen.
+fn drop_repeats(appsrc: &gst_app::AppSrc, originals: Vec<gst::Buffer>) {
+    let Some(pad) = appsrc.static_pad("src") else { return };
+    let passes = originals.len() + 1;
+    let state = Mutex::new((originals, passes));
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
+        let mut state = state.lock().expect("repeat filter lock never poisoned");
+        let (pending, passes_left) = &mut *state;
+        if pending.is_empty() {
+            return gst::PadProbeReturn::Remove;
+        }
+        if let Some(i) = pending.iter().position(|o| o.as_ptr() == buffer.as_ptr()) {
+            pending.swap_remove(i);
+            return gst::PadProbeReturn::Drop;
+        }
+        *passes_left -= 1;
+        if *passes_left == 0 { gst::PadProbeReturn::Remove } else { gst::PadProbeReturn::Ok }
+    });
 }
 
 /// Counts frames, remembers when the last one passed, keeps the current GOP, and rate-limits
@@ -192,9 +265,11 @@ fn install_probes(appsink: &gst_app::AppSink, taps: Arc<Taps>, limiter: Arc<Mute
         if let Some(buffer) = info.buffer() {
             taps.mark(buffer.size());
             let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-            gop.lock()
-                .expect("gop lock never poisoned")
-                .push(Instant::now(), keyframe, buffer.size(), buffer.to_owned(), || pad.current_caps());
+            let format = || {
+                let segment = pad.sticky_event::<gst::event::Segment>(0)?.segment().clone();
+                Some(Format { caps: pad.current_caps()?, segment })
+            };
+            gop.lock().expect("gop lock never poisoned").push(Instant::now(), keyframe, buffer.size(), buffer.to_owned(), format);
             let issue = frame_limiter.lock().expect("limiter lock never poisoned").on_frame(Instant::now(), keyframe);
             if issue {
                 // Pushed on the pad, not sent to the element: that would take the state lock.
@@ -230,5 +305,117 @@ mod tests {
         assert!(appsink.property::<bool>("sync"), "appsink syncs by default");
         Fanout::new("cam").set_producer(&appsink);
         assert!(!appsink.property::<bool>("sync"));
+    }
+
+    /// A pipeline appsrc → appsink; the appsink's frames (PTS in ms) are collected.
+    fn chain(name: &str) -> (gst::Pipeline, gst_app::AppSrc, Arc<Mutex<Vec<u64>>>, gst_app::AppSink) {
+        let pipeline = gst::Pipeline::with_name(name);
+        let src = gst_app::AppSrc::builder().caps(&gst::Caps::builder("video/x-h264").build()).format(gst::Format::Time).build();
+        let sink = gst_app::AppSink::builder().sync(false).build();
+        pipeline.add_many([src.upcast_ref::<gst::Element>(), sink.upcast_ref()]).unwrap();
+        src.link(&sink).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let got = seen.clone();
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |s| {
+                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let pts = sample.buffer().and_then(|b| b.pts()).map_or(u64::MAX, |t| t.mseconds());
+                    got.lock().unwrap().push(pts);
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        (pipeline, src, seen, sink)
+    }
+
+    fn frame(ms: u64, keyframe: bool) -> gst::Buffer {
+        let mut b = gst::Buffer::from_slice(vec![0u8; 100]);
+        let m = b.get_mut().unwrap();
+        m.set_pts(gst::ClockTime::from_mseconds(ms));
+        if !keyframe {
+            m.set_flags(gst::BufferFlags::DELTA_UNIT);
+        }
+        b
+    }
+
+    fn wait_for(seen: &Arc<Mutex<Vec<u64>>>, n: usize) -> Vec<u64> {
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while seen.lock().unwrap().len() < n && Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        seen.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn an_output_attached_from_the_gop_gets_the_frames_since_the_keyframe_then_live_ones() {
+        gst::init().unwrap();
+        let fanout = Fanout::new("cam");
+        let (camera, feed, _, appsink) = chain("camera");
+        fanout.set_producer(&appsink);
+        camera.set_state(gst::State::Playing).unwrap();
+        for (ms, key) in [(0, true), (40, false), (80, true), (120, false), (160, false)] {
+            feed.push_buffer(frame(ms, key)).unwrap();
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while fanout.current_gop().is_none_or(|g| g.frames.len() < 3) {
+            assert!(Instant::now() < deadline, "the GOP was cached");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+
+        let (output, src, seen, _) = chain("output");
+        StreamProducer::configure_consumer(&src);
+        output.set_state(gst::State::Playing).unwrap();
+        let id = fanout.attach_from_gop(&src);
+        feed.push_buffer(frame(200, false)).unwrap();
+        assert_eq!(wait_for(&seen, 4), [80, 120, 160, 200], "from the current keyframe on, at once, and no frame twice");
+        fanout.detach(id);
+
+        // A plain attach waits for the next keyframe instead.
+        let (plain, src, seen, _) = chain("plain");
+        StreamProducer::configure_consumer(&src);
+        plain.set_state(gst::State::Playing).unwrap();
+        let _id = fanout.attach(&src);
+        feed.push_buffer(frame(240, false)).unwrap();
+        feed.push_buffer(frame(280, true)).unwrap();
+        assert_eq!(wait_for(&seen, 1), [280]);
+        for p in [&camera, &output, &plain] {
+            p.set_state(gst::State::Null).unwrap();
+        }
+    }
+
+    #[test]
+    fn cached_frames_that_also_arrive_live_are_passed_over_once() {
+        gst::init().unwrap();
+        let (output, src, seen, _) = chain("repeats");
+        StreamProducer::configure_consumer(&src);
+        output.set_state(gst::State::Playing).unwrap();
+        let originals = vec![frame(0, true), frame(40, false)];
+        for o in &originals {
+            src.push_buffer(o.copy()).unwrap();
+        }
+        drop_repeats(&src, originals.clone());
+        // The second original was still on its way when the output attached.
+        src.push_buffer(originals[1].clone()).unwrap();
+        src.push_buffer(frame(80, false)).unwrap();
+        assert_eq!(wait_for(&seen, 3), [0, 40, 80]);
+        output.set_state(gst::State::Null).unwrap();
+    }
+
+    #[test]
+    fn an_outputs_own_queue_limits_survive_attaching() {
+        gst::init().unwrap();
+        let fanout = Fanout::new("cam");
+        let (_camera, _feed, _, appsink) = chain("camera-limits");
+        fanout.set_producer(&appsink);
+        let (_output, src, _, _) = chain("recorder-like");
+        let four_s = gst::ClockTime::from_seconds(4);
+        StreamProducer::configure_consumer_with(
+            &src,
+            gst_utils::streamproducer::ConsumerSettings { max_time: four_s, ..Default::default() },
+        );
+        fanout.attach(&src);
+        assert_eq!(src.max_time(), Some(four_s), "not reset to the 500 ms default");
     }
 }

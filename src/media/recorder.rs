@@ -180,7 +180,9 @@ impl Recorder {
         if tap.pipeline.set_state(gst::State::Playing).is_err() {
             return Outcome::Failed("recorder pipeline refused to start".into());
         }
-        let consumer = self.fanout.attach(&tap.appsrc);
+        // From the cached GOP: a camera passed through cannot be asked for a keyframe, and
+        // waiting for its next one would lose up to a GOP at every (re)connect.
+        let consumer = self.fanout.attach_from_gop(&tap.appsrc);
         tracing::info!(camera = %name, "recording");
         self.bus.publish(Event::RecordingStarted { camera: name.clone() });
 

@@ -85,9 +85,9 @@ fn snapshot_pipeline(description: &str) -> Result<(gst::Pipeline, gst_app::AppSr
 }
 
 /// Decodes a cached GOP and encodes its last picture. Blocking.
-fn from_gop(gop: Gop<gst::Buffer, gst::Caps>, width: Option<u32>) -> Result<Vec<u8>, SnapshotError> {
+fn from_gop(gop: Gop<gst::Buffer, super::fanout::Format>, width: Option<u32>) -> Result<Vec<u8>, SnapshotError> {
     let (pipeline, appsrc, appsink) = snapshot_pipeline(&describe("appsrc name=src format=time", width))?;
-    appsrc.set_caps(Some(&gop.format));
+    appsrc.set_caps(Some(&gop.format.caps));
     // Every frame is decoded (each depends on the one before), but only the newest picture
     // goes on to be scaled and encoded. (Decoders here ignore decode-only input flags.)
     let newest = gop.frames.last().and_then(|b| b.pts());

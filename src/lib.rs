@@ -9,6 +9,7 @@ pub mod config;
 pub mod device;
 pub mod events;
 pub mod media;
+pub mod network;
 pub mod status;
 pub mod storage;
 pub mod tls;
@@ -69,6 +70,9 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
     // (and resumes when the partition appears), so this is only a warning.
     if let Err(e) = std::fs::create_dir_all(&config.storage.path) {
         tracing::warn!("data folder {} unavailable: {e}; live view runs, recording waits for it", config.storage.path.display());
+    }
+    if config.network.hostname.is_some() || !config.network.wifi.networks.is_empty() || !config.network.ntp.is_empty() {
+        tracing::warn!("[network] is checked but not applied yet (docs/NETWORK.md): the device uses wired DHCP only");
     }
     let bus = Bus::default();
     let board = Board::new(&config);

@@ -5,7 +5,7 @@
 use serde::de::DeserializeOwned;
 
 use super::validate::Problem;
-use super::{AuthSettings, Button, Camera, Http, Led, Storage, WebRtc};
+use super::{AuthSettings, Button, Camera, Http, Led, Network, Storage, WebRtc};
 
 /// What serde rejects, section by section. Empty when the text is not even TOML (then the
 /// parser's own message, with its line, is the whole story) or when no section fails alone.
@@ -16,6 +16,7 @@ pub fn type_problems(text: &str) -> Vec<Problem> {
         let outcome = match key.as_str() {
             "http" => read::<Http>(value),
             "auth" => read::<AuthSettings>(value),
+            "network" => read::<Network>(value),
             "storage" => read::<Storage>(value),
             "webrtc" => read::<WebRtc>(value),
             "led" => read::<Led>(value),
@@ -32,7 +33,7 @@ pub fn type_problems(text: &str) -> Vec<Problem> {
                 }
                 continue;
             }
-            _ => Err("unknown section; the sections are http, auth, storage, webrtc, led, button and camera".into()),
+            _ => Err("unknown section; the sections are http, auth, network, storage, webrtc, led, button and camera".into()),
         };
         if let Err(message) = outcome {
             problems.push(Problem { field: key, message });

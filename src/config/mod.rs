@@ -5,6 +5,7 @@
 //! Used by `main` (load, `check-config`) and handed to `lib::serve`.
 
 mod diagnose;
+mod network;
 mod source;
 mod units;
 mod validate;
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use network::{Hotspot, Network, Wifi, WifiNetwork};
 pub use source::{SourceSpec, redact_secrets as source_redacted};
 pub use units::{PortRange, Size, SpaceLimit};
 pub use validate::Problem;
@@ -36,6 +38,7 @@ pub enum ConfigError {
 pub struct Config {
     pub http: Http,
     pub auth: AuthSettings,
+    pub network: Network,
     pub storage: Storage,
     pub webrtc: WebRtc,
     pub led: Led,

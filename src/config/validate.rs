@@ -73,6 +73,9 @@ pub fn check(config: &Config) -> Vec<Problem> {
     check_webrtc(config, &mut r);
     check_device(config, &mut r);
     check_tls(config, &mut r);
+    for (field, message) in super::network::problems(&config.network) {
+        r.fail(field, message);
+    }
     if let Some(hash) = &config.auth.admin_password_hash
         && let Err(e) = crate::auth::password::check_hash(hash)
     {

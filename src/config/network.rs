@@ -1,0 +1,201 @@
+//! `[network]`: the device's name, the Wi-Fi networks it joins, its setup hotspot and its
+//! time servers. Read by `network` (which applies them) and checked by `validate`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How the device reaches, and is reached on, the local network.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Network {
+    /// The device's host name; unset: `lookout-XXXX` from the last four hex digits of its MAC,
+    /// unique per device (it also answers as `lookout.local` while no other device does).
+    pub hostname: Option<String>,
+    pub wifi: Wifi,
+    pub hotspot: Hotspot,
+    /// NTP servers; empty: the system's defaults.
+    pub ntp: Vec<String>,
+}
+
+/// The Wi-Fi client.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Wifi {
+    /// ISO 3166 country code (`DE`): which channels and powers the radio may use. Required
+    /// with any network, as the Raspberry Pi Imager asks for it.
+    pub country: Option<String>,
+    /// Networks to join, most preferred first.
+    pub networks: Vec<WifiNetwork>,
+}
+
+/// One Wi-Fi network the device may join.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WifiNetwork {
+    pub ssid: String,
+    /// The passphrase (8-63 characters) or the pre-computed PSK (64 hex digits); unset for an
+    /// open network. Never serialized back out, never logged.
+    #[serde(default, skip_serializing)]
+    pub psk: Option<String>,
+    /// The network does not broadcast its name: probe for it by name.
+    #[serde(default)]
+    pub hidden: bool,
+}
+
+impl std::fmt::Debug for WifiNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WifiNetwork")
+            .field("ssid", &self.ssid)
+            .field("psk", &self.psk.as_ref().map(|_| "<secret>"))
+            .field("hidden", &self.hidden)
+            .finish()
+    }
+}
+
+/// The access point the device opens when it has no network, to be set up from a phone.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Hotspot {
+    /// Open it this long after start-up when no network is usable by then (a cable's DHCP
+    /// and a Wi-Fi join both take a few seconds; 30 s leaves room for a slow router).
+    #[serde(with = "humantime_serde")]
+    pub after: Duration,
+    /// Open it again this long after a network that worked was lost (a router rebooting
+    /// takes a minute or two; the device keeps trying its networks meanwhile).
+    #[serde(with = "humantime_serde")]
+    pub again_after: Duration,
+    /// An open (passphrase-less) hotspot closes after this long without a client; a short
+    /// press of the button or a restart opens it again.
+    #[serde(with = "humantime_serde")]
+    pub open_for: Duration,
+    /// WPA2 passphrase (8-63 characters); unset: an open hotspot, limited by `open_for`.
+    #[serde(skip_serializing)]
+    pub passphrase: Option<String>,
+    pub enabled: bool,
+}
+
+impl Default for Hotspot {
+    fn default() -> Self {
+        Hotspot {
+            after: Duration::from_secs(30),
+            again_after: Duration::from_secs(300),
+            open_for: Duration::from_secs(600),
+            passphrase: None,
+            enabled: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for Hotspot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hotspot")
+            .field("after", &self.after)
+            .field("again_after", &self.again_after)
+            .field("open_for", &self.open_for)
+            .field("passphrase", &self.passphrase.as_ref().map(|_| "<secret>"))
+            .field("enabled", &self.enabled)
+            .finish()
+    }
+}
+
+/// Every problem of `[network]`, as (field, message).
+pub fn problems(n: &Network) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut fail = |field: String, message: String| out.push((field, message));
+    if let Some(host) = &n.hostname
+        && !valid_hostname(host)
+    {
+        fail("network.hostname".into(), format!("`{host}` must be 1-63 characters of a-z, 0-9 and -, not starting or ending with -"));
+    }
+    let wifi = &n.wifi;
+    match &wifi.country {
+        Some(c) if !(c.len() == 2 && c.chars().all(|ch| ch.is_ascii_uppercase())) => {
+            fail("network.wifi.country".into(), format!("`{c}` must be a two-letter country code in capitals, such as DE or US"))
+        }
+        None if !wifi.networks.is_empty() => {
+            fail("network.wifi.country".into(), "is needed with any network: the radio may only use the channels of its country".into())
+        }
+        _ => {}
+    }
+    for (i, net) in wifi.networks.iter().enumerate() {
+        if net.ssid.is_empty() || net.ssid.len() > 32 {
+            fail(format!("network.wifi.networks[{i}].ssid"), "must be 1-32 bytes".into());
+        }
+        if let Some(psk) = &net.psk
+            && !valid_psk(psk)
+        {
+            fail(format!("network.wifi.networks[{i}].psk"), "must be a passphrase of 8-63 characters or 64 hex digits".into());
+        }
+    }
+    if let Some(p) = &n.hotspot.passphrase
+        && !(8..=63).contains(&p.chars().count())
+    {
+        fail("network.hotspot.passphrase".into(), "must be 8-63 characters".into());
+    }
+    if n.hotspot.open_for.is_zero() {
+        fail("network.hotspot.open_for".into(), "must be more than zero".into());
+    }
+    for (i, server) in n.ntp.iter().enumerate() {
+        if server.is_empty() || server.chars().any(|c| c.is_whitespace()) {
+            fail(format!("network.ntp[{i}]"), format!("`{server}` must be a host name or an address"));
+        }
+    }
+    out
+}
+
+fn valid_hostname(h: &str) -> bool {
+    (1..=63).contains(&h.len())
+        && !h.starts_with('-')
+        && !h.ends_with('-')
+        && h.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn valid_psk(p: &str) -> bool {
+    (8..=63).contains(&p.chars().count()) || (p.len() == 64 && p.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Network {
+        toml::from_str(text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_network_written_as_the_imager_would_is_valid_and_its_secrets_stay_in() {
+        let n = parse(
+            "hostname = \"garden-cam\"\n[wifi]\ncountry = \"DE\"\nnetworks = [{ ssid = \"Home\", psk = \"correct horse\" }, { ssid = \"Shed\", hidden = true }]\n",
+        );
+        assert!(problems(&n).is_empty(), "{:?}", problems(&n));
+        assert!(n.wifi.networks[1].hidden && n.wifi.networks[1].psk.is_none());
+        let shown = format!("{n:?} {}", toml::to_string(&n).unwrap());
+        assert!(!shown.contains("correct horse"), "{shown}");
+    }
+
+    #[test]
+    fn each_wrong_value_is_named() {
+        let n = parse(
+            "hostname = \"Garden Cam\"\nntp = [\"\"]\n[wifi]\nnetworks = [{ ssid = \"\", psk = \"short\" }]\n[hotspot]\npassphrase = \"1234\"\nopen_for = \"0s\"\n",
+        );
+        let fields: Vec<String> = problems(&n).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            [
+                "network.hostname",
+                "network.wifi.country",
+                "network.wifi.networks[0].ssid",
+                "network.wifi.networks[0].psk",
+                "network.hotspot.passphrase",
+                "network.hotspot.open_for",
+                "network.ntp[0]"
+            ]
+        );
+        let n = parse("[wifi]\ncountry = \"de\"\n");
+        assert_eq!(problems(&n)[0].0, "network.wifi.country");
+        let hex = "a".repeat(64);
+        let n = parse(&format!("[wifi]\ncountry = \"US\"\nnetworks = [{{ ssid = \"x\", psk = \"{hex}\" }}]\n"));
+        assert!(problems(&n).is_empty(), "a pre-computed PSK");
+    }
+}

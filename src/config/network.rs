@@ -125,13 +125,16 @@ pub fn problems(n: &Network) -> Vec<(String, String)> {
         if let Some(psk) = &net.psk
             && !valid_psk(psk)
         {
-            fail(format!("network.wifi.networks[{i}].psk"), "must be a passphrase of 8-63 characters or 64 hex digits".into());
+            fail(
+                format!("network.wifi.networks[{i}].psk"),
+                "must be a passphrase of 8-63 printable ASCII characters or 64 hex digits".into(),
+            );
         }
     }
     if let Some(p) = &n.hotspot.passphrase
-        && !(8..=63).contains(&p.chars().count())
+        && !((8..=63).contains(&p.len()) && p.chars().all(|c| (' '..='~').contains(&c)))
     {
-        fail("network.hotspot.passphrase".into(), "must be 8-63 characters".into());
+        fail("network.hotspot.passphrase".into(), "must be 8-63 printable ASCII characters".into());
     }
     if n.hotspot.open_for.is_zero() {
         fail("network.hotspot.open_for".into(), "must be more than zero".into());
@@ -151,8 +154,10 @@ fn valid_hostname(h: &str) -> bool {
         && h.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
+/// A passphrase is 8-63 printable ASCII characters (IEEE 802.11i); a PSK 64 hex digits.
 fn valid_psk(p: &str) -> bool {
-    (8..=63).contains(&p.chars().count()) || (p.len() == 64 && p.chars().all(|c| c.is_ascii_hexdigit()))
+    ((8..=63).contains(&p.len()) && p.chars().all(|c| (' '..='~').contains(&c)))
+        || (p.len() == 64 && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]

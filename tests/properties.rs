@@ -1,5 +1,6 @@
 //! Property tests of the parsers that take input from strangers: SDP offers, credentials
-//! (tokens and session cookies), config files and recordings queries. Each never panics, and
+//! (tokens and session cookies), config files, recordings queries, DNS queries to the
+//! hotspot and what wpa_supplicant reports of nearby networks. Each never panics, and
 //! random input never passes as valid. The number of cases is proptest's default (256) unless
 //! `PROPTEST_CASES` says otherwise; `scripts/test` keeps it bounded.
 
@@ -50,6 +51,20 @@ proptest! {
         match lookout::config::Config::from_toml(&text, Path::new("fuzz.toml")) {
             Ok(_) => {}
             Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+    }
+
+    #[test]
+    fn any_packet_to_the_hotspot_dns_is_answered_or_dropped_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        if let Some(reply) = lookout::network::captive::answer(&bytes, std::net::Ipv4Addr::new(192, 168, 4, 1)) {
+            prop_assert!(reply.len() >= 12 && reply[0..2] == bytes[0..2]);
+        }
+    }
+
+    #[test]
+    fn any_scan_report_parses_to_named_networks(text in r"([0-9a-f:]{0,17}\t[0-9-]{0,5}\t[0-9-]{0,4}\t[\[\]A-Z0-9+-]{0,30}\t.{0,40}\n){0,20}") {
+        for seen in lookout::network::wpa::scan_results(&format!("header\n{text}")) {
+            prop_assert!(!seen.ssid.is_empty());
         }
     }
 }

@@ -6,6 +6,7 @@
 //! shell that applies them to the system (the radio, DHCP, mDNS) is not built yet; see
 //! `docs/NETWORK.md` for the plan.
 
+pub mod captive;
 pub mod hostapd;
 pub mod hotspot;
 pub mod rollback;

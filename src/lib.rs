@@ -75,6 +75,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
         tracing::warn!("[network] is checked but not applied yet (docs/NETWORK.md): the device uses wired DHCP only");
     }
     let bus = Bus::default();
+    let journal = events::journal::Recorder::start(&bus);
     let board = Board::new(&config);
     let follower = board.follow(&bus);
     let device_stop = CancellationToken::new();
@@ -115,6 +116,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
         bus,
         auth: accounts,
         exports: web::recordings::Exports::default(),
+        journal,
     });
     let stop_serving = CancellationToken::new();
     let stopper = stop_serving.clone();

@@ -46,6 +46,7 @@ pub const ROUTES: &[(&str, &str, Policy)] = &[
     ("GET", "/api/state", Policy::Needs(Action::Status)),
     ("GET", "/api/cameras", Policy::Needs(Action::Status)),
     ("GET", "/api/health", Policy::Needs(Action::Status)),
+    ("GET", "/api/events", Policy::Needs(Action::Status)),
     ("POST", "/api/actions/{action}", Policy::Needs(Action::Control)),
     ("GET", "/metrics", Policy::Needs(Action::Metrics)),
     ("GET", "/api/cameras/{camera}/recordings", Policy::Needs(Action::Playback)),

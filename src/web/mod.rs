@@ -5,6 +5,7 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod metrics;
 pub mod mse;
 pub mod recordings;
@@ -71,6 +72,8 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Auth>,
     /// Export slots, shared by every request to this daemon.
     pub exports: recordings::Exports,
+    /// The numbered events `/api/events` replays and streams.
+    pub journal: crate::events::journal::Recorder,
 }
 
 /// The whole HTTP surface. Every route passes `auth::guard` (its policy is in
@@ -114,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/cameras/{camera}/export", get(recordings::export))
         .route("/api/cameras/{camera}/snapshot.jpg", get(recordings::snapshot))
         .route("/ws/mse/{camera}", get(mse::stream))
+        .route("/api/events", get(events::stream))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
         .merge(whep)
         .fallback(|| async { error::ApiError::NotFound("no such page or API endpoint".into()) })

@@ -20,6 +20,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+pub mod journal;
+
 /// Something that happened; past tense, self-contained, cheap to clone.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

@@ -1,0 +1,127 @@
+//! `GET /api/events` (WebSocket): the event bus for clients outside the daemon. Text messages,
+//! each JSON with `v` (the format's version), `seq` and `type`:
+//! - first a `snapshot` (`state` is what `GET /api/state` answers), whose `seq` is the last
+//!   event it includes; with `?since=N` (the last `seq` a reconnecting client saw) the events
+//!   it missed instead, or a snapshot with `"resync": true` if they are no longer kept;
+//! - then every event as it happens (`events::Event`, with `at`), only of the cameras the
+//!   client may see; logins, token revocations and resets only to the owner.
+//!
+//! A client that falls [`journal::BACKLOG`](crate::events::journal::BACKLOG) events behind, or
+//! takes nothing for [`STALL_LIMIT`], is closed (code 4000) and may reconnect with `?since=`;
+//! it never holds up the daemon or other clients. A revoked token ends its stream.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::AppState;
+use crate::auth::{Action, Principal};
+use crate::events::Event;
+use crate::events::journal::{Numbered, Replay, VERSION};
+
+/// A client that has not taken a message for this long is dropped.
+pub const STALL_LIMIT: Duration = Duration::from_secs(10);
+/// Largest message a client may send (control messages are small).
+const MAX_CLIENT_MESSAGE: usize = 1024;
+/// The close code for a client that fell behind.
+const TOO_SLOW: u16 = 4000;
+
+/// `?since=`.
+#[derive(Deserialize)]
+pub struct Since {
+    since: Option<u64>,
+}
+
+/// Upgrades to the event stream.
+pub async fn stream(
+    State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<Principal>,
+    Query(Since { since }): Query<Since>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let revoked = super::auth::revoked(&app, &who);
+    ws.max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| send(app, who, since, socket, revoked))
+}
+
+/// Whether `who` may hear `event`.
+fn audible(app: &AppState, who: &Principal, event: &Event) -> bool {
+    match event.camera() {
+        Some(camera) => who.sees(camera),
+        None => match event {
+            Event::LoginFailed { .. } | Event::TokenRevoked { .. } | Event::OwnerResetRequested { .. } => {
+                app.auth.authorize(who, Action::Admin, None).is_ok()
+            }
+            _ => true,
+        },
+    }
+}
+
+fn snapshot(app: &AppState, who: &Principal, seq: u64, resync: bool) -> String {
+    let cameras: Vec<_> = app.board.cameras().into_iter().filter(|c| who.sees(&c.name)).collect();
+    let mut message =
+        json!({ "v": VERSION, "seq": seq, "type": "snapshot", "state": { "version": env!("CARGO_PKG_VERSION"), "cameras": cameras } });
+    if resync {
+        message["resync"] = json!(true);
+    }
+    message.to_string()
+}
+
+async fn send(app: AppState, who: Principal, since: Option<u64>, mut socket: WebSocket, revoked: impl std::future::Future<Output = ()>) {
+    let mut revoked = std::pin::pin!(revoked);
+    let (replay, at, mut live) = app.journal.listen(since);
+    let first: Vec<String> = match replay {
+        Replay::Missed(events) => {
+            events.iter().filter(|n| audible(&app, &who, &n.event)).filter_map(|n| serde_json::to_string(n).ok()).collect()
+        }
+        Replay::Resync => vec![snapshot(&app, &who, at, since.is_some())],
+    };
+    let mut last = at;
+    for text in first {
+        if !deliver(&mut socket, text).await {
+            return;
+        }
+    }
+    loop {
+        tokio::select! {
+            event = live.recv() => match event {
+                Ok(n) if n.seq <= at => {}
+                Ok(n) => {
+                    last = n.seq;
+                    if audible(&app, &who, &n.event) && !deliver(&mut socket, numbered(&n)).await {
+                        return;
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {
+                    let reason = format!("too slow: reconnect with ?since={last}");
+                    let _ = socket.send(Message::Close(Some(CloseFrame { code: TOO_SLOW, reason: reason.into() }))).await;
+                    return;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+            _ = &mut revoked => {
+                let _ = socket.send(Message::Close(Some(CloseFrame { code: 4001, reason: "token revoked".into() }))).await;
+                return;
+            }
+        }
+    }
+}
+
+fn numbered(n: &Numbered) -> String {
+    serde_json::to_string(n).unwrap_or_default()
+}
+
+/// Sends one message; false when the client is gone or stalled.
+async fn deliver(socket: &mut WebSocket, text: String) -> bool {
+    matches!(tokio::time::timeout(STALL_LIMIT, socket.send(Message::Text(text.into()))).await, Ok(Ok(())))
+}

@@ -1,0 +1,161 @@
+//! `GET /api/events`: the event stream over a WebSocket, with a real WebSocket client
+//! (tokio-tungstenite): the snapshot, live events, replay after a reconnect, a resync when the
+//! events are gone, and what each kind of client may hear.
+
+mod common;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+use common::{Daemon, HANG, config_with, test_camera};
+use lookout::auth::Grant;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(daemon: &Daemon, token: &str, since: Option<u64>) -> Socket {
+    let base = daemon.base.replacen("http://", "ws://", 1);
+    let since = since.map(|s| format!("&since={s}")).unwrap_or_default();
+    let (socket, _) = tokio_tungstenite::connect_async(format!("{base}/api/events?token={token}{since}")).await.expect("WebSocket opens");
+    socket
+}
+
+/// Connects as the owner's page does: the session cookie, and the page's own `Origin`.
+async fn connect_as_owner(daemon: &Daemon) -> Socket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let login = common::post_login(&daemon.base, "admin", common::OWNER_PASSWORD).await;
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let mut request = format!("{}/api/events", daemon.base.replacen("http://", "ws://", 1)).into_client_request().unwrap();
+    request.headers_mut().insert("cookie", cookie.parse().unwrap());
+    request.headers_mut().insert("origin", daemon.base.parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.expect("WebSocket opens with the session cookie").0
+}
+
+/// The next JSON message, within a deadline that only catches a hang.
+async fn next(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(HANG, socket.next()).await.expect("a message in time").expect("stream open").expect("no error");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).expect("JSON");
+        }
+    }
+}
+
+/// Messages until one satisfies `pred` (returned); every one seen is passed to `each`.
+async fn until(socket: &mut Socket, pred: impl Fn(&Value) -> bool, mut each: impl FnMut(&Value)) -> Value {
+    loop {
+        let m = next(socket).await;
+        each(&m);
+        if pred(&m) {
+            return m;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gets_a_snapshot_then_live_events_and_after_a_reconnect_what_it_missed() {
+    let daemon = Daemon::start(config_with(vec![test_camera("cam")])).await;
+    daemon.wait_state("cam", HANG, |c| c["online"] == true).await.expect("online");
+    let token = daemon.token.clone().unwrap();
+    let mut socket = connect(&daemon, &token, None).await;
+    let first = next(&mut socket).await;
+    assert_eq!((first["v"].as_u64(), first["type"].as_str()), (Some(1), Some("snapshot")), "{first}");
+    assert_eq!(first["state"]["cameras"][0]["name"], "cam");
+    assert!(first.get("resync").is_none());
+    let at = first["seq"].as_u64().expect("the snapshot's seq");
+
+    // Live: the owner's action is heard, numbered after the snapshot.
+    let owner = daemon.owner().await;
+    assert_eq!(owner.post(format!("{}/api/actions/identify", daemon.base)).send().await.unwrap().status(), 202);
+    let mut last_seq = at;
+    let heard = until(
+        &mut socket,
+        |m| m["type"] == "action_requested",
+        |m| {
+            let seq = m["seq"].as_u64().expect("seq");
+            assert!(seq > last_seq, "in order, none twice: {seq} after {last_seq}");
+            last_seq = seq;
+            assert!(m["at"].is_string() && m["v"] == 1, "{m}");
+        },
+    )
+    .await;
+    assert_eq!(heard["action"], "identify");
+    drop(socket);
+
+    // Gone for a while: camera stats keep coming; a reconnect with ?since= gets exactly those.
+    let mut watcher = connect(&daemon, &token, None).await;
+    let now = next(&mut watcher).await["seq"].as_u64().unwrap();
+    until(&mut watcher, |m| m["seq"].as_u64().is_some_and(|s| s >= now + 2), |_| {}).await;
+    let mut back = connect(&daemon, &token, Some(last_seq)).await;
+    let replayed = next(&mut back).await;
+    assert_eq!(replayed["seq"].as_u64(), Some(last_seq + 1), "the first event missed, not a snapshot: {replayed}");
+    assert_ne!(replayed["type"], "snapshot");
+
+    // A number it cannot replay (from before a restart): a snapshot that says so.
+    let mut lost = connect(&daemon, &token, Some(u64::MAX / 2)).await;
+    let resync = next(&mut lost).await;
+    assert_eq!((resync["type"].as_str(), resync["resync"].as_bool()), (Some("snapshot"), Some(true)), "{resync}");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_hears_only_its_cameras_and_only_the_owner_hears_failed_logins() {
+    let mut config = config_with(vec![test_camera("front"), test_camera("back")]);
+    config.cameras[1].fps = 10;
+    let daemon = Daemon::start(config.clone()).await;
+    for cam in ["front", "back"] {
+        daemon.wait_state(cam, HANG, |c| c["online"] == true).await.expect("online");
+    }
+    let front_only = common::issue_token(&config_with_storage(&config, &daemon), &[Grant::View], Some(vec!["front".into()]));
+    let mut viewer = connect(&daemon, &front_only, None).await;
+    let mut owner = connect_as_owner(&daemon).await;
+    // A token with every grant is still not the owner: it hears no logins either.
+    let mut all_grants = connect(&daemon, daemon.token.as_deref().unwrap(), None).await;
+    next(&mut all_grants).await;
+    let snapshot = next(&mut viewer).await;
+    let names: Vec<&str> = snapshot["state"]["cameras"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(names, ["front"]);
+    next(&mut owner).await;
+
+    let refused = common::post_login(&daemon.base, "admin", "not the password").await;
+    assert!(refused.status().is_client_error(), "{}", refused.status());
+    // The owner hears the failed login, and every camera; the viewer its camera only.
+    let (mut login, mut back) = (false, false);
+    let deadline = std::time::Instant::now() + HANG;
+    while !(login && back) {
+        assert!(std::time::Instant::now() < deadline, "the owner heard the failed login ({login}) and camera back ({back})");
+        let m = next(&mut owner).await;
+        login |= m["type"] == "login_failed" && m["user"] == "admin";
+        back |= m["camera"] == "back";
+    }
+    let mut seen = 0;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let m = next(&mut viewer).await;
+            assert_ne!(m["type"], "login_failed", "a viewer token hears no logins: {m}");
+            assert_ne!(m["camera"], "back", "a front-only token hears nothing of back: {m}");
+            seen += 1;
+        }
+    })
+    .await
+    .ok();
+    assert!(seen > 0, "the viewer heard its own camera's events");
+    tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            let m = next(&mut all_grants).await;
+            assert_ne!(m["type"], "login_failed", "a token hears no logins: {m}");
+        }
+    })
+    .await
+    .ok();
+    daemon.stop().await;
+}
+
+/// `config` with the daemon's data folder, so a token issued for it is valid there.
+fn config_with_storage(config: &lookout::config::Config, daemon: &Daemon) -> lookout::config::Config {
+    let mut c = config.clone();
+    c.storage.path = daemon.data.clone();
+    c
+}

@@ -3,7 +3,8 @@
 //! Producers: `media::pipeline` (camera online/offline, stats, encoder chosen),
 //! `media::webrtc` (viewers joining and leaving), `media::recorder` (recording state,
 //! segments opened and closed) and `storage` (segments deleted by retention). Consumers:
-//! `status` (the snapshot behind `/api/state`), `storage` (the recordings index, retention),
+//! `status` (the snapshot behind `/api/state`), [`journal`] (numbered and kept for
+//! `/api/events`), `storage` (the recordings index, retention),
 //! `media::recorder` (follows camera online/offline) and the log. Device events: `lib`
 //! (`DaemonReady`), `device::health` watcher (`HealthWarning*`), `device::button` and the
 //! API (`ActionRequested`), the systemd watchdog (`FaultDetected`); consumed by

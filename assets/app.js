@@ -77,25 +77,68 @@ function addCamera(cam) {
   return card;
 }
 
-async function refresh() {
+/** Shows the state `/api/state` (or an events snapshot) describes. */
+function applyState(state) {
+  for (const cam of state.cameras) {
+    const card = cards.get(cam.name);
+    if (!card) continue;
+    card.camera = cam;
+    updateInfo(card, cam);
+    render(card);
+  }
   const status = document.getElementById("device-status");
+  status.textContent = "Lookout " + state.version;
+  status.className = "pill ok";
+}
+
+function unreachable() {
+  const status = document.getElementById("device-status");
+  status.textContent = "device unreachable";
+  status.className = "pill bad";
+}
+
+async function refresh() {
   try {
     const res = await fetch("/api/state", { cache: "no-store" });
     if (res.status === 401) return toLogin();
-    const state = await res.json();
-    for (const cam of state.cameras) {
-      const card = cards.get(cam.name);
-      if (!card) continue;
-      card.camera = cam;
-      updateInfo(card, cam);
-      render(card);
-    }
-    status.textContent = "Lookout " + state.version;
-    status.className = "pill ok";
+    applyState(await res.json());
   } catch (_) {
-    status.textContent = "device unreachable";
-    status.className = "pill bad";
+    unreachable();
   }
+}
+
+// The page follows the device through `/api/events` instead of polling: a camera event asks
+// for the state again (at most every half second), a health event for the health.
+let refreshTimer = null;
+function refreshSoon() {
+  if (refreshTimer) return;
+  refreshTimer = setTimeout(() => {
+    refreshTimer = null;
+    refresh();
+  }, 500);
+}
+
+/** The last event number seen (and the daemon run it belongs to), for tests and owners. */
+window.lookoutEventSeq = 0;
+let eventRun = null;
+
+function listen() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const since = eventRun ? `?since=${window.lookoutEventSeq}&run=${eventRun}` : "";
+  const ws = new WebSocket(`${scheme}//${location.host}/api/events${since}`);
+  ws.onmessage = (m) => {
+    const msg = JSON.parse(m.data);
+    if (typeof msg.seq === "number") window.lookoutEventSeq = msg.seq;
+    if (msg.run) eventRun = msg.run;
+    if (msg.type === "snapshot") applyState(msg.state);
+    else if (msg.type.startsWith("health_warning")) refreshHealth();
+    else if (msg.camera) refreshSoon();
+  };
+  // Closed (device restarting, network lost, session over): refresh says which, then retry.
+  ws.onclose = () => {
+    refresh();
+    setTimeout(listen, 2000);
+  };
 }
 
 async function refreshHealth() {
@@ -143,9 +186,9 @@ async function main() {
     }
   }
   cameras.forEach(addCamera);
-  refresh();
-  setInterval(refresh, 2000);
+  listen();
   refreshHealth();
+  // Temperature and load change without events: read them now and then.
   setInterval(refreshHealth, 10000);
 }
 

@@ -33,6 +33,9 @@ async fn chromium_plays_the_live_view_and_a_recording() {
     assert_eq!(overlay, "live");
     assert_eq!(size, json!([640, 360]));
     daemon.wait_state("cam", HANG, |c| c["viewers"] == 1).await.expect("the page is one viewer");
+    // The page follows the device over /api/events (no polling): it has heard events.
+    let heard = driver.wait_above("return window.lookoutEventSeq", 0, HANG).await;
+    assert!(heard > 0, "the page heard no event");
 
     // The recordings panel draws what was recorded and plays it when clicked.
     let deadline = Instant::now() + HANG;

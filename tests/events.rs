@@ -97,6 +97,12 @@ async fn a_client_gets_a_snapshot_then_live_events_and_after_a_reconnect_what_it
     let mut lost = connect(&daemon, &token, Some(u64::MAX / 2)).await;
     let resync = next(&mut lost).await;
     assert_eq!((resync["type"].as_str(), resync["resync"].as_bool()), (Some("snapshot"), Some(true)), "{resync}");
+    assert_eq!(resync["run"], first["run"], "the same run of the daemon");
+    // A number of another run of the daemon (it restarted since): resync too, even if small.
+    let base = daemon.base.replacen("http://", "ws://", 1);
+    let (mut other, _) =
+        tokio_tungstenite::connect_async(format!("{base}/api/events?token={token}&since=1&run=0000")).await.expect("WebSocket opens");
+    assert_eq!(next(&mut other).await["resync"], true);
     daemon.stop().await;
 }
 

@@ -88,11 +88,15 @@ impl Journal {
 pub struct Recorder {
     journal: Arc<Mutex<Journal>>,
     live: broadcast::Sender<Numbered>,
+    run: Arc<str>,
 }
 
 impl Default for Recorder {
     fn default() -> Self {
-        Recorder { journal: Arc::new(Mutex::new(Journal::new(KEEP))), live: broadcast::channel(BACKLOG).0 }
+        let mut id = [0u8; 4];
+        let _ = getrandom::fill(&mut id);
+        let run: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        Recorder { journal: Arc::new(Mutex::new(Journal::new(KEEP))), live: broadcast::channel(BACKLOG).0, run: run.into() }
     }
 }
 
@@ -119,11 +123,18 @@ impl Recorder {
         recorder
     }
 
-    /// For a client that last saw `since` (none: a new client): what to replay, the number it
-    /// is at, and the live events after that.
-    pub fn listen(&self, since: Option<u64>) -> (Replay<Numbered>, u64, broadcast::Receiver<Numbered>) {
+    /// Names this run of the daemon: numbers start again at 1 in each, so a client's `since`
+    /// means something only with the run it came from.
+    pub fn run_id(&self) -> &str {
+        &self.run
+    }
+
+    /// For a client that last saw `since` in run `run` (none: a new client): what to replay,
+    /// the number it is at, and the live events after that.
+    pub fn listen(&self, since: Option<u64>, run: Option<&str>) -> (Replay<Numbered>, u64, broadcast::Receiver<Numbered>) {
         let journal = self.journal.lock().expect("journal lock never poisoned");
         let replay = match since {
+            Some(_) if run.is_some_and(|r| r != &*self.run) => Replay::Resync,
             Some(seq) => journal.since(seq),
             None => Replay::Resync,
         };
@@ -180,8 +191,10 @@ mod tests {
             assert!(std::time::Instant::now() < deadline);
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        let (replay, at, mut live) = recorder.listen(Some(1));
+        let (replay, at, mut live) = recorder.listen(Some(1), Some(recorder.run_id()));
         assert_eq!((numbers(replay), at), (Some(vec![2]), 2));
+        let (replay, _, _) = recorder.listen(Some(1), Some("another run"));
+        assert_eq!(numbers(replay), None, "numbers of another run mean nothing here");
         bus.publish(Event::SetupRequired);
         let next = live.recv().await.unwrap();
         assert_eq!(next.seq, 3);

@@ -1,8 +1,9 @@
 //! `GET /api/events` (WebSocket): the event bus for clients outside the daemon. Text messages,
 //! each JSON with `v` (the format's version), `seq` and `type`:
 //! - first a `snapshot` (`state` is what `GET /api/state` answers), whose `seq` is the last
-//!   event it includes; with `?since=N` (the last `seq` a reconnecting client saw) the events
-//!   it missed instead, or a snapshot with `"resync": true` if they are no longer kept;
+//!   event it includes and `run` names this run of the daemon; with `?since=N&run=R` (the last
+//!   `seq` a reconnecting client saw, in run `R`) the events it missed instead, or a snapshot
+//!   with `"resync": true` if they are no longer kept or the daemon restarted;
 //! - then every event as it happens (`events::Event`, with `at`), only of the cameras the
 //!   client may see; logins, token revocations and resets only to the owner.
 //!
@@ -31,23 +32,24 @@ const MAX_CLIENT_MESSAGE: usize = 1024;
 /// The close code for a client that fell behind.
 const TOO_SLOW: u16 = 4000;
 
-/// `?since=`.
+/// `?since=&run=`.
 #[derive(Deserialize)]
 pub struct Since {
     since: Option<u64>,
+    run: Option<String>,
 }
 
 /// Upgrades to the event stream.
 pub async fn stream(
     State(app): State<AppState>,
     axum::Extension(who): axum::Extension<Principal>,
-    Query(Since { since }): Query<Since>,
+    Query(Since { since, run }): Query<Since>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let revoked = super::auth::revoked(&app, &who);
     ws.max_message_size(MAX_CLIENT_MESSAGE)
         .max_frame_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| send(app, who, since, socket, revoked))
+        .on_upgrade(move |socket| send(app, who, since, run, socket, revoked))
 }
 
 /// Whether `who` may hear `event`.
@@ -73,9 +75,16 @@ fn snapshot(app: &AppState, who: &Principal, seq: u64, resync: bool) -> String {
     message.to_string()
 }
 
-async fn send(app: AppState, who: Principal, since: Option<u64>, mut socket: WebSocket, revoked: impl std::future::Future<Output = ()>) {
+async fn send(
+    app: AppState,
+    who: Principal,
+    since: Option<u64>,
+    run: Option<String>,
+    mut socket: WebSocket,
+    revoked: impl std::future::Future<Output = ()>,
+) {
     let mut revoked = std::pin::pin!(revoked);
-    let (replay, at, mut live) = app.journal.listen(since);
+    let (replay, at, mut live) = app.journal.listen(since, run.as_deref());
     let first: Vec<String> = match replay {
         Replay::Missed(events) => {
             events.iter().filter(|n| audible(&app, &who, &n.event)).filter_map(|n| serde_json::to_string(n).ok()).collect()

@@ -159,6 +159,65 @@ async fn a_client_hears_only_its_cameras_and_only_the_owner_hears_failed_logins(
     daemon.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_hear_every_event_in_the_same_order_while_another_reads_nothing() {
+    let daemon = Daemon::start(config_with(vec![test_camera("cam")])).await;
+    daemon.wait_state("cam", HANG, |c| c["online"] == true).await.expect("online");
+    let token = daemon.token.clone().unwrap();
+    let mut a = connect(&daemon, &token, None).await;
+    let mut b = connect(&daemon, &token, None).await;
+    // A client that stops reading at once, with a small receive buffer so its connection fills.
+    let stalled = {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let address: std::net::SocketAddr = daemon.base.trim_start_matches("http://").parse().unwrap();
+        let stream = socket.connect(address).await.unwrap();
+        let base = daemon.base.replacen("http://", "ws://", 1);
+        let request = format!("{base}/api/events?token={token}").into_client_request().unwrap();
+        tokio_tungstenite::client_async(request, stream).await.expect("WebSocket opens").0
+    };
+    let start_a = next(&mut a).await["seq"].as_u64().unwrap();
+    let start_b = next(&mut b).await["seq"].as_u64().unwrap();
+
+    // A flood of events: the owner's identify action, asked again and again.
+    let actions = 3000;
+    let client = reqwest::Client::new();
+    let url = daemon.url("/api/actions/identify");
+    let flood = tokio::spawn(async move {
+        for _ in 0..actions {
+            let _ = client.post(&url).send().await;
+        }
+    });
+    // Both readers hear every event, numbered without a gap, in the same order.
+    let (seqs_a, seqs_b) = tokio::join!(read_actions(&mut a, start_a, actions), read_actions(&mut b, start_b, actions));
+    flood.await.unwrap();
+    let common = seqs_b[0];
+    assert_eq!(seqs_a.iter().filter(|s| **s >= common).take(100).collect::<Vec<_>>(), seqs_b.iter().take(100).collect::<Vec<_>>());
+
+    // A client that reads nothing meanwhile holds up no one (the flood above reached the
+    // others in full while it sat there).
+    drop(stalled);
+    reqwest::Client::new().post(daemon.url("/api/actions/identify")).send().await.unwrap();
+    until(&mut a, |m| m["type"] == "action_requested", |_| {}).await;
+    daemon.stop().await;
+}
+
+/// Reads until `actions` identify requests were heard; checks every event after `from` comes
+/// once, in order. Returns their numbers.
+async fn read_actions(socket: &mut Socket, from: u64, actions: usize) -> Vec<u64> {
+    let (mut seqs, mut identified, mut expect) = (Vec::new(), 0, from + 1);
+    while identified < actions {
+        let m = next(socket).await;
+        let seq = m["seq"].as_u64().unwrap();
+        assert_eq!(seq, expect, "every event, in order, none twice");
+        expect += 1;
+        seqs.push(seq);
+        identified += usize::from(m["type"] == "action_requested");
+    }
+    seqs
+}
+
 /// `config` with the daemon's data folder, so a token issued for it is valid there.
 fn config_with_storage(config: &lookout::config::Config, daemon: &Daemon) -> lookout::config::Config {
     let mut c = config.clone();

@@ -109,7 +109,7 @@ async fn send(
                 }
                 Err(RecvError::Lagged(_)) => {
                     let reason = format!("too slow: reconnect with ?since={last}");
-                    let _ = socket.send(Message::Close(Some(CloseFrame { code: TOO_SLOW, reason: reason.into() }))).await;
+                    close(&mut socket, TOO_SLOW, reason).await;
                     return;
                 }
                 Err(RecvError::Closed) => return,
@@ -119,7 +119,7 @@ async fn send(
                 Some(Ok(_)) => {}
             },
             _ = &mut revoked => {
-                let _ = socket.send(Message::Close(Some(CloseFrame { code: 4001, reason: "token revoked".into() }))).await;
+                close(&mut socket, 4001, "token revoked".into()).await;
                 return;
             }
         }
@@ -128,6 +128,11 @@ async fn send(
 
 fn numbered(n: &Numbered) -> String {
     serde_json::to_string(n).unwrap_or_default()
+}
+
+/// Says why the stream ends, if the client still takes it in time.
+async fn close(socket: &mut WebSocket, code: u16, reason: String) {
+    let _ = tokio::time::timeout(STALL_LIMIT, socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() })))).await;
 }
 
 /// Sends one message; false when the client is gone or stalled.

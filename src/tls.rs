@@ -94,8 +94,9 @@ impl Identity {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(CHECK_EVERY) => {}
             }
-            let names = tokio::task::spawn_blocking(device_names).await.unwrap_or_default();
-            if let Err(e) = s.renew_if_needed(&names) {
+            // Interfaces, key generation and fsyncs: off the async threads.
+            let s = s.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.renew_if_needed(&device_names())).await {
                 tracing::warn!("{e}");
             }
         }

@@ -203,6 +203,63 @@ async fn clients_hear_every_event_in_the_same_order_while_another_reads_nothing(
     daemon.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_requests_from_two_clients_are_answered_in_one_order_and_need_the_control_grant() {
+    let config = config_with(vec![test_camera("cam")]);
+    let daemon = Daemon::start(config.clone()).await;
+    daemon.wait_state("cam", HANG, |c| c["online"] == true).await.expect("online");
+    let mut a = connect(&daemon, daemon.token.as_deref().unwrap(), None).await;
+    let mut b = connect_as_owner(&daemon).await;
+    next(&mut a).await;
+    next(&mut b).await;
+    use futures::SinkExt;
+    let send = |id: &str, kind: &str| Message::Text(format!(r#"{{"id":"{id}","type":"{kind}"}}"#).into());
+    a.send(send("a1", "identify")).await.unwrap();
+    b.send(send("b1", "snapshot")).await.unwrap();
+    a.send(send("a2", "snapshot")).await.unwrap();
+    // Each client gets its answers, in the order it asked, echoing the ids; both hear the
+    // three requests as events, in one order.
+    let (answers_a, order_a) = answers_and_actions(&mut a, 2).await;
+    let (answers_b, order_b) = answers_and_actions(&mut b, 1).await;
+    assert_eq!((answers_a, answers_b), (vec!["a1".to_owned(), "a2".into()], vec!["b1".to_owned()]));
+    assert_eq!(order_a, order_b);
+    let actions: Vec<&str> = order_a.iter().map(|(_, a)| a.as_str()).collect();
+    // a1 before a2 (one client's order); b1 anywhere between or before.
+    assert!(actions == ["identify", "snapshot", "snapshot"] || actions == ["snapshot", "identify", "snapshot"], "{actions:?}");
+
+    // Nonsense gets a clear refusal and the socket stays open; a view-only token may not control.
+    a.send(Message::Text("not json".into())).await.unwrap();
+    let refusal = until(&mut a, |m| m["type"] == "result", |_| {}).await;
+    assert_eq!((refusal["ok"].as_bool(), refusal["id"].is_null()), (Some(false), true), "{refusal}");
+    a.send(send("a3", "self-destruct")).await.unwrap();
+    let unknown = until(&mut a, |m| m["type"] == "result", |_| {}).await;
+    assert!(unknown["error"].as_str().unwrap().contains("identify, snapshot, reboot"), "{unknown}");
+    let viewer = common::issue_token(&config_with_storage(&config, &daemon), &[Grant::View], None);
+    let mut v = connect(&daemon, &viewer, None).await;
+    next(&mut v).await;
+    v.send(send("v1", "reboot")).await.unwrap();
+    let denied = until(&mut v, |m| m["type"] == "result", |_| {}).await;
+    assert_eq!((denied["id"].as_str(), denied["ok"].as_bool()), (Some("v1"), Some(false)), "{denied}");
+    daemon.stop().await;
+}
+
+/// The ids of the next `n` answers to control requests (each a success), and the three
+/// actions requested over the events socket as heard, as (seq, action).
+async fn answers_and_actions(socket: &mut Socket, n: usize) -> (Vec<String>, Vec<(u64, String)>) {
+    let (mut got, mut heard) = (Vec::new(), Vec::new());
+    while got.len() < n || heard.len() < 3 {
+        let m = next(socket).await;
+        if m["type"] == "result" {
+            assert_eq!(m["ok"], true, "{m}");
+            got.push(m["id"].as_str().unwrap().to_owned());
+        }
+        if m["type"] == "action_requested" && m["origin"] == "events socket" {
+            heard.push((m["seq"].as_u64().unwrap(), m["action"].as_str().unwrap().to_owned()));
+        }
+    }
+    (got, heard)
+}
+
 /// Reads until `actions` identify requests were heard; checks every event after `from` comes
 /// once, in order. Returns their numbers.
 async fn read_actions(socket: &mut Socket, from: u64, actions: usize) -> Vec<u64> {

@@ -7,6 +7,12 @@
 //! - then every event as it happens (`events::Event`, with `at`), only of the cameras the
 //!   client may see; logins, token revocations and resets only to the owner.
 //!
+//! Control over the same socket: the client sends `{"id": "…", "type": "identify" | "snapshot" |
+//! "reboot"}`; it needs the `control` grant (the owner has it). Each is answered with
+//! `{"type": "result", "id": …, "ok": true}` (or `false` with `error`) once it is on the bus,
+//! whose single queue orders the requests of every client, the page's buttons and the
+//! device's own button; `actions` carries them out in that order.
+//!
 //! A client that falls [`journal::BACKLOG`](crate::events::journal::BACKLOG) events behind, or
 //! takes nothing for [`STALL_LIMIT`], is closed (code 4000) and may reconnect with `?since=`;
 //! it never holds up the daemon or other clients. A revoked token ends its stream.
@@ -116,6 +122,11 @@ async fn send(
             },
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(Message::Text(text))) => {
+                    if !deliver(&mut socket, control(&app, &who, &text).to_string()).await {
+                        return;
+                    }
+                }
                 Some(Ok(_)) => {}
             },
             _ = &mut revoked => {
@@ -124,6 +135,35 @@ async fn send(
             }
         }
     }
+}
+
+/// A control request from a client.
+#[derive(Deserialize)]
+struct Request {
+    id: Option<serde_json::Value>,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// Carries out one control message; the answer echoes its `id`.
+fn control(app: &AppState, who: &Principal, text: &str) -> serde_json::Value {
+    let request: Request = match serde_json::from_str(text) {
+        Ok(r) => r,
+        Err(e) => return json!({ "v": VERSION, "type": "result", "id": null, "ok": false, "error": format!("not a request: {e}") }),
+    };
+    let id = request.id.filter(|v| v.is_string() || v.is_number()).unwrap_or(serde_json::Value::Null);
+    let answer = |outcome: Result<(), String>| match outcome {
+        Ok(()) => json!({ "v": VERSION, "type": "result", "id": id, "ok": true }),
+        Err(error) => json!({ "v": VERSION, "type": "result", "id": id, "ok": false, "error": error }),
+    };
+    let Some(action) = crate::events::Action::from_name(&request.kind) else {
+        return answer(Err(format!("no request `{}`; requests: identify, snapshot, reboot", request.kind)));
+    };
+    if let Err(denied) = app.auth.authorize(who, Action::Control, None) {
+        return answer(Err(denied.to_string()));
+    }
+    app.bus.publish(Event::ActionRequested { action, origin: "events socket".into() });
+    answer(Ok(()))
 }
 
 fn numbered(n: &Numbered) -> String {

@@ -31,6 +31,9 @@ pub struct IpCamera {
     /// The camera's clock jumps (as when it syncs to NTP): after the first duration of
     /// streaming, its timestamps move by the given seconds (forward, or back if negative).
     pub clock_jump: Option<(std::time::Duration, i64)>,
+    /// The camera's clock runs this many percent fast (negative: slow): its RTP timestamps
+    /// advance that much faster than real time.
+    pub clock_drift_percent: i64,
 }
 
 impl IpCamera {
@@ -49,6 +52,7 @@ impl IpCamera {
             audio: false,
             pattern: "ball",
             clock_jump: None,
+            clock_drift_percent: 0,
         }
     }
 
@@ -106,25 +110,28 @@ impl RtspServer {
             let factory = gst_rtsp_server::RTSPMediaFactory::new();
             factory.set_launch(&camera.launch());
             factory.set_shared(true);
-            if let Some((after, seconds)) = camera.clock_jump {
+            if camera.clock_jump.is_some() || camera.clock_drift_percent != 0 {
+                let (after, seconds) = camera.clock_jump.unwrap_or((std::time::Duration::MAX, 0));
+                let drift = camera.clock_drift_percent;
                 factory.connect_media_configure(move |_, media| {
                     let Some(pay) = media.element().downcast_ref::<gst::Bin>().and_then(|b| b.by_name("pay0")) else { return };
                     let Some(pad) = pay.static_pad("src") else { return };
                     // The RTP timestamps in the packets' headers move once `after` has passed;
                     // the buffers' own times (which the server's sinks pace by) do not.
-                    let since = std::sync::Mutex::new(None::<std::time::Instant>);
+                    // A drift is computed from each packet's own timestamp, so the packets of
+                    // one frame keep one timestamp.
+                    let since = std::sync::Mutex::new(None::<(std::time::Instant, u32)>);
                     let ticks = (seconds * 90_000) as u32;
                     pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |_, info| {
-                        let started = *since.lock().unwrap().get_or_insert_with(std::time::Instant::now);
-                        if started.elapsed() < after {
-                            return gst::PadProbeReturn::Ok;
-                        }
                         let shift = |buffer: &mut gst::BufferRef| {
                             if let Ok(mut map) = buffer.map_writable()
                                 && map.len() >= 8
                             {
-                                let ts = u32::from_be_bytes([map[4], map[5], map[6], map[7]]).wrapping_add(ticks);
-                                map[4..8].copy_from_slice(&ts.to_be_bytes());
+                                let ts = u32::from_be_bytes([map[4], map[5], map[6], map[7]]);
+                                let (started, first) = *since.lock().unwrap().get_or_insert((std::time::Instant::now(), ts));
+                                let drifted = (i64::from(ts.wrapping_sub(first)) * drift / 100) as u32;
+                                let jumped = if started.elapsed() >= after { ticks } else { 0 };
+                                map[4..8].copy_from_slice(&ts.wrapping_add(drifted).wrapping_add(jumped).to_be_bytes());
                             }
                         };
                         match &mut info.data {

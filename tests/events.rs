@@ -15,10 +15,15 @@ use lookout::auth::Grant;
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// `ws://…/api/events` on `daemon`.
+fn events_url(daemon: &Daemon) -> String {
+    format!("{}/api/events", daemon.base.replacen("http://", "ws://", 1))
+}
+
 async fn connect(daemon: &Daemon, token: &str, since: Option<u64>) -> Socket {
-    let base = daemon.base.replacen("http://", "ws://", 1);
     let since = since.map(|s| format!("&since={s}")).unwrap_or_default();
-    let (socket, _) = tokio_tungstenite::connect_async(format!("{base}/api/events?token={token}{since}")).await.expect("WebSocket opens");
+    let (socket, _) =
+        tokio_tungstenite::connect_async(format!("{}?token={token}{since}", events_url(daemon))).await.expect("WebSocket opens");
     socket
 }
 
@@ -27,7 +32,7 @@ async fn connect_as_owner(daemon: &Daemon) -> Socket {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let login = common::post_login(&daemon.base, "admin", common::OWNER_PASSWORD).await;
     let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
-    let mut request = format!("{}/api/events", daemon.base.replacen("http://", "ws://", 1)).into_client_request().unwrap();
+    let mut request = events_url(daemon).into_client_request().unwrap();
     request.headers_mut().insert("cookie", cookie.parse().unwrap());
     request.headers_mut().insert("origin", daemon.base.parse().unwrap());
     tokio_tungstenite::connect_async(request).await.expect("WebSocket opens with the session cookie").0
@@ -64,6 +69,7 @@ async fn a_client_gets_a_snapshot_then_live_events_and_after_a_reconnect_what_it
     assert_eq!((first["v"].as_u64(), first["type"].as_str()), (Some(1), Some("snapshot")), "{first}");
     assert_eq!(first["state"]["cameras"][0]["name"], "cam");
     assert!(first.get("resync").is_none());
+    assert!(first["run"].as_str().is_some_and(|r| !r.is_empty()), "the snapshot names the daemon's run: {first}");
     let at = first["seq"].as_u64().expect("the snapshot's seq");
 
     // Live: the owner's action is heard, numbered after the snapshot.
@@ -88,7 +94,11 @@ async fn a_client_gets_a_snapshot_then_live_events_and_after_a_reconnect_what_it
     let mut watcher = connect(&daemon, &token, None).await;
     let now = next(&mut watcher).await["seq"].as_u64().unwrap();
     until(&mut watcher, |m| m["seq"].as_u64().is_some_and(|s| s >= now + 2), |_| {}).await;
-    let mut back = connect(&daemon, &token, Some(last_seq)).await;
+    // As the page does: with the run its snapshot named.
+    let run = first["run"].as_str().unwrap();
+    let (mut back, _) = tokio_tungstenite::connect_async(format!("{}?token={token}&since={last_seq}&run={run}", events_url(&daemon)))
+        .await
+        .expect("WebSocket opens");
     let replayed = next(&mut back).await;
     assert_eq!(replayed["seq"].as_u64(), Some(last_seq + 1), "the first event missed, not a snapshot: {replayed}");
     assert_ne!(replayed["type"], "snapshot");
@@ -99,9 +109,8 @@ async fn a_client_gets_a_snapshot_then_live_events_and_after_a_reconnect_what_it
     assert_eq!((resync["type"].as_str(), resync["resync"].as_bool()), (Some("snapshot"), Some(true)), "{resync}");
     assert_eq!(resync["run"], first["run"], "the same run of the daemon");
     // A number of another run of the daemon (it restarted since): resync too, even if small.
-    let base = daemon.base.replacen("http://", "ws://", 1);
     let (mut other, _) =
-        tokio_tungstenite::connect_async(format!("{base}/api/events?token={token}&since=1&run=0000")).await.expect("WebSocket opens");
+        tokio_tungstenite::connect_async(format!("{}?token={token}&since=1&run=0000", events_url(&daemon))).await.expect("WebSocket opens");
     assert_eq!(next(&mut other).await["resync"], true);
     daemon.stop().await;
 }
@@ -173,8 +182,7 @@ async fn clients_hear_every_event_in_the_same_order_while_another_reads_nothing(
         socket.set_recv_buffer_size(4096).unwrap();
         let address: std::net::SocketAddr = daemon.base.trim_start_matches("http://").parse().unwrap();
         let stream = socket.connect(address).await.unwrap();
-        let base = daemon.base.replacen("http://", "ws://", 1);
-        let request = format!("{base}/api/events?token={token}").into_client_request().unwrap();
+        let request = format!("{}?token={token}", events_url(&daemon)).into_client_request().unwrap();
         tokio_tungstenite::client_async(request, stream).await.expect("WebSocket opens").0
     };
     let start_a = next(&mut a).await["seq"].as_u64().unwrap();

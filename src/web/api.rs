@@ -17,8 +17,13 @@ pub struct StateResponse {
 
 /// Live state of every camera the caller may see.
 pub async fn state(State(app): State<AppState>, Extension(who): Extension<Principal>) -> Json<StateResponse> {
+    Json(state_for(&app, &who))
+}
+
+/// The state `who` may see: also the first message of `/api/events`.
+pub fn state_for(app: &AppState, who: &Principal) -> StateResponse {
     let cameras = app.board.cameras().into_iter().filter(|c| who.sees(&c.name)).collect();
-    Json(StateResponse { version: env!("CARGO_PKG_VERSION"), cameras })
+    StateResponse { version: env!("CARGO_PKG_VERSION"), cameras }
 }
 
 /// One entry of `GET /api/cameras`.

@@ -72,9 +72,8 @@ fn audible(app: &AppState, who: &Principal, event: &Event) -> bool {
 }
 
 fn snapshot(app: &AppState, who: &Principal, seq: u64, resync: bool) -> String {
-    let cameras: Vec<_> = app.board.cameras().into_iter().filter(|c| who.sees(&c.name)).collect();
-    let mut message =
-        json!({ "v": VERSION, "seq": seq, "type": "snapshot", "state": { "version": env!("CARGO_PKG_VERSION"), "cameras": cameras } });
+    let state = super::api::state_for(app, who);
+    let mut message = json!({ "v": VERSION, "seq": seq, "run": app.journal.run_id(), "type": "snapshot", "state": state });
     if resync {
         message["resync"] = json!(true);
     }
@@ -92,9 +91,7 @@ async fn send(
     let mut revoked = std::pin::pin!(revoked);
     let (replay, at, mut live) = app.journal.listen(since, run.as_deref());
     let first: Vec<String> = match replay {
-        Replay::Missed(events) => {
-            events.iter().filter(|n| audible(&app, &who, &n.event)).filter_map(|n| serde_json::to_string(n).ok()).collect()
-        }
+        Replay::Missed(events) => events.iter().filter(|n| audible(&app, &who, &n.event)).map(numbered).collect(),
         Replay::Resync => vec![snapshot(&app, &who, at, since.is_some())],
     };
     let mut last = at;

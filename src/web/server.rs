@@ -109,24 +109,18 @@ pub async fn serve(
         };
         refused_logged = false;
         let connection = Connection { builder: builder.clone(), app: app.clone(), peer, watcher: graceful.watcher() };
-        match tls.clone() {
-            None => {
-                tokio::spawn(async move {
-                    connection.run(stream, false).await;
-                    drop(slot);
-                });
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => connection.run(stream, false).await,
+                Some(acceptor) => match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => connection.run(stream, true).await,
+                    Ok(Err(e)) => tracing::debug!(address = %peer.ip(), "TLS handshake failed: {e}"),
+                    Err(_) => tracing::debug!(address = %peer.ip(), "TLS handshake not finished within {HEADER_TIMEOUT:?}"),
+                },
             }
-            Some(acceptor) => {
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => connection.run(stream, true).await,
-                        Ok(Err(e)) => tracing::debug!(address = %peer.ip(), "TLS handshake failed: {e}"),
-                        Err(_) => tracing::debug!(address = %peer.ip(), "TLS handshake not finished within {HEADER_TIMEOUT:?}"),
-                    }
-                    drop(slot);
-                });
-            }
-        }
+            drop(slot);
+        });
     }
     drop(listener);
     if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {

@@ -132,7 +132,7 @@ pub fn problems(n: &Network) -> Vec<(String, String)> {
         }
     }
     if let Some(p) = &n.hotspot.passphrase
-        && !((8..=63).contains(&p.len()) && p.chars().all(|c| (' '..='~').contains(&c)))
+        && !valid_passphrase(p)
     {
         fail("network.hotspot.passphrase".into(), "must be 8-63 printable ASCII characters".into());
     }
@@ -154,10 +154,14 @@ fn valid_hostname(h: &str) -> bool {
         && h.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-/// A passphrase is 8-63 printable ASCII characters (IEEE 802.11i); a PSK 64 hex digits.
+/// A WPA passphrase: 8-63 printable ASCII characters (IEEE 802.11i).
+fn valid_passphrase(p: &str) -> bool {
+    (8..=63).contains(&p.len()) && p.chars().all(|c| (' '..='~').contains(&c))
+}
+
+/// A passphrase, or a pre-computed PSK of 64 hex digits.
 fn valid_psk(p: &str) -> bool {
-    ((8..=63).contains(&p.len()) && p.chars().all(|c| (' '..='~').contains(&c)))
-        || (p.len() == 64 && p.chars().all(|c| c.is_ascii_hexdigit()))
+    valid_passphrase(p) || (p.len() == 64 && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 #[cfg(test)]

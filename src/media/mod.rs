@@ -5,6 +5,7 @@
 //! camera's outputs through [`Media::camera`].
 
 pub mod devices;
+pub mod drift;
 pub mod encoder;
 pub mod export;
 pub mod fanout;

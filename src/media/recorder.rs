@@ -29,6 +29,7 @@ use crate::config::Camera;
 use crate::events::{Bus, Event};
 use crate::storage::{self, layout};
 
+use super::drift::Drift;
 use super::fanout::Fanout;
 use super::{MediaClock, StopOnDrop, timestamps};
 
@@ -171,6 +172,7 @@ impl Recorder {
             reports: reports_tx,
             failed: false,
             backlog: Backlog::default(),
+            drift: Drift::default(),
         }));
         let tap = match build_tap(name, &self.clock, segmenter.clone()) {
             Ok(t) => t,
@@ -480,6 +482,8 @@ struct Segmenter {
     reports: tokio::sync::mpsc::UnboundedSender<Report>,
     failed: bool,
     backlog: Backlog,
+    /// Keeps a camera whose clock runs fast or slow on the wall clock, across segments.
+    drift: Drift,
 }
 
 impl Segmenter {
@@ -489,7 +493,15 @@ impl Segmenter {
             return;
         }
         let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-        let running = first_running_time(sample).unwrap_or_else(|| self.clock.running_time());
+        let arrival = self.clock.running_time();
+        let (running, sample) = match first_running_time(sample) {
+            Some(stamped) => {
+                let corrected = gst::ClockTime::from_nseconds(self.drift.correct(stamped.nseconds(), arrival.nseconds()));
+                (corrected, shifted(sample, corrected.nseconds() as i64 - stamped.nseconds() as i64))
+            }
+            None => (arrival, sample.clone()),
+        };
+        let sample = &sample;
         let wall = self.clock.wall_time(running);
         let due = self.boundary.is_none_or(|b| wall >= b);
         if keyframe && (self.current.is_none() || due) {
@@ -612,6 +624,32 @@ fn writable(root: &Path, camera: &str) -> Result<(), String> {
         return Err(format!("disk full: {} KiB free on {}", disk.free / 1024, root.display()));
     }
     Ok(())
+}
+
+/// The sample with its frame's times moved by `delta_ns` (a drift correction); unchanged
+/// when nothing moves or a time would fall before zero.
+fn shifted(sample: &gst::Sample, delta_ns: i64) -> gst::Sample {
+    let Some(buffer) = sample.buffer().filter(|_| delta_ns != 0) else { return sample.clone() };
+    let shift = |t: Option<gst::ClockTime>| t.map(|t| t.nseconds().checked_add_signed(delta_ns).map(gst::ClockTime::from_nseconds));
+    let (pts, dts) = (shift(buffer.pts()), shift(buffer.dts()));
+    if pts.is_some_and(|t| t.is_none()) || dts.is_some_and(|t| t.is_none()) {
+        return sample.clone();
+    }
+    let mut moved = buffer.copy();
+    {
+        let moved = moved.make_mut();
+        moved.set_pts(pts.flatten());
+        moved.set_dts(dts.flatten());
+    }
+    let caps = sample.caps_owned();
+    let mut builder = gst::Sample::builder().buffer(&moved);
+    if let Some(caps) = &caps {
+        builder = builder.caps(caps);
+    }
+    if let Some(segment) = sample.segment() {
+        builder = builder.segment(segment);
+    }
+    builder.build()
 }
 
 fn first_running_time(sample: &gst::Sample) -> Option<gst::ClockTime> {

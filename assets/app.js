@@ -49,9 +49,16 @@ function updateInfo(card, cam) {
   err.textContent = cam.last_error || "";
   card.player.cameraOffline = !cam.online;
   const rec = q(".rec-state");
-  rec.textContent = !cam.recording_enabled ? "Recording off"
+  const wanted = cam.recording_enabled && cam.recording_switch;
+  rec.textContent = !cam.recording_enabled ? "Recording disabled in the config"
+    : !cam.recording_switch ? "Recording switched off"
     : cam.recording ? "● Recording" : "Recording paused" + (cam.recording_error ? ": " + cam.recording_error : "");
-  rec.className = "rec-state " + (cam.recording ? "ok" : cam.recording_enabled ? "bad" : "");
+  rec.className = "rec-state " + (cam.recording ? "ok" : wanted ? "bad" : "");
+  // The recording switch (owners only; kept across restarts by the device).
+  const toggle = q(".rec-switch");
+  toggle.hidden = !cam.recording_enabled;
+  toggle.textContent = cam.recording_switch ? "Stop recording" : "Start recording";
+  toggle.dataset.action = cam.recording_switch ? "recording.stop" : "recording.start";
 }
 
 function addCamera(cam) {
@@ -72,6 +79,10 @@ function addCamera(cam) {
     ? new WhepPlayer(cam.whep, video, onState)
     : new MsePlayer(cam.name, video, onState);
   cards.set(cam.name, card);
+  el.querySelector(".rec-switch").addEventListener("click", (e) => {
+    const action = e.target.dataset.action;
+    fetch(`/api/actions/${action}?camera=${encodeURIComponent(cam.name)}`, { method: "POST" }).catch(() => {});
+  });
   card.recordings = new RecordingsPanel(el, cam.name);
   card.player.start();
   return card;
@@ -175,6 +186,11 @@ document.getElementById("identify").addEventListener("click", () => {
 });
 
 async function main() {
+  // Controls (identify, the recording switch) are shown to those who may use them.
+  fetch("/api/me", { cache: "no-store" })
+    .then((r) => r.json())
+    .then((me) => document.body.classList.toggle("can-control", me.role === "admin" || (me.grants || []).includes("control")))
+    .catch(() => {});
   let cameras = [];
   while (cameras.length === 0) {
     try {

@@ -1,6 +1,7 @@
-//! What the owner's requests do: a button press or `POST /api/actions/{action}` publishes
-//! `ActionRequested`; this module carries out the ones that need the cameras or the system.
-//! (`identify` needs nothing here: the LED follows the bus itself.)
+//! What the owner's requests do: a button press, `POST /api/actions/{action}` or the events
+//! socket publishes `ActionRequested`; this module carries out the ones that need the
+//! cameras or the system. (`identify` and the recording switch need nothing here: the LED
+//! and each camera's recorder follow the bus themselves.)
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,11 +32,12 @@ pub async fn run(media: Arc<Media>, storage: PathBuf, keep: usize, bus: Bus, shu
             e = events.recv() => e,
         };
         match event {
-            Ok(Event::ActionRequested { action, origin }) => {
-                tracing::info!(?action, %origin, "action requested");
+            Ok(Event::ActionRequested { action, camera, origin }) => {
+                tracing::info!(?action, ?camera, %origin, "action requested");
                 match action {
-                    Action::Identify => {}
-                    Action::Snapshot => save_snapshots(&media, &storage, keep).await,
+                    // The LED and the recorders follow the bus themselves.
+                    Action::Identify | Action::RecordingStart | Action::RecordingStop | Action::RecordingToggle => {}
+                    Action::Snapshot => save_snapshots(&media, camera.as_deref(), &storage, keep).await,
                     Action::Reboot => request_reboot(),
                 }
             }
@@ -50,8 +52,8 @@ pub async fn run(media: Arc<Media>, storage: PathBuf, keep: usize, bus: Bus, shu
     }
 }
 
-async fn save_snapshots(media: &Media, storage: &Path, keep: usize) {
-    for cam in media.cameras() {
+async fn save_snapshots(media: &Media, only: Option<&str>, storage: &Path, keep: usize) {
+    for cam in media.cameras().filter(|c| only.is_none_or(|name| c.config.name == name)) {
         let Ok(_permit) = cam.snapshots.acquire().await else { return };
         let name = &cam.config.name;
         match snapshot::capture(&cam.fanout, media.clock(), None).await {

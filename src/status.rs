@@ -39,6 +39,9 @@ pub struct CameraStatus {
     pub restarts: u64,
     pub last_error: Option<String>,
     pub recording_enabled: bool,
+    /// The runtime recording switch (`recording.start` / `recording.stop`), kept across
+    /// restarts; recording happens when it and `recording_enabled` are both on.
+    pub recording_switch: bool,
     /// Writing to disk right now.
     pub recording: bool,
     /// Why recording is paused, when it is.
@@ -78,6 +81,7 @@ impl Board {
                     desired_fps: c.fps,
                     desired_bitrate_kbps: c.bitrate_kbps,
                     recording_enabled: c.recording.enabled,
+                    recording_switch: !crate::storage::switch::is_off(&config.storage.path, &c.name),
                     ..CameraStatus::default()
                 };
                 (c.name.clone(), status)
@@ -135,6 +139,7 @@ impl Board {
                 cam.recording_error = Some(reason.clone());
             }
             Event::RecordingStopped { .. } => cam.recording = false,
+            Event::RecordingSwitched { on, .. } => cam.recording_switch = *on,
             _ => {}
         }
     }

@@ -76,6 +76,16 @@ async fn chromium_plays_the_live_view_and_a_recording() {
         let body = r.bytes().await.unwrap();
         assert!(body.len() > 1000 && &body[4..8] == b"ftyp", "{url} is not an MP4 ({} bytes)", body.len());
     }
+
+    // The page's recording switch: the owner sees it, it stops recording, and the page
+    // says so from the events it hears.
+    let button = "const b = document.querySelector('.rec-switch'); return b.offsetParent ? b.textContent : ''";
+    assert_eq!(wait_string(&driver, button).await, "Stop recording");
+    driver.eval("document.querySelector('.rec-switch').click(); return true").await;
+    daemon.wait_state("cam", HANG, |c| c["recording_switch"] == false && c["recording"] == false).await.expect("switched off");
+    let said = "const t = document.querySelector('.rec-state').textContent; return t.includes('switched off') ? t : ''";
+    wait_string(&driver, said).await;
+    assert_eq!(wait_string(&driver, button).await, "Start recording");
     driver.quit().await;
     daemon.stop().await;
 }

@@ -196,6 +196,7 @@ async fn metrics_parse_as_prometheus_text_and_describe_the_cameras() {
     assert_eq!(scrape.cam("lookout_camera_viewers"), 1.0);
     assert_eq!(scrape.cam("lookout_camera_restarts_total"), 0.0);
     assert_eq!(scrape.cam("lookout_camera_recording"), 1.0);
+    assert_eq!(scrape.cam("lookout_camera_recording_switch"), 1.0);
     // Frames outputs dropped. Not necessarily 0 with nothing slow: a joining output (the
     // viewer, the recorder) skips frames until its first keyframe, and those count. So: a
     // count, and the same counter /api/state reports, which copies it every few seconds. It

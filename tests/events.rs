@@ -289,3 +289,105 @@ fn config_with_storage(config: &lookout::config::Config, daemon: &Daemon) -> loo
     c.storage.path = daemon.data.clone();
     c
 }
+
+/// Every file under `dir` with its size.
+fn files_and_sizes(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_and_sizes(&path));
+        } else {
+            out.push((path.clone(), entry.metadata().map(|m| m.len()).unwrap_or(0)));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recording_switch_stops_a_cameras_recording_until_switched_on_also_across_a_restart() {
+    let mut config = config_with(vec![test_camera("cam"), test_camera("other")]);
+    config.cameras[1].fps = 10;
+    let daemon = Daemon::start(config.clone()).await;
+    for cam in ["cam", "other"] {
+        daemon.wait_state(cam, HANG, |c| c["recording"] == true && c["recording_switch"] == true).await.expect("recording");
+    }
+    let mut socket = connect_as_owner(&daemon).await;
+    next(&mut socket).await;
+    use futures::SinkExt;
+    socket.send(Message::Text(r#"{"id":7,"type":"recording.stop","camera":"cam"}"#.into())).await.unwrap();
+    let answer = until(&mut socket, |m| m["type"] == "result", |_| {}).await;
+    assert_eq!((answer["id"].as_u64(), answer["ok"].as_bool()), (Some(7), Some(true)), "{answer}");
+    let switched = until(&mut socket, |m| m["type"] == "recording_switched", |_| {}).await;
+    assert_eq!((switched["camera"].as_str(), switched["on"].as_bool()), (Some("cam"), Some(false)), "{switched}");
+    assert_eq!(switched["origin"], "events socket");
+    daemon.wait_state("cam", HANG, |c| c["recording"] == false && c["recording_switch"] == false).await.expect("switched off");
+
+    // Nothing more is written for `cam` (its last file was finished), while `other` records on.
+    let cam_dir = daemon.data.join("recordings/cam");
+    let other_dir = daemon.data.join("recordings/other");
+    let (cam_then, other_then) = (files_and_sizes(&cam_dir), files_and_sizes(&other_dir));
+    assert!(!cam_then.is_empty(), "cam recorded before the switch");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(files_and_sizes(&cam_dir), cam_then, "cam's recordings changed while switched off");
+    assert_ne!(files_and_sizes(&other_dir), other_then, "the other camera stopped recording too");
+    assert_eq!(daemon.camera_state("other").await["recording"], true);
+
+    // Off holds across a restart of the daemon.
+    let data = daemon.stop().await;
+    let daemon = Daemon::start_in(config.clone(), data).await;
+    let state = daemon.wait_state("cam", HANG, |c| c["online"] == true).await.expect("online again");
+    assert_eq!((state["recording_switch"].as_bool(), state["recording"].as_bool()), (Some(false), Some(false)), "{state}");
+    daemon.wait_state("other", HANG, |c| c["recording"] == true).await.expect("other records after the restart");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(files_and_sizes(&cam_dir), cam_then, "cam recorded after the restart although switched off");
+
+    // Switched on from the API (the page's way): recording resumes in a new file.
+    let owner = daemon.owner().await;
+    let on = owner.post(format!("{}/api/actions/recording.start?camera=cam", daemon.base)).send().await.unwrap();
+    assert_eq!(on.status(), 202);
+    daemon.wait_state("cam", HANG, |c| c["recording"] == true && c["recording_switch"] == true).await.expect("recording again");
+    let deadline = std::time::Instant::now() + HANG;
+    while files_and_sizes(&cam_dir).len() <= cam_then.len() {
+        assert!(std::time::Instant::now() < deadline, "no new file after switching on");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recording_switch_needs_control_of_the_camera_and_recording_enabled_in_the_config() {
+    let mut config = config_with(vec![test_camera("cam"), test_camera("other")]);
+    config.cameras[0].recording.enabled = false;
+    config.cameras[1].fps = 10;
+    let daemon = Daemon::start(config.clone()).await;
+    daemon.wait_state("other", HANG, |c| c["recording"] == true).await.expect("other records");
+    let with_storage = config_with_storage(&config, &daemon);
+    let post = |token: String, query: &'static str| {
+        let url = format!("{}/api/actions/recording.stop{query}", daemon.base);
+        async move { reqwest::Client::new().post(url).bearer_auth(token).send().await.unwrap().status().as_u16() }
+    };
+    let viewer = common::issue_token(&with_storage, &[Grant::View], None);
+    let other_only = common::issue_token(&with_storage, &[Grant::Control], Some(vec!["other".into()]));
+    let owner_token = daemon.token.clone().unwrap();
+    assert_eq!(post(viewer.clone(), "?camera=other").await, 403, "view grant");
+    assert_eq!(post(other_only.clone(), "?camera=cam").await, 403, "a camera the token does not have");
+    assert_eq!(post(other_only.clone(), "").await, 403, "every camera, with a token for one");
+    assert_eq!(post(owner_token.clone(), "?camera=cam").await, 409, "recording disabled in the config");
+    assert_eq!(post(owner_token.clone(), "?camera=nope").await, 404);
+    assert_eq!(daemon.camera_state("other").await["recording_switch"], true, "nothing refused was applied");
+
+    // Over the socket, the same refusal comes back as the answer.
+    let mut socket = connect(&daemon, &viewer, None).await;
+    next(&mut socket).await;
+    use futures::SinkExt;
+    socket.send(Message::Text(r#"{"id":"v","type":"recording.stop","camera":"other"}"#.into())).await.unwrap();
+    let denied = until(&mut socket, |m| m["type"] == "result", |_| {}).await;
+    assert_eq!((denied["id"].as_str(), denied["ok"].as_bool()), (Some("v"), Some(false)), "{denied}");
+
+    // The token for `other` may switch `other`.
+    assert_eq!(post(other_only, "?camera=other").await, 202);
+    daemon.wait_state("other", HANG, |c| c["recording"] == false && c["recording_switch"] == false).await.expect("switched off");
+    daemon.stop().await;
+}

@@ -161,7 +161,7 @@ pub fn dispatch(press: Press, config: &ButtonConfig, bus: &Bus) {
     };
     tracing::info!(?press, ?action, "button pressed");
     if let Some(action) = action {
-        bus.publish(Event::ActionRequested { action, origin: format!("button ({press:?} press)").to_lowercase() });
+        bus.publish(Event::ActionRequested { action, camera: None, origin: format!("button ({press:?} press)").to_lowercase() });
     }
 }
 

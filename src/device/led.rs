@@ -419,7 +419,7 @@ mod tests {
         assert_eq!(led.status(t0), Status::Live, "being watched beats recording");
         led.handle(t0, &Event::HealthWarningRaised { kind: "temperature".into(), message: "hot".into() });
         assert_eq!(led.status(t0), Status::Degraded, "a problem beats being watched");
-        led.handle(t0, &Event::ActionRequested { action: Action::Identify, origin: "test".into() });
+        led.handle(t0, &Event::ActionRequested { action: Action::Identify, camera: None, origin: "test".into() });
         assert_eq!(led.status(t0), Status::Identify, "identify beats everything");
         led.handle(t0, &Event::FaultDetected { reason: "wedged".into() });
         assert_eq!(led.status(t0 + ms(100)), Status::Identify);
@@ -475,7 +475,7 @@ mod tests {
         assert!(led.level(t0).0, "ready starts with its blink");
         let (lit, _) = led.level(t0 + ms(500));
         assert!(!lit, "ready is dark between blinks");
-        led.handle(t0 + ms(500), &Event::ActionRequested { action: Action::Identify, origin: "test".into() });
+        led.handle(t0 + ms(500), &Event::ActionRequested { action: Action::Identify, camera: None, origin: "test".into() });
         let flicker = trace(&mut led, t0 + ms(500), ms(200));
         assert_eq!(flicker, vec![(0, true), (50, false), (100, true), (150, false)]);
         // The loop sleeps until the next change; near the end of identify that is the end.

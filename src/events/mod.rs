@@ -59,8 +59,16 @@ pub enum Event {
     /// Something is wrong that the daemon cannot heal by itself (a wedged pipeline, a dead
     /// web server); systemd will restart it.
     FaultDetected { reason: String },
-    /// The owner asked for something, by the button or from the page/API.
-    ActionRequested { action: Action, origin: String },
+    /// Someone asked for something, by the button, the page, the API or the events socket;
+    /// `camera` narrows it to one camera (unset: every camera).
+    ActionRequested {
+        action: Action,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        camera: Option<String>,
+        origin: String,
+    },
+    /// A camera's recording switch was turned on or off (it stays so across restarts).
+    RecordingSwitched { camera: String, on: bool, origin: String },
     /// Someone gave a wrong user name or password (the password is never carried).
     LoginFailed { user: String, address: String },
     /// The owner revoked a token; sessions it opened end.
@@ -83,12 +91,35 @@ pub enum Action {
     Snapshot,
     /// Restart the device (through systemd, see `lookout-reboot.path`).
     Reboot,
+    /// Turn a camera's recording switch on.
+    #[serde(rename = "recording.start")]
+    RecordingStart,
+    /// Turn a camera's recording switch off: no new segments until it is turned on again.
+    #[serde(rename = "recording.stop")]
+    RecordingStop,
+    /// Flip a camera's recording switch (the button's way).
+    #[serde(rename = "recording.toggle")]
+    RecordingToggle,
 }
 
 impl Action {
+    /// Every action, for messages that list them.
+    pub const ALL: [Action; 6] =
+        [Action::Identify, Action::Snapshot, Action::Reboot, Action::RecordingStart, Action::RecordingStop, Action::RecordingToggle];
+
     /// Parses the name used in config and URLs.
     pub fn from_name(name: &str) -> Option<Action> {
         serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
+    }
+
+    /// The name used in config, URLs and the events socket.
+    pub fn name(self) -> String {
+        serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    }
+
+    /// Whether it works the recording switch (which needs recording enabled in the config).
+    pub fn is_recording_switch(self) -> bool {
+        matches!(self, Action::RecordingStart | Action::RecordingStop | Action::RecordingToggle)
     }
 }
 
@@ -106,7 +137,9 @@ impl Event {
             | Event::RecordingStopped { camera }
             | Event::SegmentOpened { camera, .. }
             | Event::SegmentClosed { camera, .. }
-            | Event::SegmentDeleted { camera, .. } => camera,
+            | Event::SegmentDeleted { camera, .. }
+            | Event::RecordingSwitched { camera, .. }
+            | Event::ActionRequested { camera: Some(camera), .. } => camera,
             Event::DaemonReady
             | Event::HealthWarningRaised { .. }
             | Event::HealthWarningCleared { .. }

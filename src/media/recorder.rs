@@ -26,7 +26,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Camera;
-use crate::events::{Bus, Event};
+use crate::events::{Action, Bus, Event};
 use crate::storage::{self, layout};
 
 use super::drift::Drift;
@@ -69,6 +69,8 @@ enum Wake {
 enum Outcome {
     Shutdown,
     CameraOffline,
+    /// The recording switch was turned off (by whom).
+    SwitchedOff(String),
     Failed(String),
 }
 
@@ -78,13 +80,19 @@ impl Recorder {
     pub async fn run(self, mut events: broadcast::Receiver<Event>, shutdown: CancellationToken) {
         let name = self.camera.name.clone();
         let mut online = false;
+        let mut on = !storage::switch::is_off(&self.root, &name);
+        if !on {
+            tracing::info!(camera = %name, "recording is switched off (recording.start turns it on)");
+        }
         let mut paused_for: Option<String> = None;
         loop {
-            if !online {
+            if !online || !on {
                 match self.wait_event(&mut events, &shutdown, None).await {
                     Wake::Event(Event::CameraOnline { .. }) => online = true,
+                    Wake::Event(Event::CameraWentOffline { .. }) => online = false,
+                    Wake::Event(e) => self.follow_switch(&e, &mut on).await,
                     Wake::Shutdown => return,
-                    _ => {}
+                    Wake::Timeout => {}
                 }
                 continue;
             }
@@ -96,7 +104,7 @@ impl Recorder {
                     self.bus.publish(Event::RecordingPaused { camera: name.clone(), reason: reason.clone() });
                     paused_for = Some(reason);
                 }
-                if !self.wait_paused(&mut events, &shutdown, &mut online).await {
+                if !self.wait_paused(&mut events, &shutdown, &mut online, &mut on).await {
                     return;
                 }
                 continue;
@@ -111,11 +119,15 @@ impl Recorder {
                     online = false;
                     self.bus.publish(Event::RecordingStopped { camera: name.clone() });
                 }
+                Outcome::SwitchedOff(origin) => {
+                    self.bus.publish(Event::RecordingStopped { camera: name.clone() });
+                    self.switch(false, origin, &mut on).await;
+                }
                 Outcome::Failed(reason) => {
                     tracing::warn!(camera = %name, "recording paused: {reason}");
                     self.bus.publish(Event::RecordingPaused { camera: name.clone(), reason: reason.clone() });
                     paused_for = Some(reason);
-                    if !self.wait_paused(&mut events, &shutdown, &mut online).await {
+                    if !self.wait_paused(&mut events, &shutdown, &mut online, &mut on).await {
                         return;
                     }
                 }
@@ -123,17 +135,45 @@ impl Recorder {
         }
     }
 
+    /// Acts on a recording-switch request in `event`, if it is one for this camera.
+    async fn follow_switch(&self, event: &Event, on: &mut bool) {
+        if let Some((wanted, origin)) = switch_request(event, &self.camera.name, *on) {
+            self.switch(wanted, origin, on).await;
+        }
+    }
+
+    /// Sets the switch, saves it when it changed, and says so on the bus (also when it did
+    /// not change, so every request has its answer).
+    async fn switch(&self, wanted: bool, origin: String, on: &mut bool) {
+        let camera = self.camera.name.clone();
+        if wanted != *on {
+            let (root, name) = (self.root.clone(), camera.clone());
+            let saved = tokio::task::spawn_blocking(move || storage::switch::save(&root, &name, wanted)).await;
+            if let Ok(Err(e)) = saved {
+                tracing::warn!(camera = %camera, "the recording switch is not saved (it holds until the daemon stops): {e}");
+            }
+            tracing::info!(camera = %camera, %origin, "recording switched {}", if wanted { "on" } else { "off" });
+            *on = wanted;
+        }
+        self.bus.publish(Event::RecordingSwitched { camera, on: wanted, origin });
+    }
+
     /// Waits one disk-check period while recording is paused, noting the camera going
     /// offline; false on shutdown.
-    async fn wait_paused(&self, events: &mut broadcast::Receiver<Event>, shutdown: &CancellationToken, online: &mut bool) -> bool {
+    async fn wait_paused(
+        &self,
+        events: &mut broadcast::Receiver<Event>,
+        shutdown: &CancellationToken,
+        online: &mut bool,
+        on: &mut bool,
+    ) -> bool {
         match self.wait_event(events, shutdown, Some(DISK_CHECK_EVERY)).await {
-            Wake::Event(Event::CameraWentOffline { .. }) => {
-                *online = false;
-                true
-            }
-            Wake::Shutdown => false,
-            _ => true,
+            Wake::Event(Event::CameraWentOffline { .. }) => *online = false,
+            Wake::Event(e) => self.follow_switch(&e, on).await,
+            Wake::Shutdown => return false,
+            Wake::Timeout => {}
         }
+        true
     }
 
     /// The next event about this camera, a timeout, or shutdown.
@@ -150,7 +190,7 @@ impl Recorder {
                 _ = shutdown.cancelled() => return Wake::Shutdown,
                 _ = &mut sleep => return Wake::Timeout,
                 e = events.recv() => match e {
-                    Ok(e) if e.camera() == Some(self.camera.name.as_str()) => return Wake::Event(e),
+                    Ok(e) if e.camera() == Some(self.camera.name.as_str()) || for_every_camera(&e) => return Wake::Event(e),
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => return Wake::Shutdown,
                 },
@@ -206,6 +246,11 @@ impl Recorder {
                 _ = shutdown.cancelled() => break Outcome::Shutdown,
                 e = events.recv() => match e {
                     Ok(Event::CameraWentOffline { camera, .. }) if &camera == name => break Outcome::CameraOffline,
+                    Ok(e) => match switch_request(&e, name, true) {
+                        Some((false, origin)) => break Outcome::SwitchedOff(origin),
+                        Some((true, origin)) => self.bus.publish(Event::RecordingSwitched { camera: name.clone(), on: true, origin }),
+                        None => {}
+                    },
                     Err(RecvError::Closed) => break Outcome::Shutdown,
                     _ => {}
                 },
@@ -301,6 +346,27 @@ impl Recorder {
         }
         None
     }
+}
+
+/// A recording-switch request in `event` for `camera`, whose switch is `on` now: the state
+/// asked for, and by whom.
+fn switch_request(event: &Event, camera: &str, on: bool) -> Option<(bool, String)> {
+    let Event::ActionRequested { action, camera: target, origin } = event else { return None };
+    if target.as_deref().is_some_and(|t| t != camera) {
+        return None;
+    }
+    let wanted = match action {
+        Action::RecordingStart => true,
+        Action::RecordingStop => false,
+        Action::RecordingToggle => !on,
+        _ => return None,
+    };
+    Some((wanted, origin.clone()))
+}
+
+/// Requests addressed to every camera (which `Event::camera` does not name).
+fn for_every_camera(event: &Event) -> bool {
+    matches!(event, Event::ActionRequested { camera: None, action, .. } if action.is_recording_switch())
 }
 
 /// What the streaming thread tells the recorder task.
@@ -662,6 +728,20 @@ fn first_running_time(sample: &gst::Sample) -> Option<gst::ClockTime> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn switch_requests_name_this_camera_or_every_camera() {
+        let ask =
+            |action, camera: Option<&str>| Event::ActionRequested { action, camera: camera.map(str::to_owned), origin: "test".into() };
+        assert_eq!(switch_request(&ask(Action::RecordingStop, Some("a")), "a", true), Some((false, "test".into())));
+        assert_eq!(switch_request(&ask(Action::RecordingStop, Some("b")), "a", true), None, "another camera's");
+        assert_eq!(switch_request(&ask(Action::RecordingStart, None), "a", false), Some((true, "test".into())));
+        assert_eq!(switch_request(&ask(Action::RecordingToggle, None), "a", true), Some((false, "test".into())));
+        assert_eq!(switch_request(&ask(Action::RecordingToggle, None), "a", false), Some((true, "test".into())));
+        assert_eq!(switch_request(&ask(Action::Snapshot, Some("a")), "a", true), None, "not a switch");
+        assert!(for_every_camera(&ask(Action::RecordingStop, None)));
+        assert!(!for_every_camera(&ask(Action::Reboot, None)));
+    }
 
     fn at(h: u32, m: u32, s: u32, ms: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 21, h, m, s).unwrap() + chrono::Duration::milliseconds(ms)

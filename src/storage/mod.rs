@@ -11,6 +11,7 @@ pub mod index;
 pub mod layout;
 pub mod mp4scan;
 pub mod retention;
+pub mod switch;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

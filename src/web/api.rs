@@ -84,15 +84,57 @@ pub async fn health(State(app): State<AppState>) -> Json<HealthResponse> {
     Json(HealthResponse { health: reading, warnings })
 }
 
-/// `POST /api/actions/{action}`: the page's (and scripts') way to press the button.
+/// `POST /api/actions/{action}[?camera=NAME]`: the page's (and scripts') way to press the button.
 pub async fn action(
     State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
     axum::extract::Path(name): axum::extract::Path<String>,
+    axum::extract::Query(target): axum::extract::Query<ActionTarget>,
 ) -> Result<axum::http::StatusCode, super::error::ApiError> {
-    let action = crate::events::Action::from_name(&name)
-        .ok_or_else(|| super::error::ApiError::NotFound(format!("no action `{name}`; actions: identify, snapshot, reboot")))?;
-    app.bus.publish(crate::events::Event::ActionRequested { action, origin: "api".into() });
+    request_action(&app, &who, &name, target.camera, "api")?;
     Ok(axum::http::StatusCode::ACCEPTED)
+}
+
+/// Which camera an action is for (none: every camera).
+#[derive(serde::Deserialize)]
+pub struct ActionTarget {
+    pub camera: Option<String>,
+}
+
+/// Checks one request for an action (the API's and the events socket's) and queues it on
+/// the bus, which orders it with every other request.
+pub fn request_action(
+    app: &AppState,
+    who: &Principal,
+    name: &str,
+    camera: Option<String>,
+    origin: &str,
+) -> Result<crate::events::Action, super::error::ApiError> {
+    use super::error::ApiError;
+    let action = crate::events::Action::from_name(name).ok_or_else(|| {
+        let known: Vec<String> = crate::events::Action::ALL.iter().map(|a| a.name()).collect();
+        ApiError::NotFound(format!("no action `{name}`; actions: {}", known.join(", ")))
+    })?;
+    let targets: Vec<&crate::config::Camera> = match &camera {
+        Some(name) => vec![app.config.cameras.iter().find(|c| &c.name == name).ok_or_else(|| ApiError::UnknownCamera(name.clone()))?],
+        // Every camera: a principal limited to some cameras may still identify or reboot,
+        // but switches recording only for cameras it names.
+        None if action.is_recording_switch() => app.config.cameras.iter().collect(),
+        None => vec![],
+    };
+    let denied = |d: crate::auth::Denied| ApiError::Forbidden(d.to_string());
+    app.auth.authorize(who, crate::auth::Action::Control, None).map_err(denied)?;
+    for cam in &targets {
+        app.auth.authorize(who, crate::auth::Action::Control, Some(&cam.name)).map_err(denied)?;
+        if action.is_recording_switch() && !cam.recording.enabled {
+            return Err(ApiError::Conflict(format!(
+                "camera `{}` has recording disabled in its config ([camera.recording] enabled = false)",
+                cam.name
+            )));
+        }
+    }
+    app.bus.publish(crate::events::Event::ActionRequested { action, camera, origin: origin.into() });
+    Ok(action)
 }
 
 /// `GET /livez`: answers while the HTTP server serves; the systemd watchdog asks it.

@@ -140,6 +140,8 @@ struct Request {
     id: Option<serde_json::Value>,
     #[serde(rename = "type")]
     kind: String,
+    /// The camera a `snapshot` or `recording.*` request is for (unset: every camera).
+    camera: Option<String>,
 }
 
 /// Carries out one control message; the answer echoes its `id`.
@@ -153,14 +155,7 @@ fn control(app: &AppState, who: &Principal, text: &str) -> serde_json::Value {
         Ok(()) => json!({ "v": VERSION, "type": "result", "id": id, "ok": true }),
         Err(error) => json!({ "v": VERSION, "type": "result", "id": id, "ok": false, "error": error }),
     };
-    let Some(action) = crate::events::Action::from_name(&request.kind) else {
-        return answer(Err(format!("no request `{}`; requests: identify, snapshot, reboot", request.kind)));
-    };
-    if let Err(denied) = app.auth.authorize(who, Action::Control, None) {
-        return answer(Err(denied.to_string()));
-    }
-    app.bus.publish(Event::ActionRequested { action, origin: "events socket".into() });
-    answer(Ok(()))
+    answer(super::api::request_action(app, who, &request.kind, request.camera, "events socket").map(|_| ()).map_err(|e| e.to_string()))
 }
 
 fn numbered(n: &Numbered) -> String {

@@ -97,6 +97,11 @@ function applyState(state) {
     updateInfo(card, cam);
     render(card);
   }
+  // Webhooks (the owner's state only): say which receivers fail and why.
+  const failing = (state.webhooks || []).filter((h) => h.failing);
+  const hooks = document.getElementById("webhook-warnings");
+  hooks.hidden = !failing.length;
+  hooks.textContent = failing.map((h) => `Webhook ${h.name} (${h.url}) fails: ${h.failing}; ${h.queued} events wait, ${h.dropped} dropped`).join("; ");
   const status = document.getElementById("device-status");
   status.textContent = "Lookout " + state.version;
   status.className = "pill ok";
@@ -143,7 +148,7 @@ function listen() {
     if (msg.run) eventRun = msg.run;
     if (msg.type === "snapshot") applyState(msg.state);
     else if (msg.type.startsWith("health_warning")) refreshHealth();
-    else if (msg.camera) refreshSoon();
+    else if (msg.camera || msg.type.startsWith("webhook_")) refreshSoon();
   };
   // Closed (device restarting, network lost, session over): refresh says which, then retry.
   ws.onclose = () => {

@@ -14,6 +14,7 @@ pub mod status;
 pub mod storage;
 pub mod tls;
 pub mod web;
+pub mod webhook;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -80,6 +81,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
     let follower = board.follow(&bus);
     let device_stop = CancellationToken::new();
     let device_tasks = TaskTracker::new();
+    let webhooks = webhook::Hooks::start(&config.webhooks, &journal, &bus, &device_tasks, &device_stop);
     start_device(&config, &bus, &device_tasks, &device_stop);
     let storage_stop = CancellationToken::new();
     let index = storage::Storage::start(&config, &bus, storage_stop.clone()).await;
@@ -117,6 +119,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
         auth: accounts,
         exports: web::recordings::Exports::default(),
         journal,
+        webhooks,
     });
     let stop_serving = CancellationToken::new();
     let stopper = stop_serving.clone();

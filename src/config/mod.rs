@@ -9,6 +9,7 @@ mod network;
 mod source;
 mod units;
 mod validate;
+mod webhook;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ pub use network::{Hotspot, Network, Wifi, WifiNetwork};
 pub use source::{SourceSpec, redact_secrets as source_redacted};
 pub use units::{PortRange, Size, SpaceLimit};
 pub use validate::Problem;
+pub use webhook::{Webhook, redacted_url};
 
 /// Why a config could not be used; `Invalid` lists every problem, not just the first.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,9 @@ pub struct Config {
     pub button: Option<Button>,
     #[serde(rename = "camera")]
     pub cameras: Vec<Camera>,
+    /// Receivers of events over HTTP (`webhook`).
+    #[serde(rename = "webhook")]
+    pub webhooks: Vec<Webhook>,
 }
 
 /// Which status LED to drive, and how.

@@ -79,7 +79,40 @@ pub enum Event {
     SetupRequired,
     /// The owner password was set; the device is in service.
     SetupCompleted,
+    /// A webhook's receiver stopped taking deliveries (its first failure after a success);
+    /// retries go on. Never sent to webhooks themselves.
+    WebhookFailing { hook: String, error: String },
+    /// A failing webhook's receiver took a delivery again.
+    WebhookRecovered { hook: String },
 }
+
+/// Every event `type`, as serialized: the names `[[webhook]] events` may list.
+pub const TYPES: &[&str] = &[
+    "camera_online",
+    "camera_went_offline",
+    "camera_stats",
+    "viewer_joined",
+    "viewer_left",
+    "recording_started",
+    "recording_paused",
+    "recording_stopped",
+    "segment_opened",
+    "segment_closed",
+    "segment_deleted",
+    "daemon_ready",
+    "health_warning_raised",
+    "health_warning_cleared",
+    "fault_detected",
+    "action_requested",
+    "recording_switched",
+    "login_failed",
+    "token_revoked",
+    "owner_reset_requested",
+    "setup_required",
+    "setup_completed",
+    "webhook_failing",
+    "webhook_recovered",
+];
 
 /// What a button press or an API call can ask of the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -124,6 +157,49 @@ impl Action {
 }
 
 impl Event {
+    /// Its `type` as serialized (one of [`TYPES`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::CameraOnline { .. } => "camera_online",
+            Event::CameraWentOffline { .. } => "camera_went_offline",
+            Event::CameraStats { .. } => "camera_stats",
+            Event::ViewerJoined { .. } => "viewer_joined",
+            Event::ViewerLeft { .. } => "viewer_left",
+            Event::RecordingStarted { .. } => "recording_started",
+            Event::RecordingPaused { .. } => "recording_paused",
+            Event::RecordingStopped { .. } => "recording_stopped",
+            Event::SegmentOpened { .. } => "segment_opened",
+            Event::SegmentClosed { .. } => "segment_closed",
+            Event::SegmentDeleted { .. } => "segment_deleted",
+            Event::DaemonReady => "daemon_ready",
+            Event::HealthWarningRaised { .. } => "health_warning_raised",
+            Event::HealthWarningCleared { .. } => "health_warning_cleared",
+            Event::FaultDetected { .. } => "fault_detected",
+            Event::ActionRequested { .. } => "action_requested",
+            Event::RecordingSwitched { .. } => "recording_switched",
+            Event::LoginFailed { .. } => "login_failed",
+            Event::TokenRevoked { .. } => "token_revoked",
+            Event::OwnerResetRequested { .. } => "owner_reset_requested",
+            Event::SetupRequired => "setup_required",
+            Event::SetupCompleted => "setup_completed",
+            Event::WebhookFailing { .. } => "webhook_failing",
+            Event::WebhookRecovered { .. } => "webhook_recovered",
+        }
+    }
+
+    /// Only the owner hears it (over the events socket): it tells of accounts or of the
+    /// device's configuration.
+    pub fn owner_only(&self) -> bool {
+        matches!(
+            self,
+            Event::LoginFailed { .. }
+                | Event::TokenRevoked { .. }
+                | Event::OwnerResetRequested { .. }
+                | Event::WebhookFailing { .. }
+                | Event::WebhookRecovered { .. }
+        )
+    }
+
     /// The camera the event concerns, for camera events.
     pub fn camera(&self) -> Option<&str> {
         Some(match self {
@@ -149,7 +225,9 @@ impl Event {
             | Event::TokenRevoked { .. }
             | Event::OwnerResetRequested { .. }
             | Event::SetupRequired
-            | Event::SetupCompleted => return None,
+            | Event::SetupCompleted
+            | Event::WebhookFailing { .. }
+            | Event::WebhookRecovered { .. } => return None,
         })
     }
 }
@@ -179,5 +257,49 @@ impl Bus {
     /// A new receiver that sees events published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_is_listed_once_and_is_what_serializes() {
+        let s = || String::from("x");
+        let t = Utc::now();
+        let examples = [
+            Event::CameraOnline { camera: s(), source: s(), encoder: s(), encoder_reason: s(), width: 1, height: 1 },
+            Event::CameraWentOffline { camera: s(), reason: s(), retry_in_ms: 1 },
+            Event::CameraStats { camera: s(), fps: 1.0, bitrate_kbps: 1.0, restarts: 0, dropped_frames: 0 },
+            Event::ViewerJoined { camera: s(), session: s(), viewers: 1 },
+            Event::ViewerLeft { camera: s(), session: s(), reason: s(), viewers: 0, dropped_frames: 0 },
+            Event::RecordingStarted { camera: s() },
+            Event::RecordingPaused { camera: s(), reason: s() },
+            Event::RecordingStopped { camera: s() },
+            Event::SegmentOpened { camera: s(), path: PathBuf::new(), start: t },
+            Event::SegmentClosed { camera: s(), path: PathBuf::new(), start: t },
+            Event::SegmentDeleted { camera: s(), segment: s(), reason: s() },
+            Event::DaemonReady,
+            Event::HealthWarningRaised { kind: s(), message: s() },
+            Event::HealthWarningCleared { kind: s() },
+            Event::FaultDetected { reason: s() },
+            Event::ActionRequested { action: Action::Identify, camera: None, origin: s() },
+            Event::RecordingSwitched { camera: s(), on: true, origin: s() },
+            Event::LoginFailed { user: s(), address: s() },
+            Event::TokenRevoked { id: s() },
+            Event::OwnerResetRequested { origin: s() },
+            Event::SetupRequired,
+            Event::SetupCompleted,
+            Event::WebhookFailing { hook: s(), error: s() },
+            Event::WebhookRecovered { hook: s() },
+        ];
+        assert_eq!(examples.len(), TYPES.len());
+        let mut seen = std::collections::HashSet::new();
+        for e in &examples {
+            let json = serde_json::to_value(e).unwrap();
+            assert_eq!(json["type"], e.kind());
+            assert!(TYPES.contains(&e.kind()) && seen.insert(e.kind()), "{}", e.kind());
+        }
     }
 }

@@ -13,6 +13,9 @@ use crate::status::CameraStatus;
 pub struct StateResponse {
     pub version: &'static str,
     pub cameras: Vec<CameraStatus>,
+    /// Webhook deliveries (the owner only: they describe the configuration).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<Vec<crate::webhook::HookStatus>>,
 }
 
 /// Live state of every camera the caller may see.
@@ -23,7 +26,9 @@ pub async fn state(State(app): State<AppState>, Extension(who): Extension<Princi
 /// The state `who` may see: also the first message of `/api/events`.
 pub fn state_for(app: &AppState, who: &Principal) -> StateResponse {
     let cameras = app.board.cameras().into_iter().filter(|c| who.sees(&c.name)).collect();
-    StateResponse { version: env!("CARGO_PKG_VERSION"), cameras }
+    let owner = app.auth.authorize(who, crate::auth::Action::Admin, None).is_ok();
+    let webhooks = owner.then(|| app.webhooks.status());
+    StateResponse { version: env!("CARGO_PKG_VERSION"), cameras, webhooks }
 }
 
 /// One entry of `GET /api/cameras`.

@@ -62,12 +62,8 @@ pub async fn stream(
 fn audible(app: &AppState, who: &Principal, event: &Event) -> bool {
     match event.camera() {
         Some(camera) => who.sees(camera),
-        None => match event {
-            Event::LoginFailed { .. } | Event::TokenRevoked { .. } | Event::OwnerResetRequested { .. } => {
-                app.auth.authorize(who, Action::Admin, None).is_ok()
-            }
-            _ => true,
-        },
+        None if event.owner_only() => app.auth.authorize(who, Action::Admin, None).is_ok(),
+        None => true,
     }
 }
 

@@ -64,6 +64,7 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let mut out = Exposition::default();
     camera_metrics(&mut out, &app);
     recording_metrics(&mut out, &app, segments);
+    webhook_metrics(&mut out, &app);
     health_metrics(&mut out, &reading);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out.finish())
 }
@@ -121,6 +122,29 @@ fn recording_metrics(out: &mut Exposition, app: &AppState, segments: Vec<(String
     out.family("lookout_recording_segments", "gauge", "Recorded segment files on the data partition");
     for c in cameras {
         out.sample("lookout_recording_segments", &[("camera", &c.name)], recorded.get(&c.name).map_or(0, |r| r.1) as f64);
+    }
+}
+
+/// Per webhook: deliveries, failures, refusals, drops, queue and whether it fails now.
+fn webhook_metrics(out: &mut Exposition, app: &AppState) {
+    type PerHook = fn(&crate::webhook::HookStatus) -> f64;
+    let per_hook: [(&str, &str, &str, PerHook); 6] = [
+        ("lookout_webhook_delivered_total", "counter", "Events the receiver took", |h| h.delivered as f64),
+        ("lookout_webhook_failures_total", "counter", "Delivery attempts that failed and were retried", |h| h.failures as f64),
+        ("lookout_webhook_refused_total", "counter", "Events the receiver refused (4xx), passed over", |h| h.refused as f64),
+        ("lookout_webhook_dropped_total", "counter", "Events dropped from a full queue", |h| h.dropped as f64),
+        ("lookout_webhook_queued", "gauge", "Events waiting for the receiver", |h| h.queued as f64),
+        ("lookout_webhook_failing", "gauge", "1 while deliveries fail", |h| bool01(h.failing.is_some())),
+    ];
+    let hooks = app.webhooks.status();
+    if hooks.is_empty() {
+        return;
+    }
+    for (name, kind, help, value) in per_hook {
+        out.family(name, kind, help);
+        for h in &hooks {
+            out.sample(name, &[("hook", &h.name)], value(h));
+        }
     }
 }
 

@@ -74,6 +74,8 @@ pub struct AppState {
     pub exports: recordings::Exports,
     /// The numbered events `/api/events` replays and streams.
     pub journal: crate::events::journal::Recorder,
+    /// Webhook delivery counters, for `/metrics` and the owner's `/api/state`.
+    pub webhooks: std::sync::Arc<crate::webhook::Hooks>,
 }
 
 /// The whole HTTP surface. Every route passes `auth::guard` (its policy is in

@@ -26,7 +26,8 @@ async fn no_secret_reaches_the_log_or_an_api_answer() {
              [[camera]]\nname = \"cam\"\nsource = \"test\"\nwidth = 320\nheight = 240\n\
              [[camera]]\nname = \"ipcam\"\nsource = \"rtsp://viewer:pa%2Fss-SECRET-1@127.0.0.1:9/live?token=query-SECRET-2\"\n\
              [[camera]]\nname = \"pipecam\"\n\
-             source = {{ pipeline = \"rtspsrc location=rtsp://127.0.0.1:9/x user-id=u user-pw=pipe-SECRET-3 ! rtph264depay ! h264parse\" }}\n",
+             source = {{ pipeline = \"rtspsrc location=rtsp://127.0.0.1:9/x user-id=u user-pw=pipe-SECRET-3 ! rtph264depay ! h264parse\" }}\n\
+             [[webhook]]\nurl = \"http://hookuser:hook-SECRET-7@127.0.0.1:9/hook?key=hookkey-SECRET-8\"\nsecret = \"webhook-SECRET-9-long-enough\"\n",
             hash = common::owner_password_hash(),
             data = data.display(),
         ),
@@ -88,6 +89,8 @@ async fn no_secret_reaches_the_log_or_an_api_answer() {
     let _ = child.wait();
     let log = log_reader.join().unwrap();
     assert!(log.contains("login failed"), "the log is the daemon's: {log}");
+    assert!(log.contains("webhook deliveries fail"), "the webhook's failure (to the URL with secrets) was logged: {log}");
+    assert!(answers.contains("\"webhooks\""), "the owner's state lists the webhook");
 
     let state: Value = serde_json::from_str(&std::fs::read_to_string(data.join("auth/state.json")).unwrap()).unwrap();
     let secrets = [
@@ -99,6 +102,9 @@ async fn no_secret_reaches_the_log_or_an_api_answer() {
         "query-SECRET-2".to_owned(),
         "pipe-SECRET-3".to_owned(),
         "turn-SECRET-5".to_owned(),
+        "hook-SECRET-7".to_owned(),
+        "hookkey-SECRET-8".to_owned(),
+        "webhook-SECRET-9".to_owned(),
         token,
         cookie,
         state["session_secret"].as_str().unwrap().to_owned(),

@@ -5,7 +5,7 @@
 use serde::de::DeserializeOwned;
 
 use super::validate::Problem;
-use super::{AuthSettings, Button, Camera, Http, Led, Network, Storage, WebRtc};
+use super::{AuthSettings, Button, Camera, Http, Led, Network, Storage, WebRtc, Webhook};
 
 /// What serde rejects, section by section. Empty when the text is not even TOML (then the
 /// parser's own message, with its line, is the whole story) or when no section fails alone.
@@ -22,24 +22,32 @@ pub fn type_problems(text: &str) -> Vec<Problem> {
             "led" => read::<Led>(value),
             "button" => read::<Button>(value),
             "camera" => {
-                let toml::Value::Array(cameras) = value else {
-                    problems.push(Problem { field: key, message: "must be [[camera]] tables, one per camera".into() });
-                    continue;
-                };
-                for (i, camera) in cameras.into_iter().enumerate() {
-                    if let Err(message) = read::<Camera>(camera) {
-                        problems.push(Problem { field: format!("camera[{i}]"), message });
-                    }
-                }
+                problems.extend(each::<Camera>(&key, value, "must be [[camera]] tables, one per camera"));
                 continue;
             }
-            _ => Err("unknown section; the sections are http, auth, network, storage, webrtc, led, button and camera".into()),
+            "webhook" => {
+                problems.extend(each::<Webhook>(&key, value, "must be [[webhook]] tables, one per receiver"));
+                continue;
+            }
+            _ => Err("unknown section; the sections are http, auth, network, storage, webrtc, led, button, camera and webhook".into()),
         };
         if let Err(message) = outcome {
             problems.push(Problem { field: key, message });
         }
     }
     problems
+}
+
+/// Reads each table of an array section (`[[camera]]`, `[[webhook]]`) alone.
+fn each<T: DeserializeOwned>(key: &str, value: toml::Value, not_tables: &str) -> Vec<Problem> {
+    let toml::Value::Array(items) = value else {
+        return vec![Problem { field: key.to_owned(), message: not_tables.into() }];
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, item)| read::<T>(item).err().map(|message| Problem { field: format!("{key}[{i}]"), message }))
+        .collect()
 }
 
 /// Reads one section alone. Through text, so the message quotes the offending line.

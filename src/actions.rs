@@ -9,8 +9,53 @@ use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{Auth, Principal};
+use crate::config::Config;
 use crate::events::{Action, Bus, Event};
 use crate::media::{Media, snapshot};
+
+/// Why a request for an action is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("no action `{name}`; actions: {known}", name = .0, known = Action::ALL.map(Action::name).join(", "))]
+    UnknownAction(String),
+    #[error("no camera named `{0}`")]
+    UnknownCamera(String),
+    #[error("{0}")]
+    Denied(crate::auth::Denied),
+    #[error("camera `{0}` has recording disabled in its config ([camera.recording] enabled = false)")]
+    RecordingDisabled(String),
+}
+
+/// Checks a request for an action (from the API, the events socket or MQTT) with the one
+/// authorisation function and queues it on the bus, which orders it with every other
+/// request. `camera` narrows it to one camera; without one, a recording switch request
+/// needs control of every camera.
+pub fn request(
+    config: &Config,
+    auth: &Auth,
+    bus: &Bus,
+    who: &Principal,
+    name: &str,
+    camera: Option<String>,
+    origin: &str,
+) -> Result<Action, Refused> {
+    let action = Action::from_name(name).ok_or_else(|| Refused::UnknownAction(name.to_owned()))?;
+    let targets: Vec<&crate::config::Camera> = match &camera {
+        Some(name) => vec![config.camera(name).ok_or_else(|| Refused::UnknownCamera(name.clone()))?],
+        None if action.is_recording_switch() => config.cameras.iter().collect(),
+        None => vec![],
+    };
+    auth.authorize(who, crate::auth::Action::Control, None).map_err(Refused::Denied)?;
+    for cam in &targets {
+        auth.authorize(who, crate::auth::Action::Control, Some(&cam.name)).map_err(Refused::Denied)?;
+        if action.is_recording_switch() && !cam.recording.enabled {
+            return Err(Refused::RecordingDisabled(cam.name.clone()));
+        }
+    }
+    bus.publish(Event::ActionRequested { action, camera, origin: origin.into() });
+    Ok(action)
+}
 
 /// Where a reboot request is written: systemd's `RuntimeDirectory` of the service, watched
 /// by `lookout-reboot.path`, which reboots (the daemon itself has no right to).

@@ -9,6 +9,7 @@ pub mod config;
 pub mod device;
 pub mod events;
 pub mod media;
+pub mod mqtt;
 pub mod network;
 pub mod status;
 pub mod storage;
@@ -37,6 +38,8 @@ pub enum ServeError {
     Http(std::io::Error),
     #[error("cannot listen on {address} (http.https_listen): {source}")]
     HttpsListen { address: std::net::SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Mqtt(#[from] mqtt::MqttError),
 }
 
 /// The sockets the daemon serves on, bound by the caller (`main` from the config, tests on
@@ -110,8 +113,10 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
     if accounts.needs_setup() {
         tracing::warn!("no owner password yet: open {page}setup to set one; nothing else answers until then");
     }
+    let config = Arc::new(config);
+    mqtt::start(config.clone(), board.clone(), media.clone(), accounts.clone(), &bus, &device_tasks, &device_stop)?;
     let app = web::router(web::AppState {
-        config: Arc::new(config),
+        config,
         media: media.clone(),
         board,
         index,

@@ -16,7 +16,7 @@ LOOKOUT_RUNTIME_PACKAGES=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-nice
   gstreamer1.0-libav gstreamer1.0-rtsp v4l-utils
 )
-LOOKOUT_TEST_PACKAGES=(chromium chromium-driver firefox-esr ffmpeg procps openssl)
+LOOKOUT_TEST_PACKAGES=(chromium chromium-driver firefox-esr ffmpeg procps openssl mosquitto)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

@@ -5,7 +5,7 @@
 use serde::de::DeserializeOwned;
 
 use super::validate::Problem;
-use super::{AuthSettings, Button, Camera, Http, Led, Network, Storage, WebRtc, Webhook};
+use super::{AuthSettings, Button, Camera, Http, Led, Mqtt, Network, Storage, WebRtc, Webhook};
 
 /// What serde rejects, section by section. Empty when the text is not even TOML (then the
 /// parser's own message, with its line, is the whole story) or when no section fails alone.
@@ -21,6 +21,7 @@ pub fn type_problems(text: &str) -> Vec<Problem> {
             "webrtc" => read::<WebRtc>(value),
             "led" => read::<Led>(value),
             "button" => read::<Button>(value),
+            "mqtt" => read::<Mqtt>(value),
             "camera" => {
                 problems.extend(each::<Camera>(&key, value, "must be [[camera]] tables, one per camera"));
                 continue;
@@ -29,7 +30,9 @@ pub fn type_problems(text: &str) -> Vec<Problem> {
                 problems.extend(each::<Webhook>(&key, value, "must be [[webhook]] tables, one per receiver"));
                 continue;
             }
-            _ => Err("unknown section; the sections are http, auth, network, storage, webrtc, led, button, camera and webhook".into()),
+            _ => {
+                Err("unknown section; the sections are http, auth, network, storage, webrtc, led, button, mqtt, camera and webhook".into())
+            }
         };
         if let Err(message) = outcome {
             problems.push(Problem { field: key, message });

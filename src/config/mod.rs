@@ -5,6 +5,7 @@
 //! Used by `main` (load, `check-config`) and handed to `lib::serve`.
 
 mod diagnose;
+pub mod mqtt;
 mod network;
 mod source;
 mod units;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use mqtt::Mqtt;
 pub use network::{Hotspot, Network, Wifi, WifiNetwork};
 pub use source::{SourceSpec, redact_secrets as source_redacted};
 pub use units::{PortRange, Size, SpaceLimit};
@@ -46,6 +48,8 @@ pub struct Config {
     pub led: Led,
     /// A push button on the GPIO header; none unless configured.
     pub button: Option<Button>,
+    /// An MQTT broker to publish to (Home Assistant); none unless configured.
+    pub mqtt: Option<Mqtt>,
     #[serde(rename = "camera")]
     pub cameras: Vec<Camera>,
     /// Receivers of events over HTTP (`webhook`).

@@ -76,6 +76,9 @@ pub fn check(config: &Config) -> Vec<Problem> {
     for (field, message) in super::network::problems(&config.network) {
         r.fail(field, message);
     }
+    for (field, message) in config.mqtt.iter().flat_map(super::mqtt::problems) {
+        r.fail(field, message);
+    }
     let camera_names: Vec<String> = config.cameras.iter().map(|c| c.name.clone()).collect();
     for (field, message) in super::webhook::problems(&config.webhooks, &camera_names) {
         r.fail(field, message);

@@ -106,8 +106,7 @@ pub struct ActionTarget {
     pub camera: Option<String>,
 }
 
-/// Checks one request for an action (the API's and the events socket's) and queues it on
-/// the bus, which orders it with every other request.
+/// Checks one request for an action (the API's and the events socket's) and queues it.
 pub fn request_action(
     app: &AppState,
     who: &Principal,
@@ -116,30 +115,13 @@ pub fn request_action(
     origin: &str,
 ) -> Result<crate::events::Action, super::error::ApiError> {
     use super::error::ApiError;
-    let action = crate::events::Action::from_name(name).ok_or_else(|| {
-        let known: Vec<String> = crate::events::Action::ALL.iter().map(|a| a.name()).collect();
-        ApiError::NotFound(format!("no action `{name}`; actions: {}", known.join(", ")))
-    })?;
-    let targets: Vec<&crate::config::Camera> = match &camera {
-        Some(name) => vec![app.config.cameras.iter().find(|c| &c.name == name).ok_or_else(|| ApiError::UnknownCamera(name.clone()))?],
-        // Every camera: a principal limited to some cameras may still identify or reboot,
-        // but switches recording only for cameras it names.
-        None if action.is_recording_switch() => app.config.cameras.iter().collect(),
-        None => vec![],
-    };
-    let denied = |d: crate::auth::Denied| ApiError::Forbidden(d.to_string());
-    app.auth.authorize(who, crate::auth::Action::Control, None).map_err(denied)?;
-    for cam in &targets {
-        app.auth.authorize(who, crate::auth::Action::Control, Some(&cam.name)).map_err(denied)?;
-        if action.is_recording_switch() && !cam.recording.enabled {
-            return Err(ApiError::Conflict(format!(
-                "camera `{}` has recording disabled in its config ([camera.recording] enabled = false)",
-                cam.name
-            )));
-        }
-    }
-    app.bus.publish(crate::events::Event::ActionRequested { action, camera, origin: origin.into() });
-    Ok(action)
+    use crate::actions::Refused;
+    crate::actions::request(&app.config, &app.auth, &app.bus, who, name, camera, origin).map_err(|e| match e {
+        Refused::UnknownAction(_) => ApiError::NotFound(e.to_string()),
+        Refused::UnknownCamera(name) => ApiError::UnknownCamera(name),
+        Refused::Denied(_) => ApiError::Forbidden(e.to_string()),
+        Refused::RecordingDisabled(_) => ApiError::Conflict(e.to_string()),
+    })
 }
 
 /// `GET /livez`: answers while the HTTP server serves; the systemd watchdog asks it.

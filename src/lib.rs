@@ -125,6 +125,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
         exports: web::recordings::Exports::default(),
         journal,
         webhooks,
+        event_clients: Default::default(),
     });
     let stop_serving = CancellationToken::new();
     let stopper = stop_serving.clone();

@@ -391,3 +391,90 @@ async fn the_recording_switch_needs_control_of_the_camera_and_recording_enabled_
     daemon.wait_state("other", HANG, |c| c["recording"] == false && c["recording_switch"] == false).await.expect("switched off");
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_client_is_dropped_while_another_keeps_receiving_every_event() {
+    let mut camera = test_camera("cam");
+    camera.fps = 10;
+    let daemon = Daemon::start(config_with(vec![camera])).await;
+    daemon.wait_state("cam", HANG, |c| c["online"] == true).await.expect("online");
+    let token = daemon.token.clone().unwrap();
+
+    // A client that never reads, with a tiny receive window so the daemon's side fills soon.
+    let address: std::net::SocketAddr = daemon.base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(address).await.unwrap();
+    let (mut stalled, _) =
+        tokio_tungstenite::client_async(format!("{}?token={token}", events_url(&daemon)), stream).await.expect("WebSocket opens");
+
+    // A client that reads everything, checking each event comes once and in order.
+    let mut reader = connect(&daemon, &token, None).await;
+    let from = next(&mut reader).await["seq"].as_u64().unwrap();
+    let (done_tx, mut done) = tokio::sync::oneshot::channel::<u64>();
+    let reading = tokio::spawn(async move {
+        let mut expect = from + 1;
+        let mut until = None;
+        loop {
+            if let Ok(last) = done.try_recv() {
+                until = Some(last);
+            }
+            if until.is_some_and(|last| expect > last) {
+                return expect - 1;
+            }
+            let m = next(&mut reader).await;
+            assert_eq!(m["seq"].as_u64(), Some(expect), "every event, once, in order: {m}");
+            expect += 1;
+        }
+    });
+
+    // Flood the bus with requests until the daemon drops the stalled client.
+    let owner = daemon.owner().await;
+    let deadline = std::time::Instant::now() + HANG * 3;
+    let metric = |scrape: &str, name: &str| scrape.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(-1.0);
+    loop {
+        let batch = (0..4).map(|_| {
+            let (owner, url) = (owner.clone(), format!("{}/api/actions/identify", daemon.base));
+            tokio::spawn(async move {
+                for _ in 0..100 {
+                    assert_eq!(owner.post(&url).send().await.unwrap().status(), 202);
+                }
+            })
+        });
+        for task in batch.collect::<Vec<_>>() {
+            task.await.unwrap();
+        }
+        let scrape = owner.get(format!("{}/metrics", daemon.base)).send().await.unwrap().text().await.unwrap();
+        if metric(&scrape, "lookout_event_clients_dropped_total") >= 1.0 {
+            assert_eq!(metric(&scrape, "lookout_event_clients"), 1.0, "the reader is still connected");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the stalled client was never dropped");
+    }
+
+    // The reader got everything, up to the last request.
+    let mut probe = connect(&daemon, &token, None).await;
+    let newest = next(&mut probe).await["seq"].as_u64().unwrap();
+    done_tx.send(newest).unwrap();
+    let reached = tokio::time::timeout(HANG, reading).await.expect("the reader keeps up").unwrap();
+    assert!(reached >= newest, "the reader reached {reached} of {newest}");
+
+    // The stalled client, reading at last, finds its stream ended: a close (4000) or the end.
+    let ended = tokio::time::timeout(HANG, async {
+        let mut last_seq = 0;
+        while let Some(message) = stalled.next().await {
+            match message {
+                Ok(Message::Text(t)) => last_seq = serde_json::from_str::<Value>(&t).unwrap()["seq"].as_u64().unwrap_or(0),
+                Ok(Message::Close(frame)) => return (last_seq, frame.map(|f| u16::from(f.code))),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        (last_seq, None)
+    })
+    .await
+    .expect("the stalled client's stream ends");
+    assert!(ended.0 < newest, "the stalled client was cut off before the end: {ended:?}");
+    assert!(ended.1.is_none_or(|code| code == 4000), "closed as too slow: {ended:?}");
+    daemon.stop().await;
+}

@@ -8,7 +8,8 @@
 //!   client may see; logins, token revocations and resets only to the owner.
 //!
 //! Control over the same socket: the client sends `{"id": "…", "type": "identify" | "snapshot" |
-//! "reboot"}`; it needs the `control` grant (the owner has it). Each is answered with
+//! "reboot" | "recording.start" | "recording.stop" | "recording.toggle", "camera": "…"}`
+//! (`camera` optional); it needs the `control` grant for the camera (`actions::request`). Each is answered with
 //! `{"type": "result", "id": …, "ok": true}` (or `false` with `error`) once it is on the bus,
 //! whose single queue orders the requests of every client, the page's buttons and the
 //! device's own button; `actions` carries them out in that order.
@@ -17,6 +18,7 @@
 //! takes nothing for [`STALL_LIMIT`], is closed (code 4000) and may reconnect with `?since=`;
 //! it never holds up the daemon or other clients. A revoked token ends its stream.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -37,6 +39,40 @@ pub const STALL_LIMIT: Duration = Duration::from_secs(10);
 const MAX_CLIENT_MESSAGE: usize = 1024;
 /// The close code for a client that fell behind.
 const TOO_SLOW: u16 = 4000;
+
+/// Event clients now and those dropped for being slow, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Clients {
+    connected: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl Clients {
+    /// (connected now, dropped since start).
+    pub fn counts(&self) -> (u64, u64) {
+        (self.connected.load(Ordering::Relaxed), self.dropped.load(Ordering::Relaxed))
+    }
+}
+
+/// Counts a client while it is connected.
+struct Connected<'a>(&'a Clients);
+
+impl<'a> Connected<'a> {
+    fn new(clients: &'a Clients) -> Self {
+        clients.connected.fetch_add(1, Ordering::Relaxed);
+        Connected(clients)
+    }
+
+    fn dropped(&self) {
+        self.0.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Connected<'_> {
+    fn drop(&mut self) {
+        self.0.connected.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// `?since=&run=`.
 #[derive(Deserialize)]
@@ -85,6 +121,8 @@ async fn send(
     revoked: impl std::future::Future<Output = ()>,
 ) {
     let mut revoked = std::pin::pin!(revoked);
+    let clients = app.event_clients.clone();
+    let client = Connected::new(&clients);
     let (replay, at, mut live) = app.journal.listen(since, run.as_deref());
     let first: Vec<String> = match replay {
         Replay::Missed(events) => events.iter().filter(|n| audible(&app, &who, &n.event)).map(numbered).collect(),
@@ -92,7 +130,8 @@ async fn send(
     };
     let mut last = at;
     for text in first {
-        if !deliver(&mut socket, text).await {
+        if let Err(gone) = deliver(&mut socket, text).await {
+            gone.count(&client);
             return;
         }
     }
@@ -102,11 +141,13 @@ async fn send(
                 Ok(n) if n.seq <= at => {}
                 Ok(n) => {
                     last = n.seq;
-                    if audible(&app, &who, &n.event) && !deliver(&mut socket, numbered(&n)).await {
+                    if audible(&app, &who, &n.event) && let Err(gone) = deliver(&mut socket, numbered(&n)).await {
+                        gone.count(&client);
                         return;
                     }
                 }
                 Err(RecvError::Lagged(_)) => {
+                    client.dropped();
                     let reason = format!("too slow: reconnect with ?since={last}");
                     close(&mut socket, TOO_SLOW, reason).await;
                     return;
@@ -116,7 +157,8 @@ async fn send(
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 Some(Ok(Message::Text(text))) => {
-                    if !deliver(&mut socket, control(&app, &who, &text).to_string()).await {
+                    if let Err(gone) = deliver(&mut socket, control(&app, &who, &text).to_string()).await {
+                        gone.count(&client);
                         return;
                     }
                 }
@@ -163,7 +205,26 @@ async fn close(socket: &mut WebSocket, code: u16, reason: String) {
     let _ = tokio::time::timeout(STALL_LIMIT, socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() })))).await;
 }
 
-/// Sends one message; false when the client is gone or stalled.
-async fn deliver(socket: &mut WebSocket, text: String) -> bool {
-    matches!(tokio::time::timeout(STALL_LIMIT, socket.send(Message::Text(text.into()))).await, Ok(Ok(())))
+/// Why a message could not be sent.
+enum Gone {
+    /// The client took nothing for [`STALL_LIMIT`].
+    Stalled,
+    Closed,
+}
+
+impl Gone {
+    fn count(&self, client: &Connected) {
+        if matches!(self, Gone::Stalled) {
+            client.dropped();
+        }
+    }
+}
+
+/// Sends one message.
+async fn deliver(socket: &mut WebSocket, text: String) -> Result<(), Gone> {
+    match tokio::time::timeout(STALL_LIMIT, socket.send(Message::Text(text.into()))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(Gone::Closed),
+        Err(_) => Err(Gone::Stalled),
+    }
 }

@@ -65,6 +65,13 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     camera_metrics(&mut out, &app);
     recording_metrics(&mut out, &app, segments);
     webhook_metrics(&mut out, &app);
+    let (connected, dropped) = app.event_clients.counts();
+    out.family("lookout_event_clients", "gauge", "Clients of /api/events").sample("lookout_event_clients", &[], connected as f64);
+    out.family("lookout_event_clients_dropped_total", "counter", "Clients of /api/events dropped for falling behind or stalling").sample(
+        "lookout_event_clients_dropped_total",
+        &[],
+        dropped as f64,
+    );
     health_metrics(&mut out, &reading);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out.finish())
 }

@@ -76,6 +76,8 @@ pub struct AppState {
     pub journal: crate::events::journal::Recorder,
     /// Webhook delivery counters, for `/metrics` and the owner's `/api/state`.
     pub webhooks: std::sync::Arc<crate::webhook::Hooks>,
+    /// Clients of `/api/events`, for `/metrics`.
+    pub event_clients: std::sync::Arc<events::Clients>,
 }
 
 /// The whole HTTP surface. Every route passes `auth::guard` (its policy is in

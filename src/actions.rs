@@ -98,7 +98,7 @@ pub async fn run(media: Arc<Media>, storage: PathBuf, keep: usize, bus: Bus, shu
 }
 
 async fn save_snapshots(media: &Media, only: Option<&str>, storage: &Path, keep: usize) {
-    for cam in media.cameras().filter(|c| only.is_none_or(|name| c.config.name == name)) {
+    for cam in media.cameras().into_iter().filter(|c| only.is_none_or(|name| c.config.name == name)) {
         let Ok(_permit) = cam.snapshots.acquire().await else { return };
         let name = &cam.config.name;
         match snapshot::capture(&cam.fanout, media.clock(), None).await {

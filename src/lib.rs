@@ -11,6 +11,7 @@ pub mod events;
 pub mod media;
 pub mod mqtt;
 pub mod network;
+pub mod settings;
 pub mod status;
 pub mod storage;
 pub mod tls;
@@ -58,8 +59,38 @@ pub async fn serve(
     serve_on(config, Listeners { http: listener, https: None }, shutdown).await
 }
 
+/// `config` with the settings saved from the page laid over it (`config::layers`); the
+/// boot file's settings alone when the saved ones no longer make a valid config (say why).
+fn with_saved_settings(config: Config) -> Config {
+    if config.raw.is_empty() {
+        return config;
+    }
+    let saved = match storage::settings::load(&config.storage.path) {
+        Ok(Some(saved)) => saved,
+        Ok(None) => return config,
+        Err(e) => {
+            tracing::error!("settings saved from the page are unreadable ({e}); using the boot partition's lookout.toml alone");
+            return config;
+        }
+    };
+    let path = storage::settings::path(&config.storage.path);
+    match Config::from_raw(&config::layers::overlay(&config.raw, &saved), &path) {
+        Ok(merged) => {
+            tracing::info!("settings saved from the page ({}) are in force over lookout.toml", path.display());
+            merged
+        }
+        Err(e) => {
+            tracing::error!("settings saved from the page no longer fit lookout.toml; using lookout.toml alone: {e}");
+            config
+        }
+    }
+}
+
 /// [`serve`] on the given listeners.
 pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    let boot = config.raw.clone();
+    let live = config::Live::new(with_saved_settings(config));
+    let config = live.get();
     let https_listener = match (&config.http.tls, listeners.https) {
         (config::Tls::Off, _) => None,
         (_, Some(l)) => Some(l),
@@ -87,7 +118,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
     let webhooks = webhook::Hooks::start(&config.webhooks, &journal, &bus, &device_tasks, &device_stop);
     start_device(&config, &bus, &device_tasks, &device_stop);
     let storage_stop = CancellationToken::new();
-    let index = storage::Storage::start(&config, &bus, storage_stop.clone()).await;
+    let index = storage::Storage::start(&live, &bus, storage_stop.clone()).await;
     let media = Arc::new(Media::start(&config, &bus)?);
     device_tasks.spawn(actions::run(
         media.clone(),
@@ -113,10 +144,11 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
     if accounts.needs_setup() {
         tracing::warn!("no owner password yet: open {page}setup to set one; nothing else answers until then");
     }
-    let config = Arc::new(config);
-    mqtt::start(config.clone(), board.clone(), media.clone(), accounts.clone(), &bus, &device_tasks, &device_stop)?;
+    mqtt::start(live.clone(), board.clone(), media.clone(), accounts.clone(), &bus, &device_tasks, &device_stop)?;
+    let settings = Arc::new(settings::Settings::new(live.clone(), boot, media.clone(), board.clone(), bus.clone()));
     let app = web::router(web::AppState {
-        config,
+        config: live,
+        settings,
         media: media.clone(),
         board,
         index,

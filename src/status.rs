@@ -60,6 +60,21 @@ pub enum CameraState {
     Offline,
 }
 
+/// A configured camera before it reports anything.
+fn initial(c: &crate::config::Camera, config: &Config) -> CameraStatus {
+    CameraStatus {
+        name: c.name.clone(),
+        configured_source: c.source.to_string(),
+        width: c.width,
+        height: c.height,
+        desired_fps: c.fps,
+        desired_bitrate_kbps: c.bitrate_kbps,
+        recording_enabled: c.recording.enabled,
+        recording_switch: !crate::storage::switch::is_off(&config.storage.path, &c.name),
+        ..CameraStatus::default()
+    }
+}
+
 /// Shared, read-mostly status of all cameras.
 #[derive(Clone, Default)]
 pub struct Board {
@@ -69,25 +84,20 @@ pub struct Board {
 impl Board {
     /// A board listing the configured cameras, all offline until they report.
     pub fn new(config: &Config) -> Board {
-        let cameras = config
-            .cameras
-            .iter()
-            .map(|c| {
-                let status = CameraStatus {
-                    name: c.name.clone(),
-                    configured_source: c.source.to_string(),
-                    width: c.width,
-                    height: c.height,
-                    desired_fps: c.fps,
-                    desired_bitrate_kbps: c.bitrate_kbps,
-                    recording_enabled: c.recording.enabled,
-                    recording_switch: !crate::storage::switch::is_off(&config.storage.path, &c.name),
-                    ..CameraStatus::default()
-                };
-                (c.name.clone(), status)
-            })
-            .collect();
+        let cameras = config.cameras.iter().map(|c| (c.name.clone(), initial(c, config))).collect();
         Board { cameras: Arc::new(RwLock::new(cameras)) }
+    }
+
+    /// Follows a settings change: removed cameras go, new and `restarted` ones start over
+    /// as configured; the others keep what they reported.
+    pub fn reconfigure(&self, config: &Config, restarted: &[String]) {
+        let mut cameras = self.cameras.write().expect("status lock is never poisoned: no panics inside");
+        cameras.retain(|name, _| config.camera(name).is_some());
+        for c in &config.cameras {
+            if restarted.contains(&c.name) || !cameras.contains_key(&c.name) {
+                cameras.insert(c.name.clone(), initial(c, config));
+            }
+        }
     }
 
     /// All cameras in name order.

@@ -5,6 +5,7 @@
 //! Used by `main` (load, `check-config`) and handed to `lib::serve`.
 
 mod diagnose;
+pub mod layers;
 pub mod mqtt;
 mod network;
 mod source;
@@ -55,6 +56,31 @@ pub struct Config {
     /// Receivers of events over HTTP (`webhook`).
     #[serde(rename = "webhook")]
     pub webhooks: Vec<Webhook>,
+    /// The settings as written, secrets included: what the settings API changes and saves
+    /// (see [`layers`]). Empty for a config built in code.
+    #[serde(skip)]
+    pub raw: toml::Table,
+}
+
+/// The config in force, which the settings API may replace while the daemon runs. Readers
+/// take a snapshot ([`Live::get`]) and keep it for the work at hand.
+#[derive(Debug, Clone)]
+pub struct Live(std::sync::Arc<std::sync::RwLock<std::sync::Arc<Config>>>);
+
+impl Live {
+    pub fn new(config: Config) -> Live {
+        Live(std::sync::Arc::new(std::sync::RwLock::new(std::sync::Arc::new(config))))
+    }
+
+    /// The config now.
+    pub fn get(&self) -> std::sync::Arc<Config> {
+        self.0.read().expect("config lock never poisoned").clone()
+    }
+
+    /// Puts a new config in force (the settings API, after validating it).
+    pub fn set(&self, config: Config) {
+        *self.0.write().expect("config lock never poisoned") = std::sync::Arc::new(config);
+    }
 }
 
 /// Which status LED to drive, and how.
@@ -402,7 +428,9 @@ impl Config {
 
     /// Parses TOML text; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-        let config: Config = match toml::from_str(text) {
+        let raw: toml::Table =
+            text.parse().map_err(|e: toml::de::Error| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })?;
+        let mut config: Config = match toml::from_str(text) {
             Ok(config) => config,
             Err(e) => {
                 let problems = diagnose::type_problems(text);
@@ -412,8 +440,18 @@ impl Config {
                 return Err(ConfigError::Invalid { path: origin.to_owned(), problems });
             }
         };
+        config.raw = raw;
         let problems = config.validate();
         if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid { path: origin.to_owned(), problems }) }
+    }
+
+    /// The config of the settings `raw` (the boot file overlaid by saved settings), checked
+    /// as `check-config` checks a file.
+    pub fn from_raw(raw: &toml::Table, origin: &Path) -> Result<Config, ConfigError> {
+        Config::from_toml(
+            &toml::to_string(raw).map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })?,
+            origin,
+        )
     }
 
     /// Reads and validates a config file.

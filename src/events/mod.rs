@@ -84,6 +84,17 @@ pub enum Event {
     WebhookFailing { hook: String, error: String },
     /// A failing webhook's receiver took a delivery again.
     WebhookRecovered { hook: String },
+    /// Settings were changed and saved (`sections`: the top-level ones that changed).
+    /// `restarted` cameras started over with their new settings, `added` and `removed` came
+    /// and went; `restart_required` lists sections that take effect at the next start.
+    SettingsChanged {
+        sections: Vec<String>,
+        restarted: Vec<String>,
+        added: Vec<String>,
+        removed: Vec<String>,
+        restart_required: Vec<String>,
+        origin: String,
+    },
 }
 
 /// Every event `type`, as serialized: the names `[[webhook]] events` may list.
@@ -112,6 +123,7 @@ pub const TYPES: &[&str] = &[
     "setup_completed",
     "webhook_failing",
     "webhook_recovered",
+    "settings_changed",
 ];
 
 /// What a button press or an API call can ask of the device.
@@ -184,6 +196,7 @@ impl Event {
             Event::SetupCompleted => "setup_completed",
             Event::WebhookFailing { .. } => "webhook_failing",
             Event::WebhookRecovered { .. } => "webhook_recovered",
+            Event::SettingsChanged { .. } => "settings_changed",
         }
     }
 
@@ -197,6 +210,7 @@ impl Event {
                 | Event::OwnerResetRequested { .. }
                 | Event::WebhookFailing { .. }
                 | Event::WebhookRecovered { .. }
+                | Event::SettingsChanged { .. }
         )
     }
 
@@ -227,7 +241,8 @@ impl Event {
             | Event::SetupRequired
             | Event::SetupCompleted
             | Event::WebhookFailing { .. }
-            | Event::WebhookRecovered { .. } => return None,
+            | Event::WebhookRecovered { .. }
+            | Event::SettingsChanged { .. } => return None,
         })
     }
 }
@@ -293,6 +308,14 @@ mod tests {
             Event::SetupCompleted,
             Event::WebhookFailing { hook: s(), error: s() },
             Event::WebhookRecovered { hook: s() },
+            Event::SettingsChanged {
+                sections: vec![],
+                restarted: vec![],
+                added: vec![],
+                removed: vec![],
+                restart_required: vec![],
+                origin: s(),
+            },
         ];
         assert_eq!(examples.len(), TYPES.len());
         let mut seen = std::collections::HashSet::new();

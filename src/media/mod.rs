@@ -166,13 +166,24 @@ pub struct CameraMedia {
     pub viewers: Arc<ViewerSet>,
     /// Snapshots decode a frame each; two at a time bounds the CPU a client can demand.
     pub snapshots: tokio::sync::Semaphore,
+    /// Stops this camera's supervisor and recorder (a child of the daemon's shutdown).
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// What starting a camera needs besides its own config.
+struct Shared {
+    storage: std::path::PathBuf,
+    webrtc: crate::config::WebRtc,
+    bus: Bus,
+    warm: webrtc::WarmUp,
 }
 
 /// All cameras, running.
 pub struct Media {
-    cameras: BTreeMap<String, Arc<CameraMedia>>,
+    cameras: std::sync::RwLock<BTreeMap<String, Arc<CameraMedia>>>,
     clock: MediaClock,
-    tasks: TaskTracker,
+    shared: Shared,
     shutdown: CancellationToken,
 }
 
@@ -185,54 +196,72 @@ impl Media {
         // (~230 ms measured here, far longer on a first boot under emulation); do it now
         // rather than in the first viewer's join, which waits for it knowingly.
         let warm = webrtc::warm_up();
-        let clock = MediaClock::new();
-        let tasks = TaskTracker::new();
-        let shutdown = CancellationToken::new();
-        let mut cameras = BTreeMap::new();
+        let shared = Shared { storage: config.storage.path.clone(), webrtc: config.webrtc.clone(), bus: bus.clone(), warm };
+        let media = Media { cameras: Default::default(), clock: MediaClock::new(), shared, shutdown: CancellationToken::new() };
         for cam in &config.cameras {
-            let fanout = Arc::new(Fanout::new(&cam.name));
-            let viewers = Arc::new(ViewerSet::new(&cam.name, fanout.clone(), clock.clone(), &config.webrtc, bus.clone(), warm.clone()));
-            if cam.recording.enabled {
-                let recorder = recorder::Recorder {
-                    camera: cam.clone(),
-                    root: config.storage.path.clone(),
-                    fanout: fanout.clone(),
-                    clock: clock.clone(),
-                    bus: bus.clone(),
-                };
-                // Subscribed before the supervisor exists, so the first CameraOnline is seen.
-                tasks.spawn(recorder.run(bus.subscribe(), shutdown.clone()));
-            }
-            let heartbeat = Heartbeat::default();
-            let supervisor = pipeline::Supervisor {
-                cam: cam.clone(),
+            media.start_camera(cam);
+        }
+        Ok(media)
+    }
+
+    /// Starts one camera: its supervisor, its recorder (when it records) and its viewer set.
+    fn start_camera(&self, cam: &Camera) {
+        let Shared { storage, webrtc: webrtc_config, bus, warm } = &self.shared;
+        let (clock, stop, tasks) = (self.clock.clone(), self.shutdown.child_token(), TaskTracker::new());
+        let fanout = Arc::new(Fanout::new(&cam.name));
+        let viewers = Arc::new(ViewerSet::new(&cam.name, fanout.clone(), clock.clone(), webrtc_config, bus.clone(), warm.clone()));
+        if cam.recording.enabled {
+            let recorder = recorder::Recorder {
+                camera: cam.clone(),
+                root: storage.clone(),
                 fanout: fanout.clone(),
                 clock: clock.clone(),
                 bus: bus.clone(),
-                heartbeat: heartbeat.clone(),
             };
-            tasks.spawn(supervisor.run(shutdown.clone()));
-            cameras.insert(
-                cam.name.clone(),
-                Arc::new(CameraMedia { config: cam.clone(), heartbeat, fanout, viewers, snapshots: tokio::sync::Semaphore::new(2) }),
-            );
+            // Subscribed before the supervisor exists, so the first CameraOnline is seen.
+            tasks.spawn(recorder.run(bus.subscribe(), stop.clone()));
         }
-        Ok(Media { cameras, clock, tasks, shutdown })
+        let heartbeat = Heartbeat::default();
+        let supervisor =
+            pipeline::Supervisor { cam: cam.clone(), fanout: fanout.clone(), clock, bus: bus.clone(), heartbeat: heartbeat.clone() };
+        tasks.spawn(supervisor.run(stop.clone()));
+        let camera =
+            CameraMedia { config: cam.clone(), heartbeat, fanout, viewers, snapshots: tokio::sync::Semaphore::new(2), stop, tasks };
+        self.cameras.write().expect("cameras lock never poisoned").insert(cam.name.clone(), Arc::new(camera));
+    }
+
+    /// Brings the running cameras in line with `cameras`: those named in `restart` and those
+    /// no longer configured stop (viewers ended, recordings finished), new and restarted
+    /// ones start. Every other camera, and its viewers, is left alone.
+    pub async fn apply(&self, cameras: &[Camera], restart: &[String]) {
+        let running: Vec<Arc<CameraMedia>> = self.cameras();
+        for cam in running {
+            let name = &cam.config.name;
+            if restart.contains(name) || !cameras.iter().any(|c| &c.name == name) {
+                self.cameras.write().expect("cameras lock never poisoned").remove(name);
+                stop_camera(&cam).await;
+            }
+        }
+        for cam in cameras {
+            if self.camera(&cam.name).is_none() {
+                self.start_camera(cam);
+            }
+        }
     }
 
     /// A camera by URL name.
     pub fn camera(&self, name: &str) -> Option<Arc<CameraMedia>> {
-        self.cameras.get(name).cloned()
+        self.cameras.read().expect("cameras lock never poisoned").get(name).cloned()
     }
 
     /// Every camera, in name order.
-    pub fn cameras(&self) -> impl Iterator<Item = &Arc<CameraMedia>> {
-        self.cameras.values()
+    pub fn cameras(&self) -> Vec<Arc<CameraMedia>> {
+        self.cameras.read().expect("cameras lock never poisoned").values().cloned().collect()
     }
 
     /// Why the media side is stuck, if it is: a camera supervisor silent for [`WEDGED_AFTER`].
     pub fn wedged(&self) -> Option<String> {
-        self.cameras.values().find_map(|cam| {
+        self.cameras().iter().find_map(|cam| {
             let silent = cam.heartbeat.silent_for();
             (silent > WEDGED_AFTER)
                 .then(|| format!("camera {}: pipeline wedged (supervisor silent for {}s)", cam.config.name, silent.as_secs()))
@@ -247,17 +276,34 @@ impl Media {
     /// Ends every viewer, finishes recordings, stops every camera pipeline, and waits, within
     /// a bound: whatever a source or a disk is blocked in, the daemon still stops.
     pub async fn stop(&self) {
-        let viewers = futures::future::join_all(self.cameras.values().map(|cam| cam.viewers.close()));
+        let cameras = self.cameras();
+        let viewers = futures::future::join_all(cameras.iter().map(|cam| cam.viewers.close()));
         if tokio::time::timeout(STOP_TIMEOUT, viewers).await.is_err() {
             tracing::error!("viewer pipelines did not stop within {}s; stopping without them", STOP_TIMEOUT.as_secs());
         }
         self.shutdown.cancel();
-        self.tasks.close();
         // Each camera bounds its own stop (pipeline::STOP_TIMEOUT) and a segment's finish is
         // bounded too; this catches anything else, such as an fsync on a card that hangs.
-        if tokio::time::timeout(STOP_TIMEOUT * 3, self.tasks.wait()).await.is_err() {
+        let all = futures::future::join_all(cameras.iter().map(|cam| {
+            cam.tasks.close();
+            cam.tasks.wait()
+        }));
+        if tokio::time::timeout(STOP_TIMEOUT * 3, all).await.is_err() {
             tracing::error!("cameras or recorders did not stop within {}s; stopping without them", (STOP_TIMEOUT * 3).as_secs());
         }
+    }
+}
+
+/// Stops one camera: its viewers, its recorder (finishing the file) and its pipeline.
+async fn stop_camera(cam: &CameraMedia) {
+    let name = &cam.config.name;
+    if tokio::time::timeout(STOP_TIMEOUT, cam.viewers.close()).await.is_err() {
+        tracing::error!(camera = %name, "viewer pipelines did not stop within {}s", STOP_TIMEOUT.as_secs());
+    }
+    cam.stop.cancel();
+    cam.tasks.close();
+    if tokio::time::timeout(STOP_TIMEOUT * 3, cam.tasks.wait()).await.is_err() {
+        tracing::error!(camera = %name, "camera or recorder did not stop within {}s", (STOP_TIMEOUT * 3).as_secs());
     }
 }
 

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{Auth, Grant, Principal};
-use crate::config::{Config, Mqtt, mqtt::topic_safe};
+use crate::config::{Mqtt, mqtt::topic_safe};
 use crate::events::{Bus, Event};
 use crate::media::Media;
 use crate::status::Board;
@@ -53,7 +53,7 @@ struct Bridge {
     client: AsyncClient,
     topics: Topics,
     device_name: String,
-    config: Arc<Config>,
+    config: crate::config::Live,
     board: Board,
     media: Arc<Media>,
     auth: Arc<Auth>,
@@ -69,7 +69,7 @@ enum Incoming {
 /// Connects to the broker of `[mqtt]` and keeps publishing until `stop`; does nothing when
 /// there is no `[mqtt]`.
 pub fn start(
-    config: Arc<Config>,
+    config: crate::config::Live,
     board: Board,
     media: Arc<Media>,
     auth: Arc<Auth>,
@@ -77,7 +77,7 @@ pub fn start(
     tasks: &TaskTracker,
     stop: &CancellationToken,
 ) -> Result<(), MqttError> {
-    let Some(settings) = config.mqtt.clone() else { return Ok(()) };
+    let Some(settings) = config.get().mqtt.clone() else { return Ok(()) };
     let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "lookout".into());
     let node = topic_safe(&host);
     let topics = Topics {
@@ -237,9 +237,10 @@ impl Bridge {
             let _ = self.client.try_subscribe(filter, QoS::AtLeastOnce);
         }
         self.publish(self.topics.availability(), "online", true);
-        if self.config.mqtt.as_ref().is_some_and(|m| m.discovery) {
+        let config = self.config.get();
+        if config.mqtt.as_ref().is_some_and(|m| m.discovery) {
             let cameras: Vec<DiscoveredCamera> =
-                self.config.cameras.iter().map(|c| DiscoveredCamera { name: &c.name, records: c.recording.enabled }).collect();
+                config.cameras.iter().map(|c| DiscoveredCamera { name: &c.name, records: c.recording.enabled }).collect();
             for (topic, payload) in self.topics.discovery(&self.device_name, env!("CARGO_PKG_VERSION"), &cameras) {
                 self.publish(topic, payload.to_string(), true);
             }
@@ -274,12 +275,12 @@ impl Bridge {
         let who = principal();
         match command {
             Command::Action { name, camera } => {
-                if let Err(e) = crate::actions::request(&self.config, &self.auth, &self.bus, &who, name, camera, "mqtt") {
+                if let Err(e) = crate::actions::request(&self.config.get(), &self.auth, &self.bus, &who, name, camera, "mqtt") {
                     tracing::warn!(topic, "MQTT command refused: {e}");
                 }
             }
             Command::Snapshot { camera } => match self.auth.authorize(&who, crate::auth::Action::Snapshot, Some(&camera)) {
-                Ok(()) if self.config.camera(&camera).is_some() => self.send_snapshot(camera),
+                Ok(()) if self.config.get().camera(&camera).is_some() => self.send_snapshot(camera),
                 Ok(()) => tracing::warn!(topic, "MQTT snapshot of an unknown camera `{camera}`"),
                 Err(e) => tracing::warn!(topic, "MQTT snapshot refused: {e}"),
             },
@@ -302,7 +303,7 @@ impl Bridge {
     }
 
     fn publish_health(&self) {
-        let data = self.config.storage.path.clone();
+        let data = self.config.get().storage.path.clone();
         let reading = crate::device::health::read(&crate::device::health::Roots::default(), crate::storage::disk::usage(&data).ok());
         for (topic, payload) in topics::health_messages(&self.topics, &reading) {
             self.publish(topic, payload, true);

@@ -11,6 +11,7 @@ pub mod index;
 pub mod layout;
 pub mod mp4scan;
 pub mod retention;
+pub mod settings;
 pub mod switch;
 
 use std::collections::HashMap;
@@ -41,11 +42,14 @@ pub struct Storage {
     bus: Bus,
     /// Why retention could not run last time, so the reason is logged once, not every pass.
     retention_blocked: Option<String>,
+    /// Where cameras, limits and retention come from after a settings change.
+    live: crate::config::Live,
 }
 
 impl Storage {
     /// Loads the index (blocking scan of the recordings folder) and starts the upkeep task.
-    pub async fn start(config: &Config, bus: &Bus, shutdown: CancellationToken) -> Arc<Index> {
+    pub async fn start(live: &crate::config::Live, bus: &Bus, shutdown: CancellationToken) -> Arc<Index> {
+        let config = live.get();
         let root = config.storage.path.clone();
         let cameras: Vec<String> = config.cameras.iter().map(|c| c.name.clone()).collect();
         let scan_root = root.clone();
@@ -66,6 +70,7 @@ impl Storage {
             keep: config.cameras.iter().map(|c| (c.name.clone(), c.recording.keep)).collect(),
             bus: bus.clone(),
             retention_blocked: None,
+            live: live.clone(),
         };
         let rx = bus.subscribe();
         tokio::spawn(storage.run(rx, !loaded, shutdown));
@@ -113,6 +118,11 @@ impl Storage {
                         }
                         self.apply_retention().await;
                     }
+                    Ok(Event::SettingsChanged { .. }) => {
+                        // Cameras may have come or gone: rescan and apply the new limits.
+                        self.refresh(&self.live.get());
+                        stale = true;
+                    }
                     Ok(_) => {}
                     Err(RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "storage lagged behind events; rescanning at the next check");
@@ -122,6 +132,14 @@ impl Storage {
                 },
             }
         }
+    }
+
+    /// Takes cameras, size limits and retention from `config`.
+    fn refresh(&mut self, config: &Config) {
+        self.cameras = config.cameras.iter().map(|c| c.name.clone()).collect();
+        self.keep = config.cameras.iter().map(|c| (c.name.clone(), c.recording.keep)).collect();
+        self.max_total = config.storage.max_size.map(|s| s.0);
+        self.min_free = config.storage.min_free;
     }
 
     /// Applies `change` to the index on a blocking thread (it reads the disk). A failure is
@@ -226,6 +244,31 @@ pub fn sync_file(path: &Path) -> std::io::Result<()> {
     std::fs::File::open(path)?.sync_all()?;
     for dir in path.ancestors().skip(1).take(2) {
         std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Gives a renamed camera its recordings, snapshots and recording switch: each folder is
+/// renamed (atomic within the data partition). Refuses when the new name already has any.
+pub fn move_camera(root: &Path, from: &str, to: &str) -> std::io::Result<()> {
+    let pairs = [
+        (layout::camera_dir(root, from), layout::camera_dir(root, to)),
+        (root.join("snapshots").join(from), root.join("snapshots").join(to)),
+        (root.join("state/recording-off").join(from), root.join("state/recording-off").join(to)),
+    ];
+    if let Some((_, taken)) = pairs.iter().find(|(_, to)| to.exists()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            format!("{} already exists: another camera had that name", taken.display()),
+        ));
+    }
+    for (old, new) in &pairs {
+        if old.exists() {
+            std::fs::rename(old, new)?;
+            if let Some(parent) = new.parent() {
+                std::fs::File::open(parent)?.sync_all()?;
+            }
+        }
     }
     Ok(())
 }

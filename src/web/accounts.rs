@@ -22,7 +22,7 @@ fn error(e: AuthError) -> Response {
 }
 
 fn unknown_cameras(app: &AppState, cameras: &Option<Vec<String>>) -> Option<Response> {
-    let unknown: Vec<&String> = cameras.iter().flatten().filter(|c| app.config.camera(c).is_none()).collect();
+    let unknown: Vec<&String> = cameras.iter().flatten().filter(|c| app.config.get().camera(c).is_none()).collect();
     (!unknown.is_empty()).then(|| error(AuthError::Invalid(format!("no camera named {unknown:?}"))))
 }
 

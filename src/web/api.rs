@@ -46,6 +46,7 @@ pub struct CameraEntry {
 pub async fn cameras(State(app): State<AppState>, Extension(who): Extension<Principal>) -> Json<Vec<CameraEntry>> {
     Json(
         app.config
+            .get()
             .cameras
             .iter()
             .filter(|c| who.sees(&c.name))
@@ -78,7 +79,7 @@ pub struct HealthWarning {
 /// Temperature, throttling, load, memory, uptime and the data partition.
 pub async fn health(State(app): State<AppState>) -> Json<HealthResponse> {
     use crate::device::health;
-    let data = app.config.storage.path.clone();
+    let data = app.config.get().storage.path.clone();
     let reading = tokio::task::spawn_blocking(move || health::read(&health::Roots::default(), crate::storage::disk::usage(&data).ok()))
         .await
         .unwrap_or_else(|_| health::read(&health::Roots::default(), None));
@@ -116,7 +117,7 @@ pub fn request_action(
 ) -> Result<crate::events::Action, super::error::ApiError> {
     use super::error::ApiError;
     use crate::actions::Refused;
-    crate::actions::request(&app.config, &app.auth, &app.bus, who, name, camera, origin).map_err(|e| match e {
+    crate::actions::request(&app.config.get(), &app.auth, &app.bus, who, name, camera, origin).map_err(|e| match e {
         Refused::UnknownAction(_) => ApiError::NotFound(e.to_string()),
         Refused::UnknownCamera(name) => ApiError::UnknownCamera(name),
         Refused::Denied(_) => ApiError::Forbidden(e.to_string()),

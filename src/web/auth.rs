@@ -65,6 +65,9 @@ pub const ROUTES: &[(&str, &str, Policy)] = &[
     ("POST", "/api/tokens", Policy::Needs(Action::Admin)),
     ("DELETE", "/api/tokens", Policy::Needs(Action::Admin)),
     ("DELETE", "/api/tokens/{id}", Policy::Needs(Action::Admin)),
+    ("GET", "/api/config", Policy::Needs(Action::Admin)),
+    ("PATCH", "/api/config", Policy::Needs(Action::Admin)),
+    ("POST", "/api/config/cameras/{camera}/rename", Policy::Needs(Action::Admin)),
 ];
 
 /// Assets the login and setup pages load.

@@ -45,7 +45,7 @@ fn bool01(b: bool) -> f64 {
 
 /// Every metric, read fresh at each scrape.
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    let (data, index) = (app.config.storage.path.clone(), app.index.clone());
+    let (data, index) = (app.config.get().storage.path.clone(), app.index.clone());
     // Health and the size of the segments being written are read from disk: off the async threads.
     let read = tokio::task::spawn_blocking(move || {
         let reading = health::read(&health::Roots::default(), crate::storage::disk::usage(&data).ok());
@@ -121,7 +121,7 @@ fn recording_metrics(out: &mut Exposition, app: &AppState, segments: Vec<(String
         e.0 += seg.size;
         e.1 += 1;
     }
-    let cameras = &app.config.cameras;
+    let cameras = &app.config.get().cameras;
     out.family("lookout_recording_bytes", "gauge", "Bytes of recordings on the data partition");
     for c in cameras {
         out.sample("lookout_recording_bytes", &[("camera", &c.name)], recorded.get(&c.name).map_or(0, |r| r.0) as f64);

@@ -11,6 +11,7 @@ pub mod mse;
 pub mod recordings;
 pub mod redirect;
 pub mod server;
+pub mod settings;
 pub mod whep;
 
 use std::sync::Arc;
@@ -21,7 +22,6 @@ use axum::http::{HeaderName, Method, header};
 use axum::routing::{get, post};
 use tower_http::cors::{Any, CorsLayer};
 
-use crate::config::Config;
 use crate::media::Media;
 use crate::status::Board;
 
@@ -64,7 +64,9 @@ pub async fn probe_self(listen: std::net::SocketAddr) -> Result<(), String> {
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub config: Arc<Config>,
+    /// The config in force (the settings API may replace it).
+    pub config: crate::config::Live,
+    pub settings: Arc<crate::settings::Settings>,
     pub media: Arc<Media>,
     pub board: Board,
     pub index: Arc<crate::storage::Index>,
@@ -122,6 +124,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/cameras/{camera}/snapshot.jpg", get(recordings::snapshot))
         .route("/ws/mse/{camera}", get(mse::stream))
         .route("/api/events", get(events::stream))
+        .route("/api/config", get(settings::get).patch(settings::patch).layer(axum::extract::DefaultBodyLimit::max(settings::MAX_BODY)))
+        .route("/api/config/cameras/{camera}/rename", post(settings::rename))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
         .merge(whep)
         .fallback(|| async { error::ApiError::NotFound("no such page or API endpoint".into()) })

@@ -66,7 +66,7 @@ impl Span {
 }
 
 fn camera_exists(app: &AppState, camera: &str) -> Result<(), ApiError> {
-    app.config.camera(camera).map(|_| ()).ok_or_else(|| ApiError::UnknownCamera(camera.to_owned()))
+    app.config.get().camera(camera).map(|_| ()).ok_or_else(|| ApiError::UnknownCamera(camera.to_owned()))
 }
 
 /// `GET /api/cameras/{camera}/recordings`.
@@ -103,7 +103,7 @@ pub async fn download(
     request: Request,
 ) -> Result<Response, ApiError> {
     camera_exists(&app, &camera)?;
-    let path = storage::layout::resolve(&app.config.storage.path, &camera, &name)
+    let path = storage::layout::resolve(&app.config.get().storage.path, &camera, &name)
         .filter(|p| p.is_file())
         .ok_or_else(|| ApiError::NotFound(format!("no recording `{name}` for camera {camera}")))?;
     let response = tower_http::services::ServeFile::new_with_mime(path, &"video/mp4".parse().expect("valid mime"))

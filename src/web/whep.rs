@@ -38,7 +38,7 @@ pub async fn create(
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/sdp"));
     h.insert(header::LOCATION, HeaderValue::from_str(&location).map_err(|e| ApiError::Internal(e.to_string()))?);
-    add_ice_links(h, &app.config.webrtc);
+    add_ice_links(h, &app.config.get().webrtc);
     Ok(response)
 }
 
@@ -99,7 +99,7 @@ pub async fn advertise_on_options(State(app): State<AppState>, request: Request,
     if allowed {
         let h = response.headers_mut();
         h.insert("accept-post", HeaderValue::from_static("application/sdp"));
-        add_ice_links(h, &app.config.webrtc);
+        add_ice_links(h, &app.config.get().webrtc);
     }
     response
 }

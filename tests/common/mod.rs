@@ -234,10 +234,21 @@ impl Daemon {
             .with_test_writer()
             .try_init();
         config.storage.path = data.path().to_owned();
+        // A config read from text keeps it as written: what the harness sets goes there too.
+        let written = |config: &mut Config, section: &str, key: &str, value: String| {
+            if !config.raw.is_empty() {
+                let table = config.raw.entry(section).or_insert_with(|| toml::Value::Table(Default::default()));
+                if let Some(t) = table.as_table_mut() {
+                    t.insert(key.into(), value.into());
+                }
+            }
+        };
+        written(&mut config, "storage", "path", data.path().display().to_string());
         let mut token = None;
         if owner {
             let hash = owner_password_hash();
-            config.auth.admin_password_hash.get_or_insert(hash);
+            let hash = config.auth.admin_password_hash.get_or_insert(hash).clone();
+            written(&mut config, "auth", "admin_password_hash", hash);
             token = Some(issue_token(&config, &[Grant::View, Grant::Playback, Grant::Snapshot, Grant::Control, Grant::Metrics], None));
         }
         let base = format!("http://{}", listeners.http.local_addr().unwrap());

@@ -1,0 +1,166 @@
+//! `GET`/`PATCH /api/config` and camera renames: a change applies while the daemon runs and
+//! restarts only the camera it touches; it is saved to the data partition, survives a
+//! restart, keeps secrets the client never saw; and a save killed at any moment leaves a
+//! valid file.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use common::whep::WhepViewer;
+use common::{Daemon, HANG};
+use lookout::config::Config;
+
+/// Two test cameras and an IP camera with credentials (unreachable), read from text as a
+/// device reads its boot file.
+fn config() -> Config {
+    let text = "[storage]\nmin_free = \"64MB\"\n[led]\nbackend = \"none\"\n\
+                [[camera]]\nname = \"a\"\nsource = \"test\"\nwidth = 320\nheight = 240\nfps = 15\n\
+                [[camera]]\nname = \"b\"\nsource = \"test\"\nwidth = 320\nheight = 240\nfps = 10\n\
+                [[camera]]\nname = \"ip\"\nsource = \"rtsp://viewer:pw-SECRET@127.0.0.1:9/x\"\n";
+    Config::from_toml(text, Path::new("lookout.toml")).unwrap()
+}
+
+async fn patch(owner: &reqwest::Client, daemon: &Daemon, body: &Value) -> (u16, Value) {
+    let r = owner.patch(format!("{}/api/config", daemon.base)).json(body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_changed_from_the_api_restarts_at_its_new_size_and_another_cameras_viewer_notices_nothing() {
+    let daemon = Daemon::start(config()).await;
+    for cam in ["a", "b"] {
+        daemon.wait_state(cam, HANG, |c| c["online"] == true).await.expect("online");
+    }
+    let viewer = WhepViewer::connect(&daemon.url("/whep/b")).await.expect("viewer of b");
+    assert!(viewer.wait_frames(10, HANG).await);
+    let owner = daemon.owner().await;
+
+    let shown: Value = owner.get(format!("{}/api/config", daemon.base)).send().await.unwrap().json().await.unwrap();
+    assert!(!shown.to_string().contains("pw-SECRET"), "no secret in the settings shown: {shown}");
+    assert_eq!(shown["camera"][0]["width"], 320);
+    let denied = reqwest::Client::new().get(daemon.url("/api/config")).send().await.unwrap();
+    assert_eq!(denied.status(), 403, "a token is not the owner");
+
+    // A bad value is refused, naming the field; nothing changes.
+    let mut cameras = shown["camera"].clone();
+    cameras[0]["width"] = json!(3);
+    let (status, refused) = patch(&owner, &daemon, &json!({ "camera": cameras })).await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused["error"].as_str().unwrap().contains("width"), "{refused}");
+
+    // The size of `a` changes: `a` restarts at it; `b` and its viewer go on untouched.
+    let frames_before = viewer.frames();
+    let mut cameras = shown["camera"].clone();
+    cameras[0]["width"] = json!(640);
+    cameras[0]["height"] = json!(360);
+    let (status, changed) = patch(&owner, &daemon, &json!({ "camera": cameras })).await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["restarted"], json!(["a"]), "{changed}");
+    assert_eq!(changed["restart_required"], json!([]), "{changed}");
+    daemon.wait_state("a", HANG, |c| c["online"] == true && c["width"] == 640 && c["height"] == 360).await.expect("a at 640x360");
+    assert!(viewer.wait_frames(frames_before + 30, HANG).await, "b's viewer kept receiving");
+    let b = daemon.camera_state("b").await;
+    assert_eq!((b["viewers"].as_u64(), b["restarts"].as_u64()), (Some(1), Some(0)), "{b}");
+    let snapshot = owner.get(format!("{}/api/cameras/a/snapshot.jpg", daemon.base)).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(&snapshot[..2], [0xFF, 0xD8]);
+
+    // Saved on the data partition with the secret the client never saw; shown without it.
+    let saved = std::fs::read_to_string(daemon.data.join("settings/lookout.toml")).unwrap();
+    assert!(saved.contains("pw-SECRET") && saved.contains("640"), "{saved}");
+    let shown: Value = owner.get(format!("{}/api/config", daemon.base)).send().await.unwrap().json().await.unwrap();
+    assert!(!shown.to_string().contains("pw-SECRET"));
+    assert_eq!(shown["camera"][0]["width"], 640);
+
+    // A section that cannot change under a running daemon is saved and says so.
+    let (status, changed) = patch(&owner, &daemon, &json!({ "webrtc": { "max_viewers": 7 } })).await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!((changed["restart_required"].clone(), changed["restarted"].clone()), (json!(["webrtc"]), json!([])), "{changed}");
+
+    // After a restart the saved settings are in force.
+    viewer.delete().await;
+    let data = daemon.stop().await;
+    let daemon = Daemon::start_in(config(), data).await;
+    daemon.wait_state("a", HANG, |c| c["online"] == true && c["width"] == 640).await.expect("the saved size after a restart");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_camera_keeps_its_recordings() {
+    let text = "[storage]\nmin_free = \"64MB\"\n[led]\nbackend = \"none\"\n\
+                [[camera]]\nname = \"a\"\nsource = \"test\"\nwidth = 320\nheight = 240\nfps = 15\n[camera.recording]\nsegment = \"2s\"\n";
+    let daemon = Daemon::start(Config::from_toml(text, Path::new("lookout.toml")).unwrap()).await;
+    let owner = daemon.owner().await;
+    let deadline = Instant::now() + HANG;
+    let before = loop {
+        let listing = daemon.get_json("/api/cameras/a/recordings").await;
+        let finished: Vec<Value> = listing["segments"].as_array().unwrap().iter().filter(|s| s["recording"] == false).cloned().collect();
+        if !finished.is_empty() {
+            break finished;
+        }
+        assert!(Instant::now() < deadline, "nothing recorded: {listing}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let r = owner.post(format!("{}/api/config/cameras/a/rename", daemon.base)).json(&json!({ "to": "front" })).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    daemon.wait_state("front", HANG, |c| c["online"] == true && c["recording"] == true).await.expect("front records");
+    assert_eq!(reqwest::get(daemon.url("/api/cameras/a/recordings")).await.unwrap().status(), 404);
+    let deadline = Instant::now() + HANG;
+    loop {
+        let listing = daemon.get_json("/api/cameras/front/recordings").await;
+        let names: Vec<&Value> = listing["segments"].as_array().unwrap().iter().map(|s| &s["name"]).collect();
+        if before.iter().all(|s| names.contains(&&s["name"])) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the recordings did not follow the rename: {listing}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let renamed = owner.post(format!("{}/api/config/cameras/nope/rename", daemon.base)).json(&json!({ "to": "x" })).send().await.unwrap();
+    assert_eq!(renamed.status(), 404);
+    daemon.stop().await;
+}
+
+/// Set in the child process of the test below: the folder to save settings into, forever.
+const SAVER_DIR: &str = "LOOKOUT_TEST_SAVER_DIR";
+
+/// Not a test on its own: the test below runs this test binary again with only this test
+/// and [`SAVER_DIR`] set, and kills it while it saves.
+#[test]
+fn saver_child() {
+    let Some(dir) = std::env::var_os(SAVER_DIR) else { return };
+    let root = Path::new(&dir);
+    for i in 0u64.. {
+        let text = format!("[http]\nlisten = \"0.0.0.0:{}\"\n[[camera]]\nname = \"c{i}\"\nsource = \"test\"\n", 1000 + i % 50000);
+        let settings: toml::Table = text.parse().unwrap();
+        lookout::storage::settings::save(root, &settings).unwrap();
+    }
+}
+
+#[test]
+fn a_save_killed_at_any_moment_leaves_the_old_or_the_new_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let me = std::env::current_exe().unwrap();
+    for round in 0..200u64 {
+        let mut child = std::process::Command::new(&me)
+            .args(["--exact", "saver_child", "--nocapture", "--test-threads=1"])
+            .env(SAVER_DIR, dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(2000 + (round * 7919) % 20000));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        match lookout::storage::settings::load(dir.path()) {
+            Ok(Some(settings)) => {
+                assert!(settings["camera"][0]["name"].as_str().is_some_and(|n| n.starts_with('c')), "round {round}: {settings}")
+            }
+            Ok(None) => {}
+            Err(e) => panic!("round {round}: the saved settings are broken: {e}"),
+        }
+    }
+    assert!(lookout::storage::settings::load(dir.path()).unwrap().is_some(), "some save finished in 200 rounds");
+}

@@ -372,3 +372,27 @@ async fn chromium_sets_up_the_owner_plays_and_logs_out_and_a_foreign_page_cannot
     driver.quit().await;
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_changes_a_cameras_rate_in_the_settings_panel_and_it_takes_effect() {
+    let text = "[storage]\nmin_free = \"64MB\"\n[led]\nbackend = \"none\"\n\
+                [[camera]]\nname = \"cam\"\nsource = \"test\"\nwidth = 320\nheight = 240\nfps = 15\n";
+    let config = lookout::config::Config::from_toml(text, std::path::Path::new("lookout.toml")).unwrap();
+    let daemon = Daemon::start(config).await;
+    daemon.wait_state("cam", HANG, |c| c["online"] == true).await.expect("online");
+    let driver = Driver::chromium().await;
+    driver.login(&daemon.base, "admin", OWNER_PASSWORD).await;
+    wait_string(&driver, "return document.getElementById('settings').hidden ? '' : 'shown'").await;
+    driver.eval("const d = document.getElementById('settings'); d.open = true; d.dispatchEvent(new Event('toggle')); return true").await;
+    wait_string(&driver, "return document.querySelector('form.camera-setting[data-camera=cam]') ? 'form' : ''").await;
+    driver
+        .eval("const f = document.querySelector('form.camera-setting[data-camera=cam]'); f.elements.fps.value = '10'; f.requestSubmit(); return true")
+        .await;
+    let note =
+        wait_string(&driver, "const n = document.querySelector('form.camera-setting .note'); return n && !n.hidden ? n.textContent : ''")
+            .await;
+    assert!(note.contains("cam restarted"), "{note}");
+    daemon.wait_state("cam", HANG, |c| c["online"] == true && c["desired_fps"] == 10).await.expect("the new rate in force");
+    driver.quit().await;
+    daemon.stop().await;
+}

@@ -66,6 +66,7 @@ pub const ROUTES: &[(&str, &str, Policy)] = &[
     ("DELETE", "/api/tokens", Policy::Needs(Action::Admin)),
     ("DELETE", "/api/tokens/{id}", Policy::Needs(Action::Admin)),
     ("GET", "/api/config", Policy::Needs(Action::Admin)),
+    ("GET", "/api/devices", Policy::Needs(Action::Admin)),
     ("PATCH", "/api/config", Policy::Needs(Action::Admin)),
     ("POST", "/api/config/cameras/{camera}/rename", Policy::Needs(Action::Admin)),
 ];

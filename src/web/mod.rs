@@ -126,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/events", get(events::stream))
         .route("/api/config", get(settings::get).patch(settings::patch).layer(axum::extract::DefaultBodyLimit::max(settings::MAX_BODY)))
         .route("/api/config/cameras/{camera}/rename", post(settings::rename))
+        .route("/api/devices", get(settings::devices))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
         .merge(whep)
         .fallback(|| async { error::ApiError::NotFound("no such page or API endpoint".into()) })

@@ -28,6 +28,15 @@ pub async fn patch(
     app.settings.change(&patch, &who.describe()).await.map(Json).map_err(refusal)
 }
 
+/// `GET /api/devices`: capture devices with their formats, sizes and rates, and the encoders
+/// found (what `lookout devices` prints), for the settings page to offer.
+pub async fn devices() -> Result<Json<crate::media::probe::Machine>, ApiError> {
+    tokio::task::spawn_blocking(crate::media::probe::Machine::probe)
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::Internal(format!("probing devices failed: {e}")))
+}
+
 /// `{"to": "new-name"}`.
 #[derive(Deserialize)]
 pub struct Rename {

@@ -152,7 +152,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
         media: media.clone(),
         board,
         index,
-        bus,
+        bus: bus.clone(),
         auth: accounts,
         exports: web::recordings::Exports::default(),
         journal,
@@ -161,8 +161,11 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
     });
     let stop_serving = CancellationToken::new();
     let stopper = stop_serving.clone();
+    let stopping = bus.clone();
     tokio::spawn(async move {
         shutdown.await;
+        // Before the listeners close, so event clients, webhooks and MQTT may still hear it.
+        stopping.publish(events::Event::DaemonStopping);
         stopper.cancel();
     });
     let served = match (https_listener, identity) {

@@ -52,6 +52,8 @@ pub enum Event {
     SegmentDeleted { camera: String, segment: String, reason: String },
     /// The HTTP server is listening and every camera is online or has had its chance to start.
     DaemonReady,
+    /// The daemon was asked to stop (SIGTERM, a reboot); recordings are being finished.
+    DaemonStopping,
     /// A health reading crossed its threshold (hot SoC, under-voltage, disk nearly full).
     HealthWarningRaised { kind: String, message: String },
     /// A health reading went back to normal.
@@ -111,6 +113,7 @@ pub const TYPES: &[&str] = &[
     "segment_closed",
     "segment_deleted",
     "daemon_ready",
+    "daemon_stopping",
     "health_warning_raised",
     "health_warning_cleared",
     "fault_detected",
@@ -184,6 +187,7 @@ impl Event {
             Event::SegmentClosed { .. } => "segment_closed",
             Event::SegmentDeleted { .. } => "segment_deleted",
             Event::DaemonReady => "daemon_ready",
+            Event::DaemonStopping => "daemon_stopping",
             Event::HealthWarningRaised { .. } => "health_warning_raised",
             Event::HealthWarningCleared { .. } => "health_warning_cleared",
             Event::FaultDetected { .. } => "fault_detected",
@@ -231,6 +235,7 @@ impl Event {
             | Event::RecordingSwitched { camera, .. }
             | Event::ActionRequested { camera: Some(camera), .. } => camera,
             Event::DaemonReady
+            | Event::DaemonStopping
             | Event::HealthWarningRaised { .. }
             | Event::HealthWarningCleared { .. }
             | Event::FaultDetected { .. }
@@ -296,6 +301,7 @@ mod tests {
             Event::SegmentClosed { camera: s(), path: PathBuf::new(), start: t },
             Event::SegmentDeleted { camera: s(), segment: s(), reason: s() },
             Event::DaemonReady,
+            Event::DaemonStopping,
             Event::HealthWarningRaised { kind: s(), message: s() },
             Event::HealthWarningCleared { kind: s() },
             Event::FaultDetected { reason: s() },

@@ -115,7 +115,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
     let follower = board.follow(&bus);
     let device_stop = CancellationToken::new();
     let device_tasks = TaskTracker::new();
-    let webhooks = webhook::Hooks::start(&config.webhooks, &journal, &bus, &device_tasks, &device_stop);
+    let webhooks = webhook::Service::start(&config.webhooks, &journal, &bus, &device_stop);
     start_device(&config, &bus, &device_tasks, &device_stop);
     let storage_stop = CancellationToken::new();
     let index = storage::Storage::start(&live, &bus, storage_stop.clone()).await;
@@ -144,8 +144,9 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
     if accounts.needs_setup() {
         tracing::warn!("no owner password yet: open {page}setup to set one; nothing else answers until then");
     }
-    mqtt::start(live.clone(), board.clone(), media.clone(), accounts.clone(), &bus, &device_tasks, &device_stop)?;
-    let settings = Arc::new(settings::Settings::new(live.clone(), boot, media.clone(), board.clone(), bus.clone()));
+    let mqtt = mqtt::Service::start(live.clone(), board.clone(), media.clone(), accounts.clone(), &bus, &device_stop)?;
+    let services = settings::Services { media: media.clone(), board: board.clone(), webhooks: webhooks.clone(), mqtt: mqtt.clone() };
+    let settings = Arc::new(settings::Settings::new(live.clone(), boot, services, bus.clone()));
     let app = web::router(web::AppState {
         config: live,
         settings,
@@ -156,7 +157,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
         auth: accounts,
         exports: web::recordings::Exports::default(),
         journal,
-        webhooks,
+        webhooks: webhooks.clone(),
         event_clients: Default::default(),
     });
     let stop_serving = CancellationToken::new();
@@ -194,8 +195,14 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
     storage_stop.cancel();
     device_stop.cancel();
     device_tasks.close();
-    // The LED task gives the LED back to its trigger on the way out: wait for it.
+    // The LED task gives the LED back to its trigger on the way out: wait for it; MQTT says
+    // goodbye.
     device_tasks.wait().await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        webhooks.stopped().await;
+        mqtt.stopped().await;
+    })
+    .await;
     follower.abort();
     served.map_err(ServeError::Http)
 }

@@ -1,9 +1,10 @@
 //! Changing settings while the daemon runs: `GET`/`PATCH /api/config` and camera renames
 //! come here. A change is checked exactly as `check-config` checks a file, saved to the data
 //! partition (`storage::settings`, layered over the boot file as `config::layers` says), put
-//! in force, and applied: only the cameras it touches restart. Sections that cannot change
-//! under a running daemon (listeners, TLS, accounts, the network, MQTT, webhooks, the LED,
-//! the button) are saved and reported as taking effect at the next start.
+//! in force, and applied: only the cameras it touches restart; storage limits apply at once;
+//! webhooks and MQTT reconnect with their new settings. Sections that cannot change under a
+//! running daemon (listeners, TLS, accounts, the network, WebRTC, the LED, the button) are
+//! saved and reported as taking effect at the next start.
 //!
 //! Changes are applied one at a time, in the order they arrive.
 
@@ -18,7 +19,7 @@ use crate::media::Media;
 use crate::status::Board;
 
 /// Sections applied while the daemon runs.
-const LIVE_SECTIONS: [&str; 2] = ["camera", "storage"];
+const LIVE_SECTIONS: [&str; 4] = ["camera", "storage", "webhook", "mqtt"];
 
 /// Why a change was not made.
 #[derive(Debug, thiserror::Error)]
@@ -43,21 +44,28 @@ pub struct Changed {
     pub restart_required: Vec<String>,
 }
 
+/// What a change is applied to.
+pub struct Services {
+    pub media: Arc<Media>,
+    pub board: Board,
+    pub webhooks: Arc<crate::webhook::Service>,
+    pub mqtt: Arc<crate::mqtt::Service>,
+}
+
 /// The settings service.
 pub struct Settings {
     live: Live,
     /// The boot partition's settings, under which changes are layered.
     boot: toml::Table,
-    media: Arc<Media>,
-    board: Board,
+    services: Services,
     bus: Bus,
     one_at_a_time: tokio::sync::Mutex<()>,
 }
 
 impl Settings {
     /// `boot`: the boot file's settings (what `live` was built from before saved settings).
-    pub fn new(live: Live, boot: toml::Table, media: Arc<Media>, board: Board, bus: Bus) -> Settings {
-        Settings { live, boot, media, board, bus, one_at_a_time: tokio::sync::Mutex::new(()) }
+    pub fn new(live: Live, boot: toml::Table, services: Services, bus: Bus) -> Settings {
+        Settings { live, boot, services, bus, one_at_a_time: tokio::sync::Mutex::new(()) }
     }
 
     /// Every setting as a client may see it: secrets left out, credentials in URLs hidden.
@@ -92,7 +100,7 @@ impl Settings {
         entry.insert("name".into(), to.into());
         let new = checked(&raw, &old.storage.path)?;
         // Stop the camera before its folder moves, so no file is being written there.
-        self.media.apply(&new.cameras, &[]).await;
+        self.services.media.apply(&new.cameras, &[]).await;
         let root = old.storage.path.clone();
         let (from_owned, to_owned) = (from.to_owned(), to.to_owned());
         tokio::task::spawn_blocking(move || crate::storage::move_camera(&root, &from_owned, &to_owned))
@@ -113,8 +121,14 @@ impl Settings {
             .map_err(SettingsError::Save)?;
         let changed = difference(old, &new, already_gone);
         self.live.set(new.clone());
-        self.board.reconfigure(&new, &changed.restarted);
-        self.media.apply(&new.cameras, &changed.restarted).await;
+        self.services.board.reconfigure(&new, &changed.restarted);
+        self.services.media.apply(&new.cameras, &changed.restarted).await;
+        if changed.sections.iter().any(|s| s == "webhook") {
+            self.services.webhooks.replace(&new.webhooks).await;
+        }
+        if changed.sections.iter().any(|s| s == "mqtt") {
+            self.services.mqtt.restart().await;
+        }
         tracing::info!(%origin, ?changed, "settings changed");
         self.bus.publish(Event::SettingsChanged {
             sections: changed.sections.clone(),

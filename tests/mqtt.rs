@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rumqttc::{AsyncClient, MqttOptions, Packet, QoS};
 use serde_json::Value;
 
-use common::{Daemon, HANG, config_with, test_camera};
+use common::{Daemon, HANG};
 
 const USER: &str = "lookout";
 const PASSWORD: &str = "broker-pass-123";
@@ -79,7 +79,12 @@ struct Watcher {
 
 impl Watcher {
     fn connect(port: u16) -> Watcher {
-        let mut options = MqttOptions::new("test-watcher", "127.0.0.1", port);
+        Watcher::connect_on(port, "test-watcher", &format!("{PREFIX}/#"))
+    }
+
+    fn connect_on(port: u16, id: &str, device_filter: &str) -> Watcher {
+        let device_filter = device_filter.to_owned();
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
         options.set_credentials(USER, PASSWORD);
         options.set_max_packet_size(8 * 1024 * 1024, 64 * 1024);
         let (client, mut eventloop) = AsyncClient::new(options, 64);
@@ -90,7 +95,7 @@ impl Watcher {
                 match eventloop.poll().await {
                     Ok(rumqttc::Event::Incoming(Packet::ConnAck(_))) => {
                         // Subscriptions do not outlive a broker restart.
-                        for filter in ["homeassistant/#", &format!("{PREFIX}/#")] {
+                        for filter in ["homeassistant/#", device_filter.as_str()] {
                             subscriber.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
                         }
                     }
@@ -198,14 +203,14 @@ fn check_home_assistant_schema(topic: &str, config: &Value) {
 async fn home_assistant_discovers_the_device_drives_it_and_the_broker_may_restart() {
     let mut broker = Broker::start();
     let watcher = Watcher::connect(broker.port);
-    let mut config = config_with(vec![test_camera("cam")]);
-    config.mqtt = Some(
-        toml::from_str(&format!(
-            "url = \"mqtt://127.0.0.1:{}\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\nprefix = \"{PREFIX}\"\nhealth_every = \"5s\"",
-            broker.port
-        ))
-        .unwrap(),
+    // Read from text, as a device reads its boot file, so the settings API may change it.
+    let text = format!(
+        "[storage]\nmin_free = \"64MB\"\n[led]\nbackend = \"none\"\n\
+         [mqtt]\nurl = \"mqtt://127.0.0.1:{}\"\nusername = \"{USER}\"\npassword = \"{PASSWORD}\"\nprefix = \"{PREFIX}\"\nhealth_every = \"5s\"\n\
+         [[camera]]\nname = \"cam\"\nsource = \"test\"\nwidth = 640\nheight = 360\n",
+        broker.port
     );
+    let config = lookout::config::Config::from_toml(&text, std::path::Path::new("lookout.toml")).unwrap();
     let daemon = Daemon::start(config).await;
     daemon.wait_state("cam", HANG, |c| c["recording"] == true).await.expect("recording");
 
@@ -274,7 +279,24 @@ async fn home_assistant_discovers_the_device_drives_it_and_the_broker_may_restar
     watcher.wait_discovery("/cam_recording_switch/config").await;
     watcher.wait_for(&format!("{PREFIX}/cam/recording_switch"), "OFF").await;
 
+    // A new prefix from the settings API applies at once: the old one says offline (the
+    // password, never shown, is kept), the new one online.
+    let owner = daemon.owner().await;
+    let changed = owner
+        .patch(format!("{}/api/config", daemon.base))
+        .json(&serde_json::json!({ "mqtt": { "prefix": "lookout/renamed" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    let changed: Value = changed.json().await.unwrap();
+    assert_eq!(changed["restart_required"], serde_json::json!([]), "{changed}");
+    watcher.wait_for(&format!("{PREFIX}/availability"), "offline").await;
+    let renamed = Watcher::connect_on(broker.port, "test-watcher-2", "lookout/renamed/#");
+    renamed.wait_for("lookout/renamed/availability", "online").await;
+    renamed.wait_for("lookout/renamed/cam/online", "ON").await;
+
     // A clean stop says offline.
     daemon.stop().await;
-    watcher.wait_for(&format!("{PREFIX}/availability"), "offline").await;
+    renamed.wait_for("lookout/renamed/availability", "offline").await;
 }

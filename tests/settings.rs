@@ -164,3 +164,41 @@ fn a_save_killed_at_any_moment_leaves_the_old_or_the_new_settings() {
     }
     assert!(lookout::storage::settings::load(dir.path()).unwrap().is_some(), "some save finished in 200 rounds");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_added_from_the_api_receives_events_at_once() {
+    // A receiver that counts deliveries of action_requested.
+    let got = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let counter = counter.clone();
+            async move {
+                if headers.get("lookout-event").is_some_and(|v| v == "action_requested") && headers.contains_key("lookout-signature") {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let daemon = Daemon::start(config()).await;
+    let owner = daemon.owner().await;
+    let hook = json!({ "url": url, "secret": "0123456789abcdef", "events": ["action_requested"] });
+    let (status, changed) = patch(&owner, &daemon, &json!({ "webhook": [hook] })).await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!((changed["restart_required"].clone(), changed["restarted"].clone()), (json!([]), json!([])), "{changed}");
+    let shown: Value = owner.get(format!("{}/api/config", daemon.base)).send().await.unwrap().json().await.unwrap();
+    assert!(!shown.to_string().contains("0123456789abcdef"), "the webhook's secret is not shown: {shown}");
+    assert_eq!(owner.post(format!("{}/api/actions/identify", daemon.base)).send().await.unwrap().status(), 202);
+    let deadline = Instant::now() + HANG;
+    while got.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the new webhook got nothing");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    daemon.stop().await;
+}

@@ -66,9 +66,69 @@ enum Incoming {
     Message { topic: String, payload: Vec<u8> },
 }
 
+/// The MQTT connection in force, restarted when the settings change it.
+pub struct Service {
+    current: std::sync::Mutex<(CancellationToken, TaskTracker)>,
+    config: crate::config::Live,
+    board: Board,
+    media: Arc<Media>,
+    auth: Arc<Auth>,
+    bus: Bus,
+    stop: CancellationToken,
+}
+
+impl Service {
+    /// Connects as `[mqtt]` of `config` says (nothing without one); everything stops with `stop`.
+    pub fn start(
+        config: crate::config::Live,
+        board: Board,
+        media: Arc<Media>,
+        auth: Arc<Auth>,
+        bus: &Bus,
+        stop: &CancellationToken,
+    ) -> Result<Arc<Service>, MqttError> {
+        let service = Service {
+            current: std::sync::Mutex::new((CancellationToken::new(), TaskTracker::new())),
+            config,
+            board,
+            media,
+            auth,
+            bus: bus.clone(),
+            stop: stop.clone(),
+        };
+        let started = service.spawn()?;
+        *service.current.lock().expect("mqtt lock never poisoned") = started;
+        Ok(Arc::new(service))
+    }
+
+    fn spawn(&self) -> Result<(CancellationToken, TaskTracker), MqttError> {
+        let (stop, tasks) = (self.stop.child_token(), TaskTracker::new());
+        start(self.config.clone(), self.board.clone(), self.media.clone(), self.auth.clone(), &self.bus, &tasks, &stop)?;
+        tasks.close();
+        Ok((stop, tasks))
+    }
+
+    /// Says goodbye on the connection in force and connects as the config now says.
+    pub async fn restart(&self) {
+        let (stop, tasks) = self.current.lock().expect("mqtt lock never poisoned").clone();
+        stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await;
+        match self.spawn() {
+            Ok(started) => *self.current.lock().expect("mqtt lock never poisoned") = started,
+            Err(e) => tracing::error!("MQTT not restarted: {e}"),
+        }
+    }
+
+    /// Waits for the connection's tasks after `stop`.
+    pub async fn stopped(&self) {
+        let tasks = self.current.lock().expect("mqtt lock never poisoned").1.clone();
+        tasks.wait().await;
+    }
+}
+
 /// Connects to the broker of `[mqtt]` and keeps publishing until `stop`; does nothing when
 /// there is no `[mqtt]`.
-pub fn start(
+fn start(
     config: crate::config::Live,
     board: Board,
     media: Arc<Media>,

@@ -77,7 +77,7 @@ pub struct AppState {
     /// The numbered events `/api/events` replays and streams.
     pub journal: crate::events::journal::Recorder,
     /// Webhook delivery counters, for `/metrics` and the owner's `/api/state`.
-    pub webhooks: std::sync::Arc<crate::webhook::Hooks>,
+    pub webhooks: std::sync::Arc<crate::webhook::Service>,
     /// Clients of `/api/events`, for `/metrics`.
     pub event_clients: std::sync::Arc<events::Clients>,
 }

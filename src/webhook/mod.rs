@@ -77,6 +77,55 @@ pub struct Hooks {
     hooks: Vec<Arc<Hook>>,
 }
 
+/// The hooks in force, replaced when the settings change: the old ones stop (their queued
+/// events are dropped) and the new ones start with the events after the change.
+pub struct Service {
+    current: Mutex<(Arc<Hooks>, CancellationToken, TaskTracker)>,
+    journal: journal::Recorder,
+    bus: Bus,
+    stop: CancellationToken,
+}
+
+impl Service {
+    /// Starts `hooks`; everything stops with `stop`.
+    pub fn start(hooks: &[Webhook], journal: &journal::Recorder, bus: &Bus, stop: &CancellationToken) -> Arc<Service> {
+        let service = Service {
+            current: Mutex::new((Arc::default(), CancellationToken::new(), TaskTracker::new())),
+            journal: journal.clone(),
+            bus: bus.clone(),
+            stop: stop.clone(),
+        };
+        *service.current.lock().expect("webhooks lock never poisoned") = service.spawn(hooks);
+        Arc::new(service)
+    }
+
+    fn spawn(&self, hooks: &[Webhook]) -> (Arc<Hooks>, CancellationToken, TaskTracker) {
+        let (stop, tasks) = (self.stop.child_token(), TaskTracker::new());
+        let started = Hooks::start(hooks, &self.journal, &self.bus, &tasks, &stop);
+        tasks.close();
+        (started, stop, tasks)
+    }
+
+    /// Stops the hooks in force and starts `hooks`.
+    pub async fn replace(&self, hooks: &[Webhook]) {
+        let (_, stop, tasks) = self.current.lock().expect("webhooks lock never poisoned").clone();
+        stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tasks.wait()).await;
+        *self.current.lock().expect("webhooks lock never poisoned") = self.spawn(hooks);
+    }
+
+    /// The state of every hook in force.
+    pub fn status(&self) -> Vec<HookStatus> {
+        self.current.lock().expect("webhooks lock never poisoned").0.status()
+    }
+
+    /// Waits for the hooks' tasks after `stop`.
+    pub async fn stopped(&self) {
+        let tasks = self.current.lock().expect("webhooks lock never poisoned").2.clone();
+        tasks.wait().await;
+    }
+}
+
 impl Hooks {
     /// Starts delivering the journal's events to every `[[webhook]]` on `tasks` until `stop`.
     /// Call before anything is published that a hook should get (`DaemonReady`).

@@ -2,9 +2,10 @@
 //! come here. A change is checked exactly as `check-config` checks a file, saved to the data
 //! partition (`storage::settings`, layered over the boot file as `config::layers` says), put
 //! in force, and applied: only the cameras it touches restart; storage limits apply at once;
-//! webhooks and MQTT reconnect with their new settings. Sections that cannot change under a
-//! running daemon (listeners, TLS, accounts, the network, WebRTC, the LED, the button) are
-//! saved and reported as taking effect at the next start.
+//! viewers that join from now on use new WebRTC settings; webhooks and MQTT reconnect with
+//! their new settings. Sections that cannot change under a running daemon (listeners, TLS,
+//! accounts, the network, the LED, the button) are saved and reported as taking effect at
+//! the next start.
 //!
 //! Changes are applied one at a time, in the order they arrive.
 
@@ -19,7 +20,7 @@ use crate::media::Media;
 use crate::status::Board;
 
 /// Sections applied while the daemon runs.
-const LIVE_SECTIONS: [&str; 4] = ["camera", "storage", "webhook", "mqtt"];
+const LIVE_SECTIONS: [&str; 5] = ["camera", "storage", "webrtc", "webhook", "mqtt"];
 
 /// Why a change was not made.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +124,9 @@ impl Settings {
         self.live.set(new.clone());
         self.services.board.reconfigure(&new, &changed.restarted);
         self.services.media.apply(&new.cameras, &changed.restarted).await;
+        if changed.sections.iter().any(|s| s == "webrtc") {
+            self.services.media.reconfigure_webrtc(&new.webrtc);
+        }
         if changed.sections.iter().any(|s| s == "webhook") {
             self.services.webhooks.replace(&new.webhooks).await;
         }

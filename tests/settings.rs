@@ -75,10 +75,18 @@ async fn a_camera_changed_from_the_api_restarts_at_its_new_size_and_another_came
     assert!(!shown.to_string().contains("pw-SECRET"));
     assert_eq!(shown["camera"][0]["width"], 640);
 
-    // A section that cannot change under a running daemon is saved and says so.
-    let (status, changed) = patch(&owner, &daemon, &json!({ "webrtc": { "max_viewers": 7 } })).await;
+    // WebRTC settings apply to the next viewer: b already has one, and one is now the limit.
+    let (status, changed) = patch(&owner, &daemon, &json!({ "webrtc": { "max_viewers": 1 } })).await;
     assert_eq!(status, 200, "{changed}");
-    assert_eq!((changed["restart_required"].clone(), changed["restarted"].clone()), (json!(["webrtc"]), json!([])), "{changed}");
+    assert_eq!((changed["restart_required"].clone(), changed["restarted"].clone()), (json!([]), json!([])), "{changed}");
+    let refused = WhepViewer::connect(&daemon.url("/whep/b")).await.err().expect("a second viewer of b is refused");
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(viewer.wait_frames(viewer.frames() + 10, HANG).await, "the viewer b had goes on");
+
+    // A section that cannot change under a running daemon is saved and says so.
+    let (status, changed) = patch(&owner, &daemon, &json!({ "led": { "names": ["PWR"] } })).await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["restart_required"], json!(["led"]), "{changed}");
 
     // After a restart the saved settings are in force.
     viewer.delete().await;

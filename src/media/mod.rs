@@ -174,7 +174,7 @@ pub struct CameraMedia {
 /// What starting a camera needs besides its own config.
 struct Shared {
     storage: std::path::PathBuf,
-    webrtc: crate::config::WebRtc,
+    webrtc: std::sync::RwLock<crate::config::WebRtc>,
     bus: Bus,
     warm: webrtc::WarmUp,
 }
@@ -196,7 +196,8 @@ impl Media {
         // (~230 ms measured here, far longer on a first boot under emulation); do it now
         // rather than in the first viewer's join, which waits for it knowingly.
         let warm = webrtc::warm_up();
-        let shared = Shared { storage: config.storage.path.clone(), webrtc: config.webrtc.clone(), bus: bus.clone(), warm };
+        let shared =
+            Shared { storage: config.storage.path.clone(), webrtc: std::sync::RwLock::new(config.webrtc.clone()), bus: bus.clone(), warm };
         let media = Media { cameras: Default::default(), clock: MediaClock::new(), shared, shutdown: CancellationToken::new() };
         for cam in &config.cameras {
             media.start_camera(cam);
@@ -209,7 +210,8 @@ impl Media {
         let Shared { storage, webrtc: webrtc_config, bus, warm } = &self.shared;
         let (clock, stop, tasks) = (self.clock.clone(), self.shutdown.child_token(), TaskTracker::new());
         let fanout = Arc::new(Fanout::new(&cam.name));
-        let viewers = Arc::new(ViewerSet::new(&cam.name, fanout.clone(), clock.clone(), webrtc_config, bus.clone(), warm.clone()));
+        let webrtc_config = webrtc_config.read().expect("webrtc lock never poisoned").clone();
+        let viewers = Arc::new(ViewerSet::new(&cam.name, fanout.clone(), clock.clone(), &webrtc_config, bus.clone(), warm.clone()));
         if cam.recording.enabled {
             let recorder = recorder::Recorder {
                 camera: cam.clone(),
@@ -246,6 +248,14 @@ impl Media {
             if self.camera(&cam.name).is_none() {
                 self.start_camera(cam);
             }
+        }
+    }
+
+    /// New `[webrtc]` settings for viewers that join from now on, on every camera.
+    pub fn reconfigure_webrtc(&self, w: &crate::config::WebRtc) {
+        *self.shared.webrtc.write().expect("webrtc lock never poisoned") = w.clone();
+        for cam in self.cameras() {
+            cam.viewers.reconfigure(w);
         }
     }
 

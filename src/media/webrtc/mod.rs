@@ -144,13 +144,26 @@ pub struct ViewerSet {
     camera: String,
     fanout: Arc<Fanout>,
     clock: MediaClock,
-    ice: IceSettings,
-    limit: usize,
-    timeout: Duration,
+    /// Settings for sessions that join from now on (the settings API may change them).
+    tuning: std::sync::RwLock<Tuning>,
     bus: Bus,
     warm: WarmUp,
     sessions: Mutex<HashMap<String, Slot>>,
     tasks: tokio_util::task::TaskTracker,
+}
+
+/// What `[webrtc]` sets for new sessions.
+#[derive(Debug, Clone)]
+struct Tuning {
+    ice: IceSettings,
+    limit: usize,
+    timeout: Duration,
+}
+
+impl Tuning {
+    fn from_config(w: &WebRtc) -> Tuning {
+        Tuning { ice: IceSettings::from_config(w), limit: w.max_viewers, timeout: w.session_timeout }
+    }
 }
 
 /// A session slot held while its offer is negotiated; released on drop unless disarmed.
@@ -175,9 +188,7 @@ impl ViewerSet {
             camera: camera.to_owned(),
             fanout,
             clock,
-            ice: IceSettings::from_config(w),
-            limit: w.max_viewers,
-            timeout: w.session_timeout,
+            tuning: std::sync::RwLock::new(Tuning::from_config(w)),
             bus,
             warm,
             sessions: Mutex::new(HashMap::new()),
@@ -185,14 +196,25 @@ impl ViewerSet {
         }
     }
 
+    /// New `[webrtc]` settings: sessions that join from now on use them; those running keep
+    /// theirs.
+    pub fn reconfigure(&self, w: &WebRtc) {
+        *self.tuning.write().expect("tuning lock never poisoned") = Tuning::from_config(w);
+    }
+
+    fn tuning(&self) -> Tuning {
+        self.tuning.read().expect("tuning lock never poisoned").clone()
+    }
+
     /// Answers a viewer's offer and starts its session.
     pub async fn join(self: &Arc<Self>, offer: &str) -> Result<Joined, ViewerError> {
         let (parsed, h264) = inspect_offer(offer)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
+        let tuning = self.tuning();
         {
             let mut sessions = self.sessions.lock().expect("sessions lock never poisoned");
-            if sessions.len() >= self.limit {
-                return Err(ViewerError::TooMany { camera: self.camera.clone(), limit: self.limit });
+            if sessions.len() >= tuning.limit {
+                return Err(ViewerError::TooMany { camera: self.camera.clone(), limit: tuning.limit });
             }
             sessions.insert(id.clone(), Slot { stop: None });
         }
@@ -209,7 +231,7 @@ impl ViewerSet {
             return Err(e);
         }
         let step = session::Step::default();
-        let negotiated = tokio::time::timeout(NEGOTIATE_TIMEOUT, session::negotiate(short, parsed, &h264, &self.ice, &self.clock, &step))
+        let negotiated = tokio::time::timeout(NEGOTIATE_TIMEOUT, session::negotiate(short, parsed, &h264, &tuning.ice, &self.clock, &step))
             .await
             .unwrap_or_else(|_| {
                 Err(ViewerError::NotReady(format!("no answer within {}s: {}", NEGOTIATE_TIMEOUT.as_secs(), step.describe())))
@@ -237,7 +259,7 @@ impl ViewerSet {
         let set = self.clone();
         let session = id.clone();
         self.tasks.spawn(async move {
-            let (reason, dropped) = session::run(viewer, set.fanout.clone(), set.timeout, stop_rx).await;
+            let (reason, dropped) = session::run(viewer, set.fanout.clone(), tuning.timeout, stop_rx).await;
             let viewers = {
                 let mut sessions = set.sessions.lock().expect("sessions lock never poisoned");
                 sessions.remove(&session);
@@ -255,9 +277,10 @@ impl ViewerSet {
         let id = format!("{kind}-{}", uuid::Uuid::new_v4().simple());
         let (stop_tx, stop) = oneshot::channel();
         let viewers = {
+            let limit = self.tuning().limit;
             let mut sessions = self.sessions.lock().expect("sessions lock never poisoned");
-            if sessions.len() >= self.limit {
-                return Err(ViewerError::TooMany { camera: self.camera.clone(), limit: self.limit });
+            if sessions.len() >= limit {
+                return Err(ViewerError::TooMany { camera: self.camera.clone(), limit });
             }
             sessions.insert(id.clone(), Slot { stop: Some(stop_tx) });
             sessions.len()

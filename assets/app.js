@@ -165,6 +165,11 @@ async function refreshHealth() {
     if (health.temperature_c !== null) parts.push(health.temperature_c.toFixed(0) + " °C");
     parts.push("load " + health.load[0].toFixed(2));
     if (health.disk_total_bytes) parts.push(((health.disk_free_bytes / health.disk_total_bytes) * 100).toFixed(0) + "% free");
+    // The network: each link, up or not, its first address, and a Wi-Fi radio's signal.
+    for (const link of health.network || []) {
+      const signal = link.signal_dbm === null ? "" : ` ${link.signal_dbm} dBm`;
+      parts.push(`${link.kind === "wifi" ? "Wi-Fi" : "wired"} ${link.name}: ${link.up ? link.addresses[0] || "up" : "no link"}${signal}`);
+    }
     pill.textContent = parts.join(" · ");
     pill.hidden = false;
     pill.className = "pill " + (warnings.length ? "bad" : "ok");

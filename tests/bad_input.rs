@@ -213,6 +213,16 @@ async fn health_reports_this_machine() {
     assert!(health["disk_total_bytes"].as_u64().unwrap() > 0, "{h}");
     assert!(health["cpus"].as_u64().unwrap() >= 1, "{h}");
     assert!(h["warnings"].is_array());
+    // This machine's own network links (physical ones: those with a device behind them).
+    let physical: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("device").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let listed: Vec<&str> = health["network"].as_array().unwrap().iter().filter_map(|l| l["name"].as_str()).collect();
+    assert_eq!(listed.len(), physical.len(), "{h}");
+    assert!(physical.iter().all(|p| listed.contains(&p.as_str())), "{h}");
     daemon.stop().await;
 }
 

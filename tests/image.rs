@@ -334,6 +334,12 @@ async fn the_image_boots_into_a_working_appliance_and_keeps_its_recordings_acros
     let health = get_json(&owner, &base, "/api/health").await.expect("health");
     let data_total = health["health"]["disk_total_bytes"].as_u64().unwrap_or(0);
     assert!(data_total > 900 * 1024 * 1024, "the data partition grew into the card: {data_total} bytes");
+    // The emulated board's network card: wired, up, with the address DHCP gave it.
+    let wired = health["health"]["network"].as_array().and_then(|links| links.iter().find(|l| l["kind"] == "wired").cloned());
+    assert!(
+        wired.as_ref().is_some_and(|l| l["up"] == true && l["addresses"].as_array().is_some_and(|a| !a.is_empty())),
+        "a wired link with an address in /api/health: {health}"
+    );
 
     // The reboot action: the daemon asks systemd (lookout-reboot.path); QEMU exits at reboot.
     let status = owner.post(format!("{base}/api/actions/reboot")).send().await.unwrap().status();

@@ -74,6 +74,8 @@ pub struct Health {
     pub uptime_s: f64,
     pub disk_total_bytes: u64,
     pub disk_free_bytes: u64,
+    /// Wired and Wi-Fi links: up or not, addresses, Wi-Fi signal.
+    pub network: Vec<crate::network::links::Link>,
 }
 
 /// Reads every value it can; what is missing is left empty, never an error.
@@ -104,6 +106,7 @@ pub fn read(roots: &Roots, disk: Option<Disk>) -> Health {
         uptime_s,
         disk_total_bytes: disk.map_or(0, |d| d.total),
         disk_free_bytes: disk.map_or(0, |d| d.free),
+        network: crate::network::links::read(&roots.sys, &roots.proc, crate::network::links::system_addresses()),
     }
 }
 
@@ -169,6 +172,7 @@ pub enum Warning {
     UnderVoltage,
     Throttled,
     DiskNearlyFull,
+    WeakWifiSignal,
 }
 
 impl Warning {
@@ -179,6 +183,7 @@ impl Warning {
             Warning::UnderVoltage => "under-voltage: use the official 5.1 V / 3 A power supply",
             Warning::Throttled => "the CPU is being throttled (heat or power): video may stutter",
             Warning::DiskNearlyFull => "the data partition is nearly full",
+            Warning::WeakWifiSignal => "the Wi-Fi signal is weak: video may stall; move the device or the access point closer",
         }
     }
 }
@@ -199,6 +204,9 @@ pub fn warnings(h: &Health, t: &Thresholds) -> Vec<Warning> {
     }
     if h.disk_total_bytes > 0 && (h.disk_free_bytes as f64) < h.disk_total_bytes as f64 * t.disk_free_min {
         w.push(Warning::DiskNearlyFull);
+    }
+    if h.network.iter().any(|l| l.weak()) {
+        w.push(Warning::WeakWifiSignal);
     }
     w
 }
@@ -293,6 +301,12 @@ mod tests {
         assert_eq!(warnings(&th, &t), [Warning::HighTemperature, Warning::Throttled]);
         let full = read(&fixture("normal"), Some(Disk { total: 28_000_000_000, free: 500_000_000 }));
         assert_eq!(warnings(&full, &t), [Warning::DiskNearlyFull]);
+        let mut far = read(&fixture("normal"), Some(ROOMY));
+        use crate::network::links::{Kind, Link};
+        far.network = vec![Link { name: "wlan0".into(), kind: Kind::Wifi, up: true, addresses: vec![], signal_dbm: Some(-82) }];
+        assert_eq!(warnings(&far, &t), [Warning::WeakWifiSignal]);
+        far.network[0].signal_dbm = Some(-60);
+        assert!(warnings(&far, &t).is_empty());
     }
 
     #[test]

@@ -9,5 +9,6 @@
 pub mod captive;
 pub mod hostapd;
 pub mod hotspot;
+pub mod links;
 pub mod rollback;
 pub mod wpa;

@@ -157,6 +157,18 @@ fn webhook_metrics(out: &mut Exposition, app: &AppState) {
 
 /// The device: temperature, power flags, load, memory, uptime, data partition, warnings.
 fn health_metrics(out: &mut Exposition, reading: &health::Health) {
+    out.family("lookout_network_up", "gauge", "1 while a wired or Wi-Fi interface has a link");
+    for link in &reading.network {
+        out.sample("lookout_network_up", &[("interface", &link.name)], bool01(link.up));
+    }
+    if reading.network.iter().any(|l| l.signal_dbm.is_some()) {
+        out.family("lookout_wifi_signal_dbm", "gauge", "Wi-Fi signal level");
+        for link in &reading.network {
+            if let Some(dbm) = link.signal_dbm {
+                out.sample("lookout_wifi_signal_dbm", &[("interface", &link.name)], f64::from(dbm));
+            }
+        }
+    }
     if let Some(t) = reading.temperature_c {
         out.family("lookout_soc_temperature_celsius", "gauge", "SoC temperature").sample("lookout_soc_temperature_celsius", &[], t);
     }

@@ -8,8 +8,6 @@ use std::path::Path;
 
 use serde::Serialize;
 
-/// Below this a Wi-Fi link drops frames and stalls video (about two bars of five).
-pub const WEAK_SIGNAL_DBM: i32 = -75;
 
 /// What kind of link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -34,7 +32,7 @@ pub struct Link {
 impl Link {
     /// A Wi-Fi link too weak for steady video.
     pub fn weak(&self) -> bool {
-        self.signal_dbm.is_some_and(|s| s < WEAK_SIGNAL_DBM)
+        self.signal_dbm.is_some_and(|s| s < super::wpa::WEAK_DBM)
     }
 }
 

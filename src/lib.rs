@@ -59,6 +59,18 @@ pub async fn serve(
     serve_on(config, Listeners { http: listener, https: None }, shutdown).await
 }
 
+/// An error and its causes, one after another ("error sending request: … connection
+/// refused"), for logs and answers where the top-level message alone says too little.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text = format!("{text}: {c}");
+        cause = c.source();
+    }
+    text
+}
+
 /// `config` with the settings saved from the page laid over it (`config::layers`); the
 /// boot file's settings alone when the saved ones no longer make a valid config (say why).
 fn with_saved_settings(config: Config) -> Config {

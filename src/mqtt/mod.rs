@@ -17,7 +17,7 @@ pub mod topics;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, ConnectionError, LastWill, MqttOptions, Packet, QoS, Transport};
+use rumqttc::{AsyncClient, LastWill, MqttOptions, Packet, QoS, Transport};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -229,7 +229,7 @@ async fn connection(mut eventloop: rumqttc::EventLoop, incoming: mpsc::Sender<In
             Ok(_) => {}
             Err(e) => {
                 if !failing {
-                    tracing::warn!("MQTT broker unreachable: {}; retrying with backoff", describe(&e));
+                    tracing::warn!("MQTT broker unreachable: {}; retrying with backoff", crate::error_chain(&e));
                     failing = true;
                 }
                 tokio::select! {
@@ -240,16 +240,6 @@ async fn connection(mut eventloop: rumqttc::EventLoop, incoming: mpsc::Sender<In
             }
         }
     }
-}
-
-fn describe(e: &ConnectionError) -> String {
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        text = format!("{text}: {c}");
-        cause = c.source();
-    }
-    text
 }
 
 impl Bridge {

@@ -8,7 +8,6 @@ use std::path::Path;
 
 use serde::Serialize;
 
-
 /// What kind of link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -319,17 +319,9 @@ async fn attempt(client: &reqwest::Client, hook: &Hook, delivery: &Delivery) -> 
     }
 }
 
-/// The error and its causes ("error sending request: … connection refused"), without the
-/// URL: its query may carry a key.
+/// The error and its causes, without the URL: its query may carry a key.
 fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        text = format!("{text}: {c}");
-        cause = c.source();
-    }
-    text
+    crate::error_chain(&e.without_url())
 }
 
 /// `wait` ±20 %, so many devices that lost the same receiver do not retry in step.

@@ -99,15 +99,22 @@ impl Settings {
         let entry = cameras.and_then(|cams| cams.iter_mut().find(|c| c.get("name").and_then(toml::Value::as_str) == Some(from)));
         let Some(toml::Value::Table(entry)) = entry else { return Err(SettingsError::UnknownCamera(from.to_owned())) };
         entry.insert("name".into(), to.into());
-        let new = checked(&raw, &old.storage.path)?;
-        // Stop the camera before its folder moves, so no file is being written there.
-        self.services.media.apply(&new.cameras, &[]).await;
+        checked(&raw, &old.storage.path)?;
+        // Stop the camera (finishing its file) before its folders move; the new name starts
+        // only once they have.
+        let others: Vec<crate::config::Camera> = old.cameras.iter().filter(|c| c.name != from).cloned().collect();
+        self.services.media.apply(&others, &[]).await;
         let root = old.storage.path.clone();
         let (from_owned, to_owned) = (from.to_owned(), to.to_owned());
-        tokio::task::spawn_blocking(move || crate::storage::move_camera(&root, &from_owned, &to_owned))
+        let moved = tokio::task::spawn_blocking(move || crate::storage::move_camera(&root, &from_owned, &to_owned))
             .await
-            .map_err(|e| SettingsError::Save(std::io::Error::other(e)))?
-            .map_err(SettingsError::Save)?;
+            .map_err(std::io::Error::other)
+            .and_then(|moved| moved);
+        if let Err(e) = moved {
+            // Nothing changed: the camera comes back under its old name.
+            self.services.media.apply(&old.cameras, &[]).await;
+            return Err(SettingsError::Save(e));
+        }
         self.put_in_force(&old, raw, &[from.to_owned()], origin).await
     }
 

@@ -112,6 +112,9 @@ async fn a_renamed_camera_keeps_its_recordings() {
         assert!(Instant::now() < deadline, "nothing recorded: {listing}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
+    let bad = owner.post(format!("{}/api/config/cameras/a/rename", daemon.base)).json(&json!({ "to": "Front Door" })).send().await.unwrap();
+    assert_eq!(bad.status(), 400, "a name that is not [a-z0-9-] is refused");
+    assert_eq!(daemon.camera_state("a").await["recording"], true, "and the camera goes on");
     let r = owner.post(format!("{}/api/config/cameras/a/rename", daemon.base)).json(&json!({ "to": "front" })).send().await.unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     daemon.wait_state("front", HANG, |c| c["online"] == true && c["recording"] == true).await.expect("front records");

@@ -168,7 +168,8 @@ async function refreshHealth() {
     // The network: each link, up or not, its first address, and a Wi-Fi radio's signal.
     for (const link of health.network || []) {
       const signal = link.signal_dbm === null ? "" : ` ${link.signal_dbm} dBm`;
-      parts.push(`${link.kind === "wifi" ? "Wi-Fi" : "wired"} ${link.name}: ${link.up ? link.addresses[0] || "up" : "no link"}${signal}`);
+      const name = link.kind === "wifi" ? `Wi-Fi ${link.ssid || link.name}` : `wired ${link.name}`;
+      parts.push(`${name}: ${link.up ? link.addresses[0] || "up" : "no link"}${signal}`);
     }
     pill.textContent = parts.join(" · ");
     pill.hidden = false;

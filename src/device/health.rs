@@ -106,7 +106,9 @@ pub fn read(roots: &Roots, disk: Option<Disk>) -> Health {
         uptime_s,
         disk_total_bytes: disk.map_or(0, |d| d.total),
         disk_free_bytes: disk.map_or(0, |d| d.free),
-        network: crate::network::links::read(&roots.sys, &roots.proc, crate::network::links::system_addresses()),
+        network: crate::network::links::read(&roots.sys, &roots.proc, crate::network::links::system_addresses(), |interface| {
+            crate::network::wpa_ctrl::joined_ssid(Path::new(crate::network::wpa::CTRL_DIR), interface)
+        }),
     }
 }
 
@@ -303,7 +305,14 @@ mod tests {
         assert_eq!(warnings(&full, &t), [Warning::DiskNearlyFull]);
         let mut far = read(&fixture("normal"), Some(ROOMY));
         use crate::network::links::{Kind, Link};
-        far.network = vec![Link { name: "wlan0".into(), kind: Kind::Wifi, up: true, addresses: vec![], signal_dbm: Some(-82) }];
+        far.network = vec![Link {
+            name: "wlan0".into(),
+            kind: Kind::Wifi,
+            up: true,
+            addresses: vec![],
+            signal_dbm: Some(-82),
+            ssid: Some("Home".into()),
+        }];
         assert_eq!(warnings(&far, &t), [Warning::WeakWifiSignal]);
         far.network[0].signal_dbm = Some(-60);
         assert!(warnings(&far, &t).is_empty());

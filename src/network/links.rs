@@ -26,6 +26,8 @@ pub struct Link {
     pub addresses: Vec<IpAddr>,
     /// The radio's signal level, for Wi-Fi with a link.
     pub signal_dbm: Option<i32>,
+    /// The network a Wi-Fi link joined (from wpa_supplicant).
+    pub ssid: Option<String>,
 }
 
 impl Link {
@@ -37,7 +39,7 @@ impl Link {
 
 /// Every physical interface under `sys` (virtual ones such as `lo`, bridges and containers'
 /// veths have no `device` and are left out), in name order.
-pub fn read(sys: &Path, proc: &Path, addresses: impl Fn(&str) -> Vec<IpAddr>) -> Vec<Link> {
+pub fn read(sys: &Path, proc: &Path, addresses: impl Fn(&str) -> Vec<IpAddr>, ssid: impl Fn(&str) -> Option<String>) -> Vec<Link> {
     let Ok(entries) = std::fs::read_dir(sys.join("class/net")) else { return Vec::new() };
     let signals = std::fs::read_to_string(proc.join("net/wireless")).unwrap_or_default();
     let mut links: Vec<Link> = entries
@@ -51,7 +53,8 @@ pub fn read(sys: &Path, proc: &Path, addresses: impl Fn(&str) -> Vec<IpAddr>) ->
             // `carrier` cannot be read while the interface is down.
             let up = read("carrier") == "1" && read("operstate") != "down";
             let signal_dbm = if wifi && up { signal(&signals, &name) } else { None };
-            Link { addresses: addresses(&name), name, kind: if wifi { Kind::Wifi } else { Kind::Wired }, up, signal_dbm }
+            let ssid = if wifi && up { ssid(&name) } else { None };
+            Link { addresses: addresses(&name), name, kind: if wifi { Kind::Wifi } else { Kind::Wired }, up, signal_dbm, ssid }
         })
         .collect();
     links.sort_by(|a, b| a.name.cmp(&b.name));
@@ -140,8 +143,9 @@ mod tests {
     #[test]
     fn a_pi_with_cable_and_wifi_shows_both_links_and_the_signal() {
         let root = fixture("-56.");
-        let links = read(&root.path().join("sys"), &root.path().join("proc"), addresses);
+        let links = read(&root.path().join("sys"), &root.path().join("proc"), addresses, |name| (name == "wlan0").then(|| "Home".into()));
         assert_eq!(links.iter().map(|l| l.name.as_str()).collect::<Vec<_>>(), ["eth0", "wlan0"], "virtual links are left out");
+        assert_eq!((links[0].ssid.as_deref(), links[1].ssid.as_deref()), (None, Some("Home")));
         assert_eq!((links[0].kind, links[0].up, links[0].signal_dbm), (Kind::Wired, true, None));
         assert_eq!((links[1].kind, links[1].up, links[1].signal_dbm), (Kind::Wifi, true, Some(-56)));
         assert_eq!(links[1].addresses.len(), 2);
@@ -152,14 +156,14 @@ mod tests {
     fn a_weak_signal_is_flagged_and_an_unplugged_cable_is_down() {
         let root = fixture("-81.");
         std::fs::write(root.path().join("sys/class/net/eth0/carrier"), "0").unwrap();
-        let links = read(&root.path().join("sys"), &root.path().join("proc"), addresses);
+        let links = read(&root.path().join("sys"), &root.path().join("proc"), addresses, |_| None);
         assert!(!links[0].up);
         assert!(links[1].weak(), "{:?}", links[1]);
     }
 
     #[test]
     fn missing_trees_and_odd_levels_give_nothing_rather_than_an_error() {
-        assert!(read(Path::new("/nonexistent"), Path::new("/nonexistent"), addresses).is_empty());
+        assert!(read(Path::new("/nonexistent"), Path::new("/nonexistent"), addresses, |_| None).is_empty());
         assert_eq!(signal("wlan0: 0000   54.  0.  -256 0", "wlan0"), None);
         assert_eq!(signal("garbage", "wlan0"), None);
     }

@@ -12,3 +12,4 @@ pub mod hotspot;
 pub mod links;
 pub mod rollback;
 pub mod wpa;
+pub mod wpa_ctrl;

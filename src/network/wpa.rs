@@ -150,5 +150,34 @@ impl Signal {
     }
 }
 
+/// Where wpa_supplicant's control sockets are, one per interface.
+pub const CTRL_DIR: &str = "/run/wpa_supplicant";
+
+/// What `STATUS` says about the interface's association.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Status {
+    /// `COMPLETED` once joined; `SCANNING`, `ASSOCIATING`, `DISCONNECTED`… before.
+    pub state: String,
+    /// The network joined, while joined.
+    pub ssid: Option<String>,
+}
+
+impl Status {
+    pub fn parse(text: &str) -> Status {
+        let mut s = Status::default();
+        for line in text.lines() {
+            match line.split_once('=') {
+                Some(("wpa_state", v)) => s.state = v.trim().to_owned(),
+                Some(("ssid", v)) => s.ssid = Some(v.to_owned()),
+                _ => {}
+            }
+        }
+        if s.state != "COMPLETED" {
+            s.ssid = None;
+        }
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests;

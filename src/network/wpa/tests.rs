@@ -60,3 +60,12 @@ fn signal_poll_is_read_and_a_weak_link_is_flagged() {
     assert!(!Signal::parse("RSSI=-60\n").weak());
     assert!(!Signal::parse("FAIL\n").weak(), "no reading is no warning");
 }
+
+#[test]
+fn status_names_the_network_only_once_joined() {
+    let joined = Status::parse("bssid=02:00:00:00:01:00\nfreq=2412\nssid=Home Net=2\nid=0\nmode=station\nwpa_state=COMPLETED\n");
+    assert_eq!(joined, Status { state: "COMPLETED".into(), ssid: Some("Home Net=2".into()) });
+    let scanning = Status::parse("ssid=Old\nwpa_state=SCANNING\n");
+    assert_eq!(scanning.ssid, None);
+    assert_eq!(Status::parse("FAIL\n"), Status::default());
+}

@@ -175,8 +175,12 @@ async function refreshHealth() {
     pill.hidden = false;
     pill.className = "pill " + (warnings.length ? "bad" : "ok");
     const banner = document.getElementById("device-warnings");
-    banner.hidden = !warnings.length;
-    banner.textContent = warnings.map((w) => w.advice).join("; ");
+    const notes = warnings.map((w) => w.advice);
+    if (health.clock_synchronized === false) {
+      notes.push("the clock was never set from a time server since boot: recordings are named by the time saved at the last shutdown");
+    }
+    banner.hidden = !notes.length;
+    banner.textContent = notes.join("; ");
   } catch (_) {
     // The status pill already says when the device is unreachable.
   }

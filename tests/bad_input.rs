@@ -213,6 +213,7 @@ async fn health_reports_this_machine() {
     assert!(health["disk_total_bytes"].as_u64().unwrap() > 0, "{h}");
     assert!(health["cpus"].as_u64().unwrap() >= 1, "{h}");
     assert!(h["warnings"].is_array());
+    assert!(health["clock_synchronized"].is_boolean(), "{h}");
     // This machine's own network links (physical ones: those with a device behind them).
     let physical: Vec<String> = std::fs::read_dir("/sys/class/net")
         .unwrap()

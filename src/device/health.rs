@@ -20,11 +20,13 @@ use crate::storage::retention::Disk;
 pub struct Roots {
     pub sys: PathBuf,
     pub proc: PathBuf,
+    /// `/run`: systemd-timesyncd marks a synchronised clock there.
+    pub run: PathBuf,
 }
 
 impl Default for Roots {
     fn default() -> Self {
-        Roots { sys: PathBuf::from("/sys"), proc: PathBuf::from("/proc") }
+        Roots { sys: PathBuf::from("/sys"), proc: PathBuf::from("/proc"), run: PathBuf::from("/run") }
     }
 }
 
@@ -76,6 +78,9 @@ pub struct Health {
     pub disk_free_bytes: u64,
     /// Wired and Wi-Fi links: up or not, addresses, Wi-Fi signal.
     pub network: Vec<crate::network::links::Link>,
+    /// Whether the clock was ever set from a time server since boot. A Pi has no clock of its
+    /// own: until then recordings are named by the time saved at the last shutdown.
+    pub clock_synchronized: bool,
 }
 
 /// Reads every value it can; what is missing is left empty, never an error.
@@ -106,10 +111,25 @@ pub fn read(roots: &Roots, disk: Option<Disk>) -> Health {
         uptime_s,
         disk_total_bytes: disk.map_or(0, |d| d.total),
         disk_free_bytes: disk.map_or(0, |d| d.free),
+        clock_synchronized: clock_synchronized(&roots.run),
         network: crate::network::links::read(&roots.sys, &roots.proc, crate::network::links::system_addresses(), |interface| {
             crate::network::wpa_ctrl::joined_ssid(Path::new(crate::network::wpa::CTRL_DIR), interface)
         }),
     }
+}
+
+/// systemd-timesyncd's mark of a first synchronisation, or else the kernel's own flag (set
+/// by any NTP client that disciplines the clock).
+fn clock_synchronized(run: &Path) -> bool {
+    if run.join("systemd/timesync/synchronized").exists() {
+        return true;
+    }
+    // SAFETY: a zeroed timex with no mode bits only reads the kernel's clock state.
+    let state = unsafe {
+        let mut timex: libc::timex = std::mem::zeroed();
+        libc::adjtimex(&mut timex)
+    };
+    state >= 0 && state != libc::TIME_ERROR
 }
 
 fn first_number(path: &Path) -> Option<f64> {
@@ -274,7 +294,7 @@ mod tests {
 
     fn fixture(name: &str) -> Roots {
         let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pi4").join(name);
-        Roots { sys: base.join("sys"), proc: base.join("proc") }
+        Roots { sys: base.join("sys"), proc: base.join("proc"), run: base.join("run") }
     }
 
     const ROOMY: Disk = Disk { total: 28_000_000_000, free: 20_000_000_000 };
@@ -319,8 +339,16 @@ mod tests {
     }
 
     #[test]
+    fn timesyncd_marks_a_synchronised_clock() {
+        let run = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(run.path().join("systemd/timesync")).unwrap();
+        std::fs::write(run.path().join("systemd/timesync/synchronized"), "").unwrap();
+        assert!(clock_synchronized(run.path()));
+    }
+
+    #[test]
     fn a_machine_that_is_not_a_pi_reads_what_it_has() {
-        let h = read(&Roots { sys: "/nonexistent".into(), proc: "/nonexistent".into() }, None);
+        let h = read(&Roots { sys: "/nonexistent".into(), proc: "/nonexistent".into(), run: "/nonexistent".into() }, None);
         assert_eq!(h.throttled, None);
         assert_eq!(h.temperature_c, None);
         assert!(warnings(&h, &Thresholds::default()).is_empty());

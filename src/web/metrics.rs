@@ -157,6 +157,11 @@ fn webhook_metrics(out: &mut Exposition, app: &AppState) {
 
 /// The device: temperature, power flags, load, memory, uptime, data partition, warnings.
 fn health_metrics(out: &mut Exposition, reading: &health::Health) {
+    out.family("lookout_clock_synchronized", "gauge", "1 once the clock was set from a time server since boot").sample(
+        "lookout_clock_synchronized",
+        &[],
+        bool01(reading.clock_synchronized),
+    );
     out.family("lookout_network_up", "gauge", "1 while a wired or Wi-Fi interface has a link");
     for link in &reading.network {
         out.sample("lookout_network_up", &[("interface", &link.name)], bool01(link.up));

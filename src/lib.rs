@@ -128,7 +128,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
     let device_stop = CancellationToken::new();
     let device_tasks = TaskTracker::new();
     let webhooks = webhook::Service::start(&config.webhooks, &journal, &bus, &device_stop);
-    start_device(&config, &bus, &device_tasks, &device_stop);
+    start_device(&live, &bus, &device_tasks, &device_stop);
     let storage_stop = CancellationToken::new();
     let index = storage::Storage::start(&live, &bus, storage_stop.clone()).await;
     let media = Arc::new(Media::start(&config, &bus)?);
@@ -221,14 +221,9 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
 
 /// The status LED, the button and the health watcher; each one that cannot start says why
 /// and the daemon runs on without it.
-fn start_device(config: &Config, bus: &Bus, tasks: &TaskTracker, stop: &CancellationToken) {
-    match device::led::open(&config.led) {
-        Ok(Some(backend)) => {
-            tasks.spawn(device::led::run(backend, bus.subscribe(), stop.clone()));
-        }
-        Ok(None) => {}
-        Err(e) => tracing::warn!("status LED disabled: {e}"),
-    }
+fn start_device(live: &config::Live, bus: &Bus, tasks: &TaskTracker, stop: &CancellationToken) {
+    let config = live.get();
+    tasks.spawn(device::led::run(live.clone(), bus.subscribe(), stop.clone()));
     if let Some(button) = &config.button {
         match device::button::ButtonPin::open(button.pin, button.active_low) {
             Ok(pin) => {

@@ -3,9 +3,9 @@
 //! partition (`storage::settings`, layered over the boot file as `config::layers` says), put
 //! in force, and applied: only the cameras it touches restart; storage limits apply at once;
 //! viewers that join from now on use new WebRTC settings; webhooks and MQTT reconnect with
-//! their new settings. Sections that cannot change under a running daemon (listeners, TLS,
-//! accounts, the network, the LED, the button) are saved and reported as taking effect at
-//! the next start.
+//! their new settings; the status LED task takes its new LED (it follows `settings_changed`).
+//! Sections that cannot change under a running daemon (listeners, TLS, accounts, the
+//! network, the button) are saved and reported as taking effect at the next start.
 //!
 //! Changes are applied one at a time, in the order they arrive.
 
@@ -20,7 +20,7 @@ use crate::media::Media;
 use crate::status::Board;
 
 /// Sections applied while the daemon runs.
-const LIVE_SECTIONS: [&str; 5] = ["camera", "storage", "webrtc", "webhook", "mqtt"];
+const LIVE_SECTIONS: [&str; 6] = ["camera", "storage", "webrtc", "webhook", "mqtt", "led"];
 
 /// Why a change was not made.
 #[derive(Debug, thiserror::Error)]

@@ -378,3 +378,37 @@ fn a_wedged_pipeline_stops_the_watchdog_pings() {
     drop(daemon);
     drop(writer);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_led_from_the_settings_api_is_taken_and_the_old_one_given_back() {
+    let leds = tempfile::tempdir().unwrap();
+    let act = fake_act_led(leds.path());
+    let pwr = leds.path().join("PWR");
+    std::fs::create_dir_all(&pwr).unwrap();
+    for (file, text) in [("trigger", "none [default-on] timer"), ("brightness", "1"), ("max_brightness", "1")] {
+        std::fs::write(pwr.join(file), text).unwrap();
+    }
+    let text = format!(
+        "[storage]\nmin_free = \"64MB\"\n[led]\nbackend = \"sysfs\"\nsysfs_root = \"{}\"\nnames = [\"ACT\"]\n\
+         [[camera]]\nname = \"cam\"\nsource = \"test\"\nwidth = 320\nheight = 240\n[camera.recording]\nenabled = false\n",
+        leds.path().display()
+    );
+    let daemon = Daemon::start(lookout::config::Config::from_toml(&text, Path::new("lookout.toml")).unwrap()).await;
+    daemon.wait_state("cam", HANG, |c| c["online"] == true).await.expect("online");
+    assert_eq!(std::fs::read_to_string(act.join("trigger")).unwrap(), "none", "ACT taken");
+
+    let owner = daemon.owner().await;
+    let changed =
+        owner.patch(format!("{}/api/config", daemon.base)).json(&serde_json::json!({ "led": { "names": ["PWR"] } })).send().await.unwrap();
+    assert_eq!(changed.status(), 200);
+    let changed: serde_json::Value = changed.json().await.unwrap();
+    assert_eq!(changed["restart_required"], serde_json::json!([]), "{changed}");
+    let deadline = Instant::now() + HANG;
+    while std::fs::read_to_string(pwr.join("trigger")).unwrap() != "none" {
+        assert!(Instant::now() < deadline, "PWR never taken over");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(std::fs::read_to_string(act.join("trigger")).unwrap(), "mmc0", "ACT given back to its trigger");
+    daemon.stop().await;
+    assert_eq!(std::fs::read_to_string(pwr.join("trigger")).unwrap(), "default-on", "PWR given back on shutdown");
+}

@@ -319,8 +319,8 @@ pub fn open(config: &LedConfig) -> Result<Option<Box<dyn Backend>>, LedError> {
 
 /// Drives `backend` from the bus until `shutdown`; dropping the backend on the way out gives
 /// the LED back.
-pub async fn run(mut backend: Box<dyn Backend>, mut events: broadcast::Receiver<Event>, shutdown: CancellationToken) {
-    tracing::info!("status LED: {}", backend.describe());
+pub async fn run(live: crate::config::Live, mut events: broadcast::Receiver<Event>, shutdown: CancellationToken) {
+    let mut backend = open_logged(&live.get().led);
     let mut led = StatusLed::new(Instant::now());
     let mut shown: Option<bool> = None;
     let mut logged_status = None;
@@ -332,10 +332,12 @@ pub async fn run(mut backend: Box<dyn Backend>, mut events: broadcast::Receiver<
             tracing::debug!(?status, "status LED");
             logged_status = Some(status);
         }
-        if shown != Some(lit) {
-            if let Err(e) = backend.set(lit) {
-                tracing::warn!("status LED off for good: {e}");
-                return;
+        if shown != Some(lit)
+            && let Some(b) = backend.as_mut()
+        {
+            if let Err(e) = b.set(lit) {
+                tracing::warn!("status LED off until its settings change: {e}");
+                backend = None;
             }
             shown = Some(lit);
         }
@@ -343,13 +345,38 @@ pub async fn run(mut backend: Box<dyn Backend>, mut events: broadcast::Receiver<
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next)) => {}
             e = events.recv() => match e {
+                Ok(Event::SettingsChanged { sections, .. }) if sections.iter().any(|s| s == "led") => {
+                    // The old LED gets its trigger back before the new one is taken.
+                    if let Some(mut old) = backend.take() {
+                        let _ = old.set(false);
+                    }
+                    backend = open_logged(&live.get().led);
+                    shown = None;
+                }
                 Ok(event) => led.handle(Instant::now(), &event),
                 Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => break,
             },
         }
     }
-    let _ = backend.set(false);
+    if let Some(mut b) = backend {
+        let _ = b.set(false);
+    }
+}
+
+/// The LED `config` names, or none (saying why when it cannot be opened).
+fn open_logged(config: &LedConfig) -> Option<Box<dyn Backend>> {
+    match open(config) {
+        Ok(Some(backend)) => {
+            tracing::info!("status LED: {}", backend.describe());
+            Some(backend)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!("status LED disabled: {e}");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

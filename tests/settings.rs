@@ -84,9 +84,9 @@ async fn a_camera_changed_from_the_api_restarts_at_its_new_size_and_another_came
     assert!(viewer.wait_frames(viewer.frames() + 10, HANG).await, "the viewer b had goes on");
 
     // A section that cannot change under a running daemon is saved and says so.
-    let (status, changed) = patch(&owner, &daemon, &json!({ "led": { "names": ["PWR"] } })).await;
+    let (status, changed) = patch(&owner, &daemon, &json!({ "button": { "pin": 17 } })).await;
     assert_eq!(status, 200, "{changed}");
-    assert_eq!(changed["restart_required"], json!(["led"]), "{changed}");
+    assert_eq!(changed["restart_required"], json!(["button"]), "{changed}");
 
     // After a restart the saved settings are in force.
     viewer.delete().await;

@@ -119,15 +119,10 @@ pub fn device_names() -> BTreeSet<String> {
             names.insert(format!("{host}.local"));
         }
     }
-    if let Ok(addresses) = nix::ifaddrs::getifaddrs() {
-        for a in addresses {
-            let ip: Option<IpAddr> = a.address.as_ref().and_then(|s| {
-                s.as_sockaddr_in().map(|v4| IpAddr::V4(v4.ip())).or_else(|| s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
-            });
-            // A link-local IPv6 address needs a zone, which no URL in a certificate can hold.
-            if let Some(ip) = ip.filter(|ip| !matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local())) {
-                names.insert(ip.to_string());
-            }
+    for (_, ip) in crate::network::links::interface_addresses() {
+        // A link-local IPv6 address needs a zone, which no URL in a certificate can hold.
+        if !matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local()) {
+            names.insert(ip.to_string());
         }
     }
     names

@@ -70,27 +70,30 @@ fn signal(table: &str, interface: &str) -> Option<i32> {
     (dbm < 0.0).then_some(dbm.round() as i32)
 }
 
+/// Every address of every interface on this machine, with its interface's name.
+pub fn interface_addresses() -> Vec<(String, IpAddr)> {
+    let Ok(addresses) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
+    addresses
+        .filter_map(|a| {
+            let ip = a.address.as_ref().and_then(|s| {
+                s.as_sockaddr_in().map(|v4| IpAddr::V4(v4.ip())).or_else(|| s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+            })?;
+            Some((a.interface_name, ip))
+        })
+        .collect()
+}
+
 /// The addresses of every interface on this machine, by interface name (link-local ones left
 /// out: nobody can reach the device by them from a browser).
 pub fn system_addresses() -> impl Fn(&str) -> Vec<IpAddr> {
-    let mut all: Vec<(String, IpAddr)> = Vec::new();
-    if let Ok(addresses) = nix::ifaddrs::getifaddrs() {
-        for a in addresses {
-            let ip = a.address.as_ref().and_then(|s| {
-                s.as_sockaddr_in().map(|v4| IpAddr::V4(v4.ip())).or_else(|| s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
-            });
-            if let Some(ip) = ip.filter(|ip| !link_local(ip)) {
-                all.push((a.interface_name, ip));
-            }
-        }
-    }
+    let all: Vec<(String, IpAddr)> = interface_addresses().into_iter().filter(|(_, ip)| !link_local(ip)).collect();
     move |name| all.iter().filter(|(n, _)| n == name).map(|(_, ip)| *ip).collect()
 }
 
 fn link_local(ip: &IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_link_local(),
-        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        IpAddr::V6(v6) => v6.is_unicast_link_local(),
     }
 }
 

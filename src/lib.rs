@@ -118,9 +118,6 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
     if let Err(e) = std::fs::create_dir_all(&config.storage.path) {
         tracing::warn!("data folder {} unavailable: {e}; live view runs, recording waits for it", config.storage.path.display());
     }
-    if config.network.hostname.is_some() || !config.network.wifi.networks.is_empty() || !config.network.ntp.is_empty() {
-        tracing::warn!("[network] is checked but not applied yet (docs/NETWORK.md): the device uses wired DHCP only");
-    }
     let bus = Bus::default();
     let journal = events::journal::Recorder::start(&bus);
     let board = Board::new(&config);
@@ -156,6 +153,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
     if accounts.needs_setup() {
         tracing::warn!("no owner password yet: open {page}setup to set one; nothing else answers until then");
     }
+    let network = network::Service::start(live.clone(), &bus, &device_stop);
     let mqtt = mqtt::Service::start(live.clone(), board.clone(), media.clone(), accounts.clone(), &bus, &device_stop)?;
     let services = settings::Services { media: media.clone(), board: board.clone(), webhooks: webhooks.clone(), mqtt: mqtt.clone() };
     let settings = Arc::new(settings::Settings::new(live.clone(), boot, services, bus.clone()));
@@ -171,6 +169,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
         journal,
         webhooks: webhooks.clone(),
         event_clients: Default::default(),
+        network: network.clone(),
     });
     let stop_serving = CancellationToken::new();
     let stopper = stop_serving.clone();
@@ -191,7 +190,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
                 async move { identity.keep_fresh(stop).await }
             });
             let (plain, secure) = tokio::join!(
-                web::server::serve(listener, web::redirect::router(port), None, stop_serving.clone().cancelled_owned()),
+                web::server::serve(listener, web::redirect::router(port, network), None, stop_serving.clone().cancelled_owned()),
                 web::server::serve(secure, app, Some(acceptor), stop_serving.cancelled_owned()),
             );
             plain.and(secure)

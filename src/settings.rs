@@ -20,7 +20,7 @@ use crate::media::Media;
 use crate::status::Board;
 
 /// Sections applied while the daemon runs.
-const LIVE_SECTIONS: [&str; 6] = ["camera", "storage", "webrtc", "webhook", "mqtt", "led"];
+const LIVE_SECTIONS: [&str; 7] = ["camera", "storage", "webrtc", "webhook", "mqtt", "led", "network"];
 
 /// Why a change was not made.
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +196,14 @@ fn difference(old: &Config, new: &Config, already_gone: &[String]) -> Changed {
     let restarted = after.iter().filter(|n| before.contains(n) && camera_table(old, n) != camera_table(new, n)).cloned().collect();
     let added = after.iter().filter(|n| !before.contains(n)).cloned().collect();
     let removed = before.iter().filter(|n| !after.contains(n) || already_gone.contains(n)).cloned().collect();
-    let restart_required = sections.iter().filter(|s| !LIVE_SECTIONS.contains(&s.as_str())).cloned().collect();
+    let mut restart_required: Vec<String> = sections.iter().filter(|s| !LIVE_SECTIONS.contains(&s.as_str())).cloned().collect();
+    // The Wi-Fi and the hotspot apply live; the host name and time servers are set by the
+    // daemon's privileged start step (`lookout prepare-system`).
+    if old.network.hostname != new.network.hostname {
+        restart_required.push("network.hostname".into());
+    }
+    if old.network.ntp != new.network.ntp {
+        restart_required.push("network.ntp".into());
+    }
     Changed { sections, restarted, added, removed, restart_required }
 }

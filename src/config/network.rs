@@ -16,6 +16,36 @@ pub struct Network {
     pub hotspot: Hotspot,
     /// NTP servers; empty: the system's defaults.
     pub ntp: Vec<String>,
+    /// Where the system's network lives. Not a setting: the device's paths, or a test's
+    /// fixtures.
+    #[serde(skip)]
+    pub system: System,
+}
+
+/// The system the network service drives.
+#[derive(Debug, Clone)]
+pub struct System {
+    /// `/sys`: the interfaces, their MACs and carriers.
+    pub sys: std::path::PathBuf,
+    /// wpa_supplicant's control sockets.
+    pub ctrl_dir: std::path::PathBuf,
+    /// The device's address on its hotspot (systemd-networkd gives it to the interface in
+    /// access-point mode: `overlays/rootfs/etc/systemd/network/10-hotspot.network`).
+    pub hotspot_address: std::net::Ipv4Addr,
+    /// Where the hotspot's captive DNS answers.
+    pub hotspot_dns: std::net::SocketAddr,
+}
+
+impl Default for System {
+    fn default() -> Self {
+        let hotspot_address = std::net::Ipv4Addr::new(192, 168, 4, 1);
+        System {
+            sys: "/sys".into(),
+            ctrl_dir: crate::network::wpa::CTRL_DIR.into(),
+            hotspot_address,
+            hotspot_dns: (hotspot_address, 53).into(),
+        }
+    }
 }
 
 /// The Wi-Fi client.

@@ -13,6 +13,7 @@
 //! | recording | recording, nobody watching | steady on |
 //! | ready | up and idle | 100 ms blink every 2 s |
 //! | booting | until the daemon is ready | 1 Hz even blink |
+//! | hotspot | the setup hotspot `Lookout-XXXX` is open (no network): join it from a phone | two long blinks every 2 s |
 //! | setup | no owner password yet (first boot, after a reset): open the page to set one | triple blink every 2 s |
 //!
 //! When several hold, the first row wins: a request to identify beats everything, problems
@@ -44,6 +45,7 @@ pub enum Status {
     Recording,
     Ready,
     Booting,
+    Hotspot,
     Setup,
 }
 
@@ -59,6 +61,7 @@ const LIVE: Steps = &[(true, ms(900)), (false, ms(100))];
 const RECORDING: Steps = &[(true, ms(1000))];
 const READY: Steps = &[(true, ms(100)), (false, ms(1900))];
 const BOOTING: Steps = &[(true, ms(500)), (false, ms(500))];
+const HOTSPOT: Steps = &[(true, ms(500)), (false, ms(250)), (true, ms(500)), (false, ms(750))];
 const SETUP: Steps = &[(true, ms(100)), (false, ms(150)), (true, ms(100)), (false, ms(150)), (true, ms(100)), (false, ms(1400))];
 
 impl Status {
@@ -72,6 +75,7 @@ impl Status {
             Status::Recording => RECORDING,
             Status::Ready => READY,
             Status::Booting => BOOTING,
+            Status::Hotspot => HOTSPOT,
             Status::Setup => SETUP,
         }
     }
@@ -90,6 +94,7 @@ pub struct StatusLed {
     recording_paused: BTreeSet<String>,
     warnings: BTreeSet<String>,
     setup: bool,
+    hotspot: bool,
     shown: Status,
     shown_since: Instant,
 }
@@ -107,6 +112,7 @@ impl StatusLed {
             recording_paused: BTreeSet::new(),
             warnings: BTreeSet::new(),
             setup: false,
+            hotspot: false,
             shown: Status::Booting,
             shown_since: now,
         }
@@ -118,6 +124,8 @@ impl StatusLed {
             Event::DaemonReady => self.ready = true,
             Event::SetupRequired => self.setup = true,
             Event::SetupCompleted => self.setup = false,
+            Event::HotspotOpened { .. } => self.hotspot = true,
+            Event::HotspotClosed { .. } => self.hotspot = false,
             Event::FaultDetected { reason } => self.fault = Some(reason.clone()),
             Event::ActionRequested { action: Action::Identify, .. } => self.identify_until = Some(now + IDENTIFY_FOR),
             Event::HealthWarningRaised { kind, .. } => {
@@ -159,6 +167,8 @@ impl StatusLed {
             Status::Error
         } else if !self.ready {
             Status::Booting
+        } else if self.hotspot {
+            Status::Hotspot
         } else if self.setup {
             Status::Setup
         } else if !self.camera_trouble.is_empty() || !self.recording_paused.is_empty() || !self.warnings.is_empty() {
@@ -424,6 +434,7 @@ mod tests {
             Status::Recording,
             Status::Ready,
             Status::Booting,
+            Status::Hotspot,
             Status::Setup,
         ];
         for (i, a) in all.iter().enumerate() {
@@ -465,6 +476,18 @@ mod tests {
         assert_eq!(led.status(t0), Status::Setup);
         led.handle(t0, &Event::SetupCompleted);
         assert_eq!(led.status(t0), Status::Degraded);
+    }
+
+    #[test]
+    fn an_open_hotspot_shows_until_it_closes_and_beats_the_password_setup() {
+        let t0 = Instant::now();
+        let mut led = StatusLed::new(t0);
+        led.handle(t0, &ev_ready());
+        led.handle(t0, &Event::SetupRequired);
+        led.handle(t0, &Event::HotspotOpened { ssid: "Lookout-AB0C".into() });
+        assert_eq!(led.status(t0), Status::Hotspot, "the phone must join the hotspot before it can set a password");
+        led.handle(t0, &Event::HotspotClosed { reason: "joined".into() });
+        assert_eq!(led.status(t0), Status::Setup);
     }
 
     #[test]

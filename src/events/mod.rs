@@ -97,6 +97,15 @@ pub enum Event {
         restart_required: Vec<String>,
         origin: String,
     },
+    /// The setup hotspot opened: the device has no usable network and waits to be set up
+    /// from a phone on `ssid`.
+    HotspotOpened { ssid: String },
+    /// The setup hotspot closed (a network came, the setup finished, or its window ended).
+    HotspotClosed { reason: String },
+    /// The Wi-Fi joined `ssid` and has an address.
+    WifiJoined { ssid: String },
+    /// The Wi-Fi lost `ssid`; the device keeps trying its known networks.
+    WifiLost { ssid: String },
 }
 
 /// Every event `type`, as serialized: the names `[[webhook]] events` may list.
@@ -127,6 +136,10 @@ pub const TYPES: &[&str] = &[
     "webhook_failing",
     "webhook_recovered",
     "settings_changed",
+    "hotspot_opened",
+    "hotspot_closed",
+    "wifi_joined",
+    "wifi_lost",
 ];
 
 /// What a button press or an API call can ask of the device.
@@ -201,6 +214,10 @@ impl Event {
             Event::WebhookFailing { .. } => "webhook_failing",
             Event::WebhookRecovered { .. } => "webhook_recovered",
             Event::SettingsChanged { .. } => "settings_changed",
+            Event::HotspotOpened { .. } => "hotspot_opened",
+            Event::HotspotClosed { .. } => "hotspot_closed",
+            Event::WifiJoined { .. } => "wifi_joined",
+            Event::WifiLost { .. } => "wifi_lost",
         }
     }
 
@@ -215,6 +232,10 @@ impl Event {
                 | Event::WebhookFailing { .. }
                 | Event::WebhookRecovered { .. }
                 | Event::SettingsChanged { .. }
+                | Event::HotspotOpened { .. }
+                | Event::HotspotClosed { .. }
+                | Event::WifiJoined { .. }
+                | Event::WifiLost { .. }
         )
     }
 
@@ -247,7 +268,11 @@ impl Event {
             | Event::SetupCompleted
             | Event::WebhookFailing { .. }
             | Event::WebhookRecovered { .. }
-            | Event::SettingsChanged { .. } => return None,
+            | Event::SettingsChanged { .. }
+            | Event::HotspotOpened { .. }
+            | Event::HotspotClosed { .. }
+            | Event::WifiJoined { .. }
+            | Event::WifiLost { .. } => return None,
         })
     }
 }
@@ -322,6 +347,10 @@ mod tests {
                 restart_required: vec![],
                 origin: s(),
             },
+            Event::HotspotOpened { ssid: s() },
+            Event::HotspotClosed { reason: s() },
+            Event::WifiJoined { ssid: s() },
+            Event::WifiLost { ssid: s() },
         ];
         assert_eq!(examples.len(), TYPES.len());
         let mut seen = std::collections::HashSet::new();

@@ -26,6 +26,11 @@ pub const RETRY_EVERY: Duration = Duration::from_secs(120);
 /// a few seconds on a Pi 4).
 pub const RETRY_FOR: Duration = Duration::from_secs(20);
 
+/// How long the radio gets to join the network chosen on the setup page before the hotspot
+/// comes back (with the failure on the page): a WPA2 join and DHCP take a few seconds, a
+/// router's slow DHCP up to half a minute.
+pub const SETUP_JOIN_WITHIN: Duration = Duration::from_secs(45);
+
 /// What the shell saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Input {
@@ -77,6 +82,11 @@ impl Policy {
     pub fn new(settings: Hotspot, known_networks: bool, now: Instant) -> Policy {
         let state = if settings.enabled { State::Waiting { until: now + settings.after } } else { State::Disabled };
         Policy { settings, state, clients: 0, known_networks }
+    }
+
+    /// The known networks changed (the setup page or the settings added or removed some).
+    pub fn set_known_networks(&mut self, known: bool) {
+        self.known_networks = known;
     }
 
     /// Whether the hotspot is open now.
@@ -136,7 +146,7 @@ impl Policy {
             },
             Input::SetupDone => match self.state {
                 State::Open { .. } => {
-                    self.state = State::Waiting { until: now + self.settings.again_after };
+                    self.state = State::Waiting { until: now + SETUP_JOIN_WITHIN };
                     Some(Action::Close)
                 }
                 _ => None,

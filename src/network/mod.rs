@@ -2,14 +2,18 @@
 //! has no network, and the rollback of network changes that cut it off.
 //!
 //! The decisions are sans-IO and tested with fake time: [`hotspot::Policy`] says when the
-//! hotspot opens and closes, [`rollback::Rollback`] when an unconfirmed change is undone. The
-//! shell that applies them to the system (the radio, DHCP, mDNS) is not built yet; see
-//! `docs/NETWORK.md` for the plan.
+//! hotspot opens and closes, [`rollback::Rollback`] when an unconfirmed change is undone.
+//! [`service::Service`] is the shell that applies them through wpa_supplicant (client and
+//! hotspot alike); systemd-networkd gives the addresses. `docs/NETWORK.md` has the why.
 
 pub mod captive;
-pub mod hostapd;
 pub mod hotspot;
 pub mod links;
+pub mod names;
 pub mod rollback;
+pub mod service;
+pub mod supplicant;
 pub mod wpa;
 pub mod wpa_ctrl;
+
+pub use service::Service;

@@ -1,46 +1,52 @@
-//! wpa_supplicant's language, both ways: the network blocks of its configuration, made from
-//! `[network.wifi]`, and what its control socket answers (`SCAN_RESULTS`, `SIGNAL_POLL`).
-//! Pure text in and out; the socket itself lives in the shell.
+//! wpa_supplicant's language, both ways: the networks the daemon hands it over its control
+//! socket, made from `[network.wifi]` and `[network.hotspot]`, and what the socket answers
+//! (`STATUS`, `SCAN_RESULTS`, `SIGNAL_POLL`). Pure text in and out; the socket itself is
+//! `wpa_ctrl`.
 
-use crate::config::{Wifi, WifiNetwork};
+use crate::config::WifiNetwork;
 
-/// The whole `wpa_supplicant.conf` for `wifi`: networks in order of preference (the first
-/// gets the highest priority). `ctrl_dir` is where the control socket goes.
-pub fn config(wifi: &Wifi, ctrl_dir: &str) -> String {
-    let mut out = format!("ctrl_interface=DIR={ctrl_dir}\nupdate_config=0\n");
-    if let Some(country) = &wifi.country {
-        out.push_str(&format!("country={country}\n"));
-    }
-    // Station mode with protected management frames where the network offers them (WPA3).
-    out.push_str("pmf=1\nsae_pwe=2\n");
-    let count = wifi.networks.len();
-    for (i, net) in wifi.networks.iter().enumerate() {
-        out.push_str(&network_block(net, count - i));
-    }
-    out
-}
-
-fn network_block(net: &WifiNetwork, priority: usize) -> String {
-    let mut b = format!("\nnetwork={{\n\tssid={}\n\tpriority={priority}\n", quoted_or_hex(&net.ssid));
+/// One network as wpa_supplicant's `SET_NETWORK <id> <variable> <value>` takes it, in the
+/// order to send; `priority` is higher for the more preferred.
+pub fn network_settings(net: &WifiNetwork, priority: usize) -> Vec<(&'static str, String)> {
+    let mut out = vec![("ssid", quoted_or_hex(&net.ssid)), ("priority", priority.to_string())];
     if net.hidden {
-        b.push_str("\tscan_ssid=1\n");
+        out.push(("scan_ssid", "1".into()));
     }
     match &net.psk {
         // A pre-computed PSK goes in raw; SAE needs the passphrase, so it is WPA2 only.
         Some(psk) if psk.len() == 64 && psk.chars().all(|c| c.is_ascii_hexdigit()) => {
-            b.push_str(&format!("\tkey_mgmt=WPA-PSK\n\tpsk={psk}\n"));
+            out.push(("key_mgmt", "WPA-PSK".into()));
+            out.push(("psk", psk.clone()));
         }
         Some(passphrase) => {
             // Quoted as is: the config check allows only printable ASCII (as IEEE 802.11 does),
-            // and wpa_supplicant reads a quoted value up to its last quote.
-            b.push_str(&format!(
-                "\tkey_mgmt=WPA-PSK WPA-PSK-SHA256 SAE\n\tieee80211w=1\n\tpsk=\"{passphrase}\"\n\tsae_password=\"{passphrase}\"\n"
-            ));
+            // and wpa_supplicant reads a quoted value up to its last quote. WPA3-SAE where the
+            // access point offers it, with protected management frames then.
+            out.push(("key_mgmt", "WPA-PSK WPA-PSK-SHA256 SAE".into()));
+            out.push(("ieee80211w", "1".into()));
+            out.push(("psk", format!("\"{passphrase}\"")));
+            out.push(("sae_password", format!("\"{passphrase}\"")));
         }
-        None => b.push_str("\tkey_mgmt=NONE\n"),
+        None => out.push(("key_mgmt", "NONE".into())),
     }
-    b.push_str("}\n");
-    b
+    out
+}
+
+/// The setup hotspot as a network of wpa_supplicant's own access point (`mode=2`): 2.4 GHz
+/// channel 6, which every phone sees in every country; WPA2 with `passphrase`, else open.
+pub fn hotspot_settings(ssid: &str, passphrase: Option<&str>) -> Vec<(&'static str, String)> {
+    let mut out = vec![("ssid", quoted_or_hex(ssid)), ("mode", "2".into()), ("frequency", "2437".into())];
+    match passphrase {
+        Some(p) => {
+            out.push(("key_mgmt", "WPA-PSK".into()));
+            out.push(("proto", "RSN".into()));
+            out.push(("pairwise", "CCMP".into()));
+            out.push(("group", "CCMP".into()));
+            out.push(("psk", format!("\"{p}\"")));
+        }
+        None => out.push(("key_mgmt", "NONE".into())),
+    }
+    out
 }
 
 /// A `"…"` string when it holds only printable ASCII without quotes, else hex: wpa_supplicant
@@ -54,7 +60,7 @@ fn quoted_or_hex(s: &str) -> String {
 }
 
 /// One network a scan found.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Seen {
     pub ssid: String,
     pub bssid: String,
@@ -156,10 +162,15 @@ pub const CTRL_DIR: &str = "/run/wpa_supplicant";
 /// What `STATUS` says about the interface's association.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Status {
-    /// `COMPLETED` once joined; `SCANNING`, `ASSOCIATING`, `DISCONNECTED`… before.
+    /// `COMPLETED` once joined (or once the hotspot is up); `SCANNING`, `ASSOCIATING`,
+    /// `DISCONNECTED`… before.
     pub state: String,
-    /// The network joined, while joined.
+    /// The network joined (or the hotspot's name), while joined.
     pub ssid: Option<String>,
+    /// `station` or `AP` (the hotspot).
+    pub mode: String,
+    /// The interface's IPv4 address, once DHCP gave one.
+    pub ip_address: Option<String>,
 }
 
 impl Status {
@@ -169,6 +180,8 @@ impl Status {
             match line.split_once('=') {
                 Some(("wpa_state", v)) => s.state = v.trim().to_owned(),
                 Some(("ssid", v)) => s.ssid = Some(v.to_owned()),
+                Some(("mode", v)) => s.mode = v.trim().to_owned(),
+                Some(("ip_address", v)) => s.ip_address = Some(v.trim().to_owned()),
                 _ => {}
             }
         }
@@ -176,6 +189,11 @@ impl Status {
             s.ssid = None;
         }
         s
+    }
+
+    /// Joined a network as a client, with an address: the device is reachable over Wi-Fi.
+    pub fn joined_with_address(&self) -> bool {
+        self.state == "COMPLETED" && self.mode != "AP" && self.ip_address.is_some()
     }
 }
 

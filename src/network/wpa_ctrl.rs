@@ -1,6 +1,8 @@
 //! A client of wpa_supplicant's control socket: one request, one answer, over a Unix
 //! datagram socket at `<ctrl_dir>/<interface>`. The answer comes back to a socket of the
-//! client's own, bound in the temporary folder for the request and removed after it.
+//! client's own with an abstract name: the daemon's `/tmp` is private (systemd's
+//! `PrivateTmp`), so wpa_supplicant could not reach a socket file there, and an abstract
+//! socket leaves nothing to clean up.
 
 use std::io;
 use std::os::unix::net::UnixDatagram;
@@ -15,19 +17,16 @@ const MAX_ANSWER: usize = 64 * 1024;
 
 /// Sends `command` to the control socket of `interface` under `ctrl_dir` and returns the answer.
 pub fn request(ctrl_dir: &Path, interface: &str, command: &str) -> io::Result<String> {
+    use std::os::linux::net::SocketAddrExt;
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let own = std::env::temp_dir().join(format!("lookout-wpa-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
-    let socket = UnixDatagram::bind(&own)?;
-    let answer = (|| {
-        socket.set_read_timeout(Some(ANSWER_WITHIN))?;
-        socket.connect(ctrl_dir.join(interface))?;
-        socket.send(command.as_bytes())?;
-        let mut buffer = vec![0u8; MAX_ANSWER];
-        let n = socket.recv(&mut buffer)?;
-        Ok(String::from_utf8_lossy(&buffer[..n]).into_owned())
-    })();
-    let _ = std::fs::remove_file(&own);
-    answer
+    let name = format!("lookout-wpa-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let socket = UnixDatagram::bind_addr(&std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?)?;
+    socket.set_read_timeout(Some(ANSWER_WITHIN))?;
+    socket.connect(ctrl_dir.join(interface))?;
+    socket.send(command.as_bytes())?;
+    let mut buffer = vec![0u8; MAX_ANSWER];
+    let n = socket.recv(&mut buffer)?;
+    Ok(String::from_utf8_lossy(&buffer[..n]).into_owned())
 }
 
 /// The network `interface` has joined, if wpa_supplicant runs for it and says so.

@@ -69,6 +69,9 @@ pub const ROUTES: &[(&str, &str, Policy)] = &[
     ("GET", "/api/devices", Policy::Needs(Action::Admin)),
     ("PATCH", "/api/config", Policy::Needs(Action::Admin)),
     ("POST", "/api/config/cameras/{camera}/rename", Policy::Needs(Action::Admin)),
+    ("GET", "/api/network", Policy::Needs(Action::Admin)),
+    ("POST", "/api/network/scan", Policy::Needs(Action::Admin)),
+    ("POST", "/api/network/join", Policy::Needs(Action::Admin)),
 ];
 
 /// Assets the login and setup pages load.

@@ -4,10 +4,12 @@ pub mod accounts;
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod captive;
 pub mod error;
 pub mod events;
 pub mod metrics;
 pub mod mse;
+pub mod network;
 pub mod recordings;
 pub mod redirect;
 pub mod server;
@@ -80,6 +82,8 @@ pub struct AppState {
     pub webhooks: std::sync::Arc<crate::webhook::Service>,
     /// Clients of `/api/events`, for `/metrics`.
     pub event_clients: std::sync::Arc<events::Clients>,
+    /// The Wi-Fi and the setup hotspot.
+    pub network: Arc<crate::network::Service>,
 }
 
 /// The whole HTTP surface. Every route passes `auth::guard` (its policy is in
@@ -127,9 +131,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/config", get(settings::get).patch(settings::patch).layer(axum::extract::DefaultBodyLimit::max(settings::MAX_BODY)))
         .route("/api/config/cameras/{camera}/rename", post(settings::rename))
         .route("/api/devices", get(settings::devices))
+        .route("/api/network", get(network::view))
+        .route("/api/network/scan", post(network::scan))
+        .route("/api/network/join", post(network::join).layer(axum::extract::DefaultBodyLimit::max(network::MAX_BODY)))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
         .merge(whep)
         .fallback(|| async { error::ApiError::NotFound("no such page or API endpoint".into()) })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), captive::redirect))
         .layer(DefaultBodyLimit::max(whep::MAX_OFFER_BYTES))
         .layer(axum::middleware::map_response(error::json_rejections))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_response))

@@ -12,10 +12,14 @@ use axum::routing::get;
 
 use super::routes;
 
-/// Redirects to HTTPS on `https_port`, answering `/livez` itself.
-pub fn router(https_port: u16) -> Router {
-    Router::new().route(routes::LIVEZ, get(super::api::livez)).fallback(move |headers: HeaderMap, uri: Uri| async move {
-        match https_location(&headers, &uri, https_port) {
+/// Redirects to HTTPS on `https_port`, answering `/livez` itself. While the setup hotspot
+/// is open, a phone's connectivity check is sent to the device's page (the captive portal).
+pub fn router(https_port: u16, network: std::sync::Arc<crate::network::Service>) -> Router {
+    Router::new().route(routes::LIVEZ, get(super::api::livez)).fallback(move |request: axum::extract::Request| async move {
+        if let Some(caught) = network.captive_address().and_then(|device| super::captive::elsewhere(&request, device, "https")) {
+            return caught;
+        }
+        match https_location(request.headers(), request.uri(), https_port) {
             Some(location) => Redirect::temporary(&location).into_response(),
             None => (StatusCode::BAD_REQUEST, "HTTPS only: this request names no host to send you to\n").into_response(),
         }

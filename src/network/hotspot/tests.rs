@@ -91,8 +91,8 @@ fn a_finished_setup_closes_it_and_rearms_the_wait() {
     run(&mut p, t0, t0 + 30 * S);
     p.handle(t0 + 40 * S, Input::Clients(1));
     assert_eq!(p.handle(t0 + 90 * S, Input::SetupDone), Some(Action::Close));
-    // Joined: connected. Had the join failed, the hotspot would be back after `again_after`.
-    assert_eq!(p.deadline(), Some(t0 + 90 * S + Hotspot::default().again_after));
+    // Joined: connected. Had the join failed, the hotspot would be back soon, to say so.
+    assert_eq!(p.deadline(), Some(t0 + 90 * S + SETUP_JOIN_WITHIN));
     assert_eq!(p.handle(t0 + 95 * S, Input::Network { usable: true }), None);
     assert_eq!(p.deadline(), None);
 }

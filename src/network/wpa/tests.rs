@@ -1,39 +1,44 @@
 use super::*;
 
-fn wifi(networks: Vec<WifiNetwork>) -> Wifi {
-    Wifi { country: Some("DE".into()), networks }
-}
-
 fn net(ssid: &str, psk: Option<&str>, hidden: bool) -> WifiNetwork {
     WifiNetwork { ssid: ssid.into(), psk: psk.map(String::from), hidden }
 }
 
-#[test]
-fn networks_are_written_in_order_of_preference_with_wpa3_where_a_passphrase_allows() {
-    let hex = "0123456789abcdef".repeat(4);
-    let text = config(
-        &wifi(vec![net("Home", Some("pa\"ss wo\\rd"), false), net("Shed", Some(&hex), true), net("Cafe", None, false)]),
-        "/run/lookout/wpa",
-    );
-    assert!(text.starts_with("ctrl_interface=DIR=/run/lookout/wpa\n"), "{text}");
-    assert!(text.contains("country=DE\n"));
-    let blocks: Vec<&str> = text.split("network={").skip(1).collect();
-    assert_eq!(blocks.len(), 3);
-    assert!(blocks[0].contains("ssid=\"Home\"") && blocks[0].contains("priority=3") && blocks[0].contains("SAE"), "{}", blocks[0]);
-    assert!(blocks[0].contains("psk=\"pa\"ss wo\\rd\""), "quoted as is, read up to the last quote: {}", blocks[0]);
-    assert!(
-        blocks[1].contains("scan_ssid=1") && blocks[1].contains(&format!("psk={hex}\n")) && !blocks[1].contains("SAE"),
-        "{}",
-        blocks[1]
-    );
-    assert!(blocks[2].contains("key_mgmt=NONE") && blocks[2].contains("priority=1"));
+fn value<'a>(settings: &'a [(&'static str, String)], key: &str) -> Option<&'a str> {
+    settings.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
 }
 
 #[test]
-fn an_ssid_that_could_break_out_of_its_block_is_written_in_hex() {
-    let text = config(&wifi(vec![net("evil\"\n}\nnetwork={", None, false)]), "/run/w");
-    assert_eq!(text.matches("network={").count(), 1, "{text}");
-    assert!(text.contains("ssid=6576696c220a7d0a6e6574776f726b3d7b\n"), "{text}");
+fn networks_are_set_with_their_priority_and_wpa3_where_a_passphrase_allows() {
+    let home = network_settings(&net("Home", Some("pa\"ss wo\\rd"), false), 3);
+    assert_eq!(value(&home, "ssid"), Some("\"Home\""));
+    assert_eq!(value(&home, "priority"), Some("3"));
+    assert!(value(&home, "key_mgmt").is_some_and(|k| k.contains("SAE")), "{home:?}");
+    assert_eq!(value(&home, "psk"), Some("\"pa\"ss wo\\rd\""), "quoted as is, read up to the last quote");
+    let hex = "0123456789abcdef".repeat(4);
+    let shed = network_settings(&net("Shed", Some(&hex), true), 2);
+    assert_eq!(
+        (value(&shed, "scan_ssid"), value(&shed, "psk"), value(&shed, "key_mgmt")),
+        (Some("1"), Some(hex.as_str()), Some("WPA-PSK"))
+    );
+    let cafe = network_settings(&net("Cafe", None, false), 1);
+    assert_eq!(value(&cafe, "key_mgmt"), Some("NONE"));
+    assert_eq!(value(&cafe, "psk"), None);
+}
+
+#[test]
+fn an_ssid_that_could_break_out_of_its_line_is_set_in_hex() {
+    let evil = network_settings(&net("evil\"\n}\nnetwork={", None, false), 1);
+    assert_eq!(value(&evil, "ssid"), Some("6576696c220a7d0a6e6574776f726b3d7b"));
+}
+
+#[test]
+fn the_hotspot_is_an_access_point_on_channel_6_open_or_wpa2() {
+    let open = hotspot_settings("Lookout-AB0C", None);
+    assert_eq!((value(&open, "mode"), value(&open, "frequency"), value(&open, "key_mgmt")), (Some("2"), Some("2437"), Some("NONE")));
+    let locked = hotspot_settings("Lookout-AB0C", Some("let me in please"));
+    assert_eq!((value(&locked, "key_mgmt"), value(&locked, "proto")), (Some("WPA-PSK"), Some("RSN")));
+    assert_eq!(value(&locked, "psk"), Some("\"let me in please\""));
 }
 
 #[test]
@@ -64,7 +69,12 @@ fn signal_poll_is_read_and_a_weak_link_is_flagged() {
 #[test]
 fn status_names_the_network_only_once_joined() {
     let joined = Status::parse("bssid=02:00:00:00:01:00\nfreq=2412\nssid=Home Net=2\nid=0\nmode=station\nwpa_state=COMPLETED\n");
-    assert_eq!(joined, Status { state: "COMPLETED".into(), ssid: Some("Home Net=2".into()) });
+    assert_eq!(joined.ssid.as_deref(), Some("Home Net=2"));
+    assert!(!joined.joined_with_address(), "no address yet");
+    let with_address = Status::parse("ssid=Home\nmode=station\nwpa_state=COMPLETED\nip_address=192.168.1.50\n");
+    assert!(with_address.joined_with_address());
+    let hotspot = Status::parse("ssid=Lookout-AB0C\nmode=AP\nwpa_state=COMPLETED\nip_address=192.168.4.1\n");
+    assert!(!hotspot.joined_with_address(), "the device's own hotspot is not a network");
     let scanning = Status::parse("ssid=Old\nwpa_state=SCANNING\n");
     assert_eq!(scanning.ssid, None);
     assert_eq!(Status::parse("FAIL\n"), Status::default());

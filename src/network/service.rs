@@ -1,0 +1,437 @@
+//! The network shell: finds the Wi-Fi interface, hands wpa_supplicant the known networks and
+//! the hotspot, watches whether the device is reachable, and opens and closes the setup
+//! hotspot as [`Policy`] decides, with the captive DNS beside it. It publishes what happened
+//! on the bus (`hotspot_opened`, `wifi_joined`…) and keeps a [`View`] for the page.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::hotspot::{self, Input, Policy};
+use super::supplicant::{HotspotNetwork, Networks, Supplicant};
+use super::wpa::Seen;
+use super::{captive, links, names};
+use crate::config::{Live, NetworkSystem};
+use crate::events::{Bus, Event};
+
+/// How often the links and wpa_supplicant are looked at when nothing else wakes the shell.
+const POLL: Duration = Duration::from_secs(2);
+
+/// What the page shows of the Wi-Fi and the hotspot.
+#[derive(Debug, Clone, Serialize)]
+pub struct View {
+    /// The Wi-Fi interface driven; none on a device without a radio.
+    pub interface: Option<String>,
+    /// wpa_supplicant answers for it.
+    pub supplicant: bool,
+    /// The network joined, once it gave an address.
+    pub joined: Option<String>,
+    pub hotspot: HotspotView,
+    /// The network last chosen on the setup page, and how joining it went.
+    pub setup: Option<SetupView>,
+    /// The last thing that went wrong driving the radio.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HotspotView {
+    pub open: bool,
+    /// `Lookout-XXXX`, once the radio is known.
+    pub ssid: Option<String>,
+    /// It asks for the passphrase of `[network.hotspot]`.
+    pub protected: bool,
+    pub clients: usize,
+    /// The device's address on it, where the setup page is.
+    pub address: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SetupView {
+    pub ssid: String,
+    /// `joining`, `joined` or `failed`.
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+enum Command {
+    Scan(oneshot::Sender<Result<Vec<Seen>, String>>),
+    SetupDone { ssid: String },
+}
+
+/// The handle the web server holds.
+pub struct Service {
+    view: Mutex<View>,
+    commands: mpsc::Sender<Command>,
+}
+
+impl Service {
+    /// Starts the shell; it stops with `stop`. The system paths are taken once, from `live`'s
+    /// config at start.
+    pub fn start(live: Live, bus: &Bus, stop: &CancellationToken) -> Arc<Service> {
+        let (commands, receiver) = mpsc::channel(8);
+        let system = live.get().network.system.clone();
+        let view = View {
+            interface: None,
+            supplicant: false,
+            joined: None,
+            hotspot: HotspotView { open: false, ssid: None, protected: false, clients: 0, address: system.hotspot_address },
+            setup: None,
+            error: None,
+        };
+        let service = Arc::new(Service { view: Mutex::new(view), commands });
+        let shell = Shell {
+            service: service.clone(),
+            live,
+            bus: bus.clone(),
+            system,
+            radio: None,
+            networks: None,
+            policy: None,
+            usable: None,
+            dns: None,
+            setup: None,
+            complained: false,
+        };
+        tokio::spawn(shell.run(receiver, bus.subscribe(), stop.clone()));
+        service
+    }
+
+    pub fn view(&self) -> View {
+        self.view.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The device's address on its hotspot while the hotspot is open: where a phone's
+    /// connectivity check is sent (the captive portal).
+    pub fn captive_address(&self) -> Option<Ipv4Addr> {
+        let view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        view.hotspot.open.then_some(view.hotspot.address)
+    }
+
+    /// The networks in range, strongest first (while the hotspot is open, those of the scan
+    /// before it opened).
+    pub async fn scan(&self) -> Result<Vec<Seen>, String> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Scan(tx)).await.map_err(|_| "the network service has stopped".to_owned())?;
+        rx.await.map_err(|_| "the network service has stopped".to_owned())?
+    }
+
+    /// The setup page saved `ssid` (the settings already hold it): close the hotspot and join.
+    pub async fn setup_done(&self, ssid: String) {
+        let _ = self.commands.send(Command::SetupDone { ssid }).await;
+    }
+
+    fn update(&self, change: impl FnOnce(&mut View)) {
+        change(&mut self.view.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+/// The radio found, and wpa_supplicant for it.
+#[derive(Clone)]
+struct Radio {
+    interface: String,
+    ssid: String,
+    supplicant: Supplicant,
+}
+
+struct Shell {
+    service: Arc<Service>,
+    live: Live,
+    bus: Bus,
+    system: NetworkSystem,
+    radio: Option<Radio>,
+    /// The ids of what wpa_supplicant was handed; `None`: hand it everything (again).
+    networks: Option<Networks>,
+    policy: Option<Policy>,
+    usable: Option<bool>,
+    dns: Option<CancellationToken>,
+    /// The network chosen on the setup page and when.
+    setup: Option<(String, Instant)>,
+    /// wpa_supplicant's absence was logged.
+    complained: bool,
+}
+
+impl Shell {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut events: tokio::sync::broadcast::Receiver<Event>,
+        stop: CancellationToken,
+    ) {
+        loop {
+            self.step().await;
+            let now = Instant::now();
+            let wake = self.policy.as_ref().and_then(Policy::deadline).map_or(POLL, |d| d.saturating_duration_since(now).min(POLL));
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(wake) => {}
+                Some(command) = commands.recv() => self.command(command).await,
+                event = events.recv() => match event {
+                    Ok(Event::SettingsChanged { sections, .. }) if sections.iter().any(|s| s == "network") => self.networks = None,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    _ => {}
+                },
+            }
+        }
+        if let Some(dns) = self.dns.take() {
+            dns.cancel();
+        }
+    }
+
+    /// One look at the system, and what follows from it.
+    async fn step(&mut self) {
+        if self.radio.is_none() {
+            self.radio = self.find_radio();
+            let Some(radio) = &self.radio else { return };
+            let config = self.live.get();
+            self.policy = Some(Policy::new(config.network.hotspot.clone(), !config.network.wifi.networks.is_empty(), Instant::now()));
+            self.service.update(|v| {
+                v.interface = Some(radio.interface.clone());
+                v.hotspot.ssid = Some(radio.ssid.clone());
+            });
+        }
+        let Some(radio) = self.radio.clone() else { return };
+        if !radio.supplicant.alive().await {
+            if !self.complained {
+                tracing::warn!(
+                    interface = %radio.interface,
+                    "wpa_supplicant does not answer on {}: Wi-Fi and the setup hotspot wait for it",
+                    self.system.ctrl_dir.join(&radio.interface).display()
+                );
+                self.complained = true;
+            }
+            self.networks = None;
+            self.service.update(|v| v.supplicant = false);
+            return;
+        }
+        self.complained = false;
+        if self.networks.is_none() && !self.configure().await {
+            return;
+        }
+        let status = match radio.supplicant.status().await {
+            Ok(s) => s,
+            Err(e) => return self.failed(e.to_string()),
+        };
+        let joined = status.joined_with_address().then(|| status.ssid.clone().unwrap_or_default());
+        let was = self.service.view().joined;
+        if joined != was {
+            match (&joined, was) {
+                (Some(ssid), _) => {
+                    tracing::info!(interface = %radio.interface, ssid, "Wi-Fi joined");
+                    self.bus.publish(Event::WifiJoined { ssid: ssid.clone() });
+                }
+                (None, Some(ssid)) => {
+                    tracing::warn!(interface = %radio.interface, ssid, "Wi-Fi lost; trying the known networks");
+                    self.bus.publish(Event::WifiLost { ssid });
+                }
+                (None, None) => {}
+            }
+        }
+        self.follow_setup(joined.as_deref(), &status.state);
+        self.service.update(|v| {
+            v.supplicant = true;
+            v.joined = joined.clone();
+        });
+        let usable = joined.is_some() || wired_usable(&self.system.sys);
+        let now = Instant::now();
+        if self.usable != Some(usable) {
+            self.usable = Some(usable);
+            let action = self.policy.as_mut().and_then(|p| p.handle(now, Input::Network { usable }));
+            self.act(action, "a network is usable").await;
+        }
+        if self.policy.as_ref().is_some_and(Policy::is_open) {
+            let clients = radio.supplicant.stations().await.unwrap_or(0);
+            self.service.update(|v| v.hotspot.clients = clients);
+            let action = self.policy.as_mut().and_then(|p| p.handle(now, Input::Clients(clients)));
+            self.act(action, "").await;
+        }
+        let action = self.policy.as_mut().and_then(|p| p.tick(now));
+        self.act(action, "its window ended, or the radio looks for the known networks").await;
+    }
+
+    /// The first wireless interface, with the name its MAC gives the hotspot.
+    fn find_radio(&self) -> Option<Radio> {
+        let mut entries: Vec<_> = std::fs::read_dir(self.system.sys.join("class/net")).ok()?.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        let dir = entries.into_iter().find(|d| d.join("wireless").exists() || d.join("phy80211").exists())?;
+        let interface = dir.file_name()?.to_string_lossy().into_owned();
+        let mac = names::parse_mac(&std::fs::read_to_string(dir.join("address")).ok()?)?;
+        tracing::info!(interface, "Wi-Fi radio found");
+        let supplicant = Supplicant::new(self.system.ctrl_dir.clone(), interface.clone());
+        Some(Radio { interface, ssid: names::ssid(mac), supplicant })
+    }
+
+    /// Hands wpa_supplicant the networks and the hotspot of the config in force.
+    async fn configure(&mut self) -> bool {
+        let Some(radio) = self.radio.clone() else { return false };
+        let config = self.live.get();
+        let hotspot = &config.network.hotspot;
+        let handed = HotspotNetwork { ssid: &radio.ssid, passphrase: hotspot.passphrase.as_deref() };
+        match radio.supplicant.configure(&config.network.wifi, hotspot.enabled.then_some(handed)).await {
+            Ok(networks) => {
+                tracing::info!(interface = %radio.interface, networks = networks.known.len(), "Wi-Fi networks handed to wpa_supplicant");
+                let reopen = self.policy.as_ref().is_some_and(Policy::is_open);
+                if let Some(policy) = &mut self.policy {
+                    policy.set_known_networks(!networks.known.is_empty());
+                }
+                if reopen && let Err(e) = radio.supplicant.open_hotspot(&networks).await {
+                    self.failed(e.to_string());
+                }
+                self.networks = Some(networks);
+                self.service.update(|v| {
+                    v.error = None;
+                    v.hotspot.protected = hotspot.passphrase.is_some();
+                });
+                true
+            }
+            Err(e) => {
+                self.failed(e.to_string());
+                false
+            }
+        }
+    }
+
+    async fn act(&mut self, action: Option<hotspot::Action>, reason: &str) {
+        let (Some(action), Some(radio), Some(networks)) = (action, self.radio.clone(), self.networks.clone()) else { return };
+        match action {
+            hotspot::Action::Open => {
+                if let Err(e) = radio.supplicant.open_hotspot(&networks).await {
+                    return self.failed(e.to_string());
+                }
+                tracing::warn!(interface = %radio.interface, ssid = %radio.ssid, "no usable network: setup hotspot open");
+                let stop = CancellationToken::new();
+                tokio::spawn(captive_dns(self.system.hotspot_dns, self.system.hotspot_address, stop.clone()));
+                if let Some(old) = self.dns.replace(stop) {
+                    old.cancel();
+                }
+                self.service.update(|v| v.hotspot.open = true);
+                self.bus.publish(Event::HotspotOpened { ssid: radio.ssid.clone() });
+            }
+            hotspot::Action::Close => {
+                if let Err(e) = radio.supplicant.close_hotspot(&networks).await {
+                    self.failed(e.to_string());
+                }
+                self.hotspot_closed(reason);
+            }
+        }
+    }
+
+    fn hotspot_closed(&mut self, reason: &str) {
+        if let Some(dns) = self.dns.take() {
+            dns.cancel();
+        }
+        tracing::info!(reason, "setup hotspot closed");
+        self.service.update(|v| {
+            v.hotspot.open = false;
+            v.hotspot.clients = 0;
+        });
+        self.bus.publish(Event::HotspotClosed { reason: reason.to_owned() });
+    }
+
+    async fn command(&mut self, command: Command) {
+        match command {
+            Command::Scan(reply) => match &self.radio {
+                Some(radio) => {
+                    let supplicant = radio.supplicant.clone();
+                    tokio::spawn(async move { reply.send(supplicant.scan().await.map_err(|e| e.to_string())) });
+                }
+                None => {
+                    let _ = reply.send(Err("this device has no Wi-Fi radio".into()));
+                }
+            },
+            Command::SetupDone { ssid } => {
+                tracing::info!(ssid, "setup page chose a network; joining it");
+                let was_open = self.policy.as_ref().is_some_and(Policy::is_open);
+                let action = self.policy.as_mut().and_then(|p| p.handle(Instant::now(), Input::SetupDone));
+                self.setup = Some((ssid.clone(), Instant::now()));
+                self.service.update(|v| v.setup = Some(SetupView { ssid, state: "joining", error: None }));
+                // Handing the networks over again takes the hotspot down and joins.
+                self.networks = None;
+                if self.configure().await && was_open && action == Some(hotspot::Action::Close) {
+                    self.hotspot_closed("the setup page chose a network");
+                }
+            }
+        }
+    }
+
+    /// Whether the network chosen on the setup page was joined, or not in time.
+    fn follow_setup(&mut self, joined: Option<&str>, state: &str) {
+        let Some((ssid, since)) = &self.setup else { return };
+        let outcome = if joined == Some(ssid.as_str()) {
+            Some(SetupView { ssid: ssid.clone(), state: "joined", error: None })
+        } else if since.elapsed() >= hotspot::SETUP_JOIN_WITHIN {
+            let why = match state {
+                "4WAY_HANDSHAKE" | "GROUP_HANDSHAKE" => "the passphrase was refused",
+                "COMPLETED" => "no address from the network's DHCP server",
+                _ => "the network was not found or did not answer",
+            };
+            Some(SetupView {
+                ssid: ssid.clone(),
+                state: "failed",
+                error: Some(format!("could not join within {} s: {why}", hotspot::SETUP_JOIN_WITHIN.as_secs())),
+            })
+        } else {
+            None
+        };
+        if let Some(outcome) = outcome {
+            self.setup = None;
+            self.service.update(|v| v.setup = Some(outcome));
+        }
+    }
+
+    fn failed(&mut self, error: String) {
+        tracing::warn!("Wi-Fi: {error}");
+        self.networks = None;
+        self.service.update(|v| v.error = Some(error));
+    }
+}
+
+/// Whether a cable gives the device a network: a wired link up with an address other than
+/// a link-local one.
+fn wired_usable(sys: &Path) -> bool {
+    links::read(sys, Path::new("/nonexistent"), links::system_addresses(), |_| None).iter().any(|l| {
+        l.kind == links::Kind::Wired
+            && l.up
+            && l.addresses.iter().any(|a| match a {
+                IpAddr::V4(v4) => !v4.is_link_local() && !v4.is_loopback(),
+                IpAddr::V6(v6) => !v6.is_unicast_link_local() && !v6.is_loopback(),
+            })
+    })
+}
+
+/// The hotspot's DNS: every name is the device, so phones find the setup page. It binds
+/// once the hotspot's address is on the interface (networkd sets it a moment after the
+/// access point starts).
+async fn captive_dns(at: SocketAddr, device: Ipv4Addr, stop: CancellationToken) {
+    let socket = loop {
+        match tokio::net::UdpSocket::bind(at).await {
+            Ok(socket) => break socket,
+            Err(e) => {
+                tracing::trace!("captive DNS cannot bind {at} yet: {e}");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    };
+    tracing::info!("captive DNS answers on {}", socket.local_addr().unwrap_or(at));
+    // One byte more than the largest query answered, so an oversized one is seen as such.
+    let mut buffer = [0u8; 513];
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            received = socket.recv_from(&mut buffer) => {
+                let Ok((n, from)) = received else { continue };
+                if let Some(reply) = captive::answer(&buffer[..n], device) {
+                    let _ = socket.send_to(&reply, from).await;
+                }
+            }
+        }
+    }
+}

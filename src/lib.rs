@@ -73,7 +73,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 
 /// `config` with the settings saved from the page laid over it (`config::layers`); the
 /// boot file's settings alone when the saved ones no longer make a valid config (say why).
-fn with_saved_settings(config: Config) -> Config {
+pub fn with_saved_settings(config: Config) -> Config {
     if config.raw.is_empty() {
         return config;
     }

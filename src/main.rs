@@ -45,6 +45,13 @@ enum Command {
         #[arg(long, default_value = "issued on the device")]
         label: String,
     },
+    /// As root, before the network starts: set the host name (`lookout-XXXX` from the MAC,
+    /// or `[network] hostname`) and the time servers of `[network] ntp`.
+    PrepareSystem {
+        /// Print what would be set, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -61,6 +68,7 @@ fn main() -> ExitCode {
         Command::Devices => devices(),
         Command::HashPassword => hash_password(),
         Command::Token { cameras, grants, ttl, label } => token(&cli.config, cameras, grants, &ttl, &label),
+        Command::PrepareSystem { dry_run } => prepare_system(&cli.config, dry_run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -126,6 +134,17 @@ fn token(candidates: &[PathBuf], cameras: Vec<String>, grants: Vec<String>, ttl:
     let cameras = (!cameras.is_empty()).then_some(cameras);
     let issued = auth.issue_token("lookout token", label, cameras, grants, ttl)?;
     println!("{}", issued.token);
+    Ok(())
+}
+
+fn prepare_system(candidates: &[PathBuf], dry_run: bool) -> anyhow::Result<()> {
+    let config = lookout::with_saved_settings(load(candidates)?);
+    let plan = lookout::network::system::plan(&config.network, std::path::Path::new("/sys"));
+    println!("hostname: {}", plan.hostname);
+    println!("time servers: {}", if config.network.ntp.is_empty() { "the system's".into() } else { config.network.ntp.join(" ") });
+    if !dry_run {
+        lookout::network::system::apply(&plan, std::path::Path::new("/run"))?;
+    }
     Ok(())
 }
 

@@ -91,7 +91,19 @@ struct Device {
 
 impl Device {
     fn boot(images: &Path, disk: &Path, console: PathBuf, ports: Ports) -> Device {
-        let Ports { http, https, udp } = ports;
+        Device::boot_with(images, disk, console, Some(ports), "", None)
+    }
+
+    /// A power-on with QEMU's user network and its port forwards (`ports`) or no network
+    /// card at all, `kernel_args` added to [`KERNEL_ARGS`], and a second disk if given.
+    fn boot_with(
+        images: &Path,
+        disk: &Path,
+        console: PathBuf,
+        ports: Option<Ports>,
+        kernel_args: &str,
+        extra_disk: Option<&Path>,
+    ) -> Device {
         let qemu = std::env::var("LOOKOUT_QEMU").unwrap_or_else(|_| "qemu-system-aarch64".into());
         let data_dir = Path::new(&qemu).parent().and_then(Path::parent).map(|usr| usr.join("share/qemu"));
         let mut cmd = Command::new(&qemu);
@@ -103,18 +115,27 @@ impl Device {
             .arg(images.join("boot-debian/vmlinuz"))
             .arg("-initrd")
             .arg(images.join("boot-debian/initrd.img"))
-            .args(["-append", KERNEL_ARGS])
+            .args(["-append", &format!("{KERNEL_ARGS} {kernel_args}")])
             .arg("-drive")
             .arg(format!("if=none,id=card,format=raw,file={}", disk.display()))
-            .args(["-device", "virtio-blk-pci,drive=card"])
-            .arg("-netdev")
-            .arg(format!(
-                "user,id=net0,hostfwd=tcp:127.0.0.1:{http}-:80,hostfwd=tcp:127.0.0.1:{https}-:443,hostfwd=udp:127.0.0.1:{udp}-:{udp}"
-            ))
-            .args(["-device", "virtio-net-pci,netdev=net0,romfile="])
-            .arg("-serial")
-            .arg(format!("file:{}", console.display()))
-            .stdin(Stdio::null());
+            .args(["-device", "virtio-blk-pci,drive=card"]);
+        if let Some(extra) = extra_disk {
+            cmd.arg("-drive").arg(format!("if=none,id=extra,format=raw,readonly=on,file={}", extra.display()));
+            cmd.args(["-device", "virtio-blk-pci,drive=extra"]);
+        }
+        match ports {
+            Some(Ports { http, https, udp }) => {
+                cmd.arg("-netdev")
+                    .arg(format!(
+                        "user,id=net0,hostfwd=tcp:127.0.0.1:{http}-:80,hostfwd=tcp:127.0.0.1:{https}-:443,hostfwd=udp:127.0.0.1:{udp}-:{udp}"
+                    ))
+                    .args(["-device", "virtio-net-pci,netdev=net0,romfile="]);
+            }
+            None => {
+                cmd.args(["-nic", "none"]);
+            }
+        }
+        cmd.arg("-serial").arg(format!("file:{}", console.display())).stdin(Stdio::null());
         let qemu = cmd.spawn().expect("qemu-system-aarch64 runs");
         Device { qemu, console }
     }
@@ -270,15 +291,7 @@ async fn the_image_boots_into_a_working_appliance_and_keeps_its_recordings_acros
         ),
     )
     .unwrap();
-    let status = Command::new("mcopy")
-        .arg("-o")
-        .arg("-i")
-        .arg(format!("{}@@{}", disk.display(), original[0].start))
-        .arg(&config)
-        .arg("::lookout.toml")
-        .status()
-        .expect("mcopy (mtools)");
-    assert!(status.success());
+    put_on_boot_partition(&disk, &original[0], &config, "lookout.toml");
 
     let base = format!("https://127.0.0.1:{}", ports.https);
     let plain = format!("http://127.0.0.1:{}", ports.http);
@@ -391,4 +404,98 @@ async fn the_image_boots_into_a_working_appliance_and_keeps_its_recordings_acros
         String::from_utf8_lossy(&listed.stdout),
         String::from_utf8_lossy(&listed.stderr)
     );
+}
+
+/// Writes `file` to the boot partition of `disk` as `name` (what a PC does to the LOOKOUT
+/// drive).
+fn put_on_boot_partition(disk: &Path, boot: &Partition, file: &Path, name: &str) {
+    let status = Command::new("mcopy")
+        .arg("-o")
+        .arg("-i")
+        .arg(format!("{}@@{}", disk.display(), boot.start))
+        .arg(file)
+        .arg(format!("::{name}"))
+        .status()
+        .expect("mcopy (mtools)");
+    assert!(status.success());
+}
+
+/// The Wi-Fi side's disk: a FAT image with `tests/fixtures/wifi` and an arm64 busybox.
+fn fixture_disk(work: &Path) -> PathBuf {
+    let busybox = PathBuf::from(std::env::var_os("LOOKOUT_IMAGE_FIXTURES").expect(
+        "LOOKOUT_IMAGE_FIXTURES is unset: run scripts/test (which extracts the arm64 busybox of the Wi-Fi side into the image cache)",
+    ))
+    .join("bin/busybox");
+    let password = work.join("password");
+    std::fs::write(&password, common::OWNER_PASSWORD).unwrap();
+    let disk = work.join("fixture.img");
+    let made = Command::new("mkfs.vfat").arg("-C").arg(&disk).arg("8192").stdout(Stdio::null()).status().expect("mkfs.vfat (dosfstools)");
+    assert!(made.success());
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wifi");
+    for file in [busybox, here.join("side.sh"), here.join("udhcpc.sh"), password] {
+        let status = Command::new("mcopy").arg("-i").arg(&disk).arg(&file).arg("::").status().expect("mcopy (mtools)");
+        assert!(status.success(), "copying {}", file.display());
+    }
+    disk
+}
+
+/// The steps the Wi-Fi side reports, in order (`tests/fixtures/wifi/side.sh`).
+const WIFI_STEPS: &[&str] = &[
+    "ap",
+    "hotspot-seen",
+    "phone-joined",
+    "captive-dns",
+    "captive-http",
+    "setup-password",
+    "setup-scan",
+    "setup-join",
+    "joined",
+    "page-over-wifi",
+    "rejoin",
+];
+
+#[test]
+fn the_image_on_wifi_opens_its_setup_hotspot_is_set_up_from_a_phone_and_rejoins_its_network() {
+    let images = PathBuf::from(std::env::var_os("LOOKOUT_IMAGE_DIR").expect(
+        "LOOKOUT_IMAGE_DIR is unset: run scripts/test (which builds the image), or LOOKOUT_SKIP_IMAGE=1 scripts/test to leave this test out",
+    ));
+    let work = tempfile::tempdir().unwrap();
+    let disk = work.path().join("card.img");
+    std::fs::copy(images.join(IMAGE), &disk).expect("the image exists (scripts/build-image)");
+    let boot = partitions(&disk).remove(0);
+    // A card flashed with no network and no owner password, and no cable: only the radio.
+    // The hotspot opens 5 s after start-up instead of 30, to keep the test short; plain HTTP,
+    // as busybox on the phone side speaks no TLS.
+    let config = work.path().join("lookout.toml");
+    std::fs::write(
+        &config,
+        "[http]\nlisten = \"0.0.0.0:80\"\ntls = \"off\"\n[storage]\npath = \"/data\"\n[network.hotspot]\nafter = \"5s\"\n\
+         [[camera]]\nname = \"cam\"\nsource = \"auto\"\nwidth = 640\nheight = 360\nfps = 15\nbitrate_kbps = 400\n",
+    )
+    .unwrap();
+    put_on_boot_partition(&disk, &boot, &config, "lookout.toml");
+    let fixture = fixture_disk(work.path());
+    // Three virtual radios; the Wi-Fi side runs as a transient unit once the system is up.
+    let side = "modules-load=mac80211_hwsim mac80211_hwsim.radios=3 \
+         systemd.run=\"/bin/sh -c 'mkdir -p /run/fixture && mount -o ro /dev/vdb /run/fixture && exec /bin/sh /run/fixture/side.sh'\" \
+         systemd.run_success_action=none systemd.run_failure_action=none";
+    let device = Device::boot_with(&images, &disk, work.path().join("console.log"), None, side, Some(&fixture));
+    let end = Instant::now() + Duration::from_secs(900);
+    let steps = loop {
+        let text = std::fs::read_to_string(&device.console).unwrap_or_default();
+        let steps: Vec<String> = text.lines().filter_map(|l| l.split_once("FIXTURE ").map(|(_, s)| s.trim().to_owned())).collect();
+        if let Some(failed) = steps.iter().find(|s| s.starts_with("fail ")) {
+            panic!("the Wi-Fi side failed: {failed}\nsteps: {steps:#?}\nconsole:\n{}", device.console_tail());
+        }
+        if steps.iter().any(|s| s == "done") {
+            break steps;
+        }
+        assert!(Instant::now() < end, "the Wi-Fi side did not finish within 900 s\nsteps: {steps:#?}\nconsole:\n{}", device.console_tail());
+        std::thread::sleep(Duration::from_secs(2));
+    };
+    let reported: Vec<&str> = steps.iter().filter_map(|s| s.strip_prefix("ok ")).map(|s| s.split(' ').next().unwrap_or("")).collect();
+    assert_eq!(reported, WIFI_STEPS, "{steps:#?}");
+    for step in &steps {
+        eprintln!("wifi side: {step}");
+    }
 }

@@ -124,6 +124,22 @@ image_sysroot() {
   echo "$dir"
 }
 
+FIXTURES_RECIPE=1
+# The image boot test's Wi-Fi side runs busybox inside the guest (udhcpd, udhcpc, nslookup,
+# wget): Debian's static arm64 build, extracted into $1. A test fixture, never in the image.
+build_fixtures() {
+  log "extracting the arm64 busybox of the image test's Wi-Fi side"
+  as_root mmdebstrap --mode=root --architectures=arm64 --variant=extract --include=busybox-static \
+    bookworm "$1" "$DEBIAN_MIRROR" >&2
+}
+
+# Prints the directory holding the image test's fixtures (bin/busybox).
+image_fixtures() {
+  local dir="$LOOKOUT_IMAGE_CACHE/fixtures-$FIXTURES_RECIPE"
+  with_cache_lock cache_build "$dir" build_fixtures || return 1
+  echo "$dir"
+}
+
 # Cross-compiles the daemon for the Pi; prints the binary's path.
 image_cross_build() {
   local sysroot="$1"
@@ -148,11 +164,12 @@ LOOKOUT_UNITS=(
   local-fs.target.wants:var-log.mount local-fs.target.wants:var-lib-systemd.mount
   local-fs.target.wants:var-lib-systemd-timesync.mount
   multi-user.target.wants:lookout-data.service multi-user.target.wants:lookout.service
+  multi-user.target.wants:lookout-system.service
   multi-user.target.wants:lookout-reboot.path
 )
 SYSTEM_UNITS=(
   multi-user.target.wants:systemd-networkd.service sockets.target.wants:systemd-networkd.socket
-  multi-user.target.wants:systemd-resolved.service
+  multi-user.target.wants:systemd-resolved.service multi-user.target.wants:avahi-daemon.service
 )
 
 # Shared by both flavours, after the overlay is in place: mount points, the service user,

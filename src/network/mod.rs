@@ -13,6 +13,7 @@ pub mod names;
 pub mod rollback;
 pub mod service;
 pub mod supplicant;
+pub mod system;
 pub mod wpa;
 pub mod wpa_ctrl;
 

@@ -396,3 +396,48 @@ async fn chromium_changes_a_cameras_rate_in_the_settings_panel_and_it_takes_effe
     driver.quit().await;
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_on_the_setup_hotspot_finds_the_wifi_panel_open_and_joins_a_network_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = common::wifi::fixture_system(dir.path());
+    let radio = common::wifi::FakeSupplicant::start(&system.ctrl_dir);
+    radio.with(|r| r.access_point = Some(("Garden".into(), "correct horse".into())));
+    let daemon = Daemon::start(common::wifi::config("[network.hotspot]\nafter = \"1s\"\n", system)).await;
+    let owner = daemon.owner().await;
+    let deadline = Instant::now() + HANG;
+    while owner.get(format!("{}/api/network", daemon.base)).send().await.unwrap().json::<serde_json::Value>().await.unwrap()["wifi"]["hotspot"]
+        ["open"]
+        != true
+    {
+        assert!(Instant::now() < deadline, "the hotspot never opened");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let driver = Driver::chromium().await;
+    driver.login(&daemon.base, "admin", OWNER_PASSWORD).await;
+    let state = wait_string(
+        &driver,
+        "const d = document.getElementById('wifi'); return !d.hidden && d.open ? d.querySelector('.wifi-state').textContent : ''",
+    )
+    .await;
+    assert!(state.contains("Lookout-AB0C"), "the panel opens by itself on the hotspot: {state}");
+    driver.eval("document.querySelector('#wifi .scan').click(); return true").await;
+    let found =
+        wait_string(&driver, "return [...document.querySelectorAll('#wifi .found button')].map((b) => b.textContent).join('|')").await;
+    assert!(found.contains("Garden") && found.contains("Cafe"), "{found}");
+    driver
+        .eval(
+            "[...document.querySelectorAll('#wifi .found button')].find((b) => b.textContent.includes('Garden')).click();\
+             const f = document.querySelector('#wifi form.join'); f.elements.psk.value = 'correct horse'; f.elements.country.value = 'DE';\
+             f.requestSubmit(); return true",
+        )
+        .await;
+    let joined =
+        wait_string(&driver, "const t = document.querySelector('#wifi .wifi-state').textContent; return t.startsWith('joined') ? t : ''")
+            .await;
+    assert_eq!(joined, "joined Garden");
+    let note = wait_string(&driver, "const n = document.querySelector('#wifi .note'); return n && !n.hidden ? n.textContent : ''").await;
+    assert!(!note.contains("correct horse"), "{note}");
+    driver.quit().await;
+    daemon.stop().await;
+}

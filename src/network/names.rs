@@ -11,6 +11,11 @@ pub fn ssid(mac: [u8; 6]) -> String {
     format!("Lookout-{:02X}{:02X}", mac[4], mac[5])
 }
 
+/// The host name the system runs under now (set at boot by `lookout prepare-system`).
+pub fn current_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty())
+}
+
 /// A MAC as sysfs writes it (`dc:a6:32:01:ab:0c`).
 pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     let mut mac = [0u8; 6];

@@ -24,6 +24,7 @@ pub async fn view(State(app): State<AppState>) -> Json<Value> {
         "wifi": app.network.view(),
         "known": known,
         "country": config.network.wifi.country,
+        "hostname": crate::network::names::current_hostname(),
     }))
 }
 

@@ -6,6 +6,7 @@ pub mod media;
 pub mod rtsp;
 pub mod webdriver;
 pub mod whep;
+pub mod wifi;
 
 use std::time::{Duration, Instant};
 

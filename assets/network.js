@@ -1,6 +1,7 @@
-// The owner's Wi-Fi panel (GET /api/network, POST /api/network/scan and /join): what the
-// device has joined, its known networks, and joining a new one. On the setup hotspot it opens
-// by itself: that is the whole point of a phone being there. Uses `api` and `say` from
+// The owner's network panel (GET /api/network, POST /api/network/scan, /join and /confirm):
+// what the device has joined, its known networks, joining a new one, and keeping a network
+// change (one that is not kept is undone after a while, in case it cut the device off). On
+// the setup hotspot, or with a change to keep, it opens by itself. Uses `api` and `say` from
 // access.js.
 
 function signalBars(dbm) {
@@ -10,6 +11,12 @@ function signalBars(dbm) {
 async function showWifi(panel) {
   const net = await api("GET", "/api/network");
   const wifi = net.wifi;
+  const unconfirmed = panel.querySelector(".unconfirmed");
+  unconfirmed.hidden = !net.unconfirmed_change;
+  if (net.unconfirmed_change) {
+    unconfirmed.dataset.ticket = net.unconfirmed_change.ticket;
+    unconfirmed.querySelector(".left").textContent = net.unconfirmed_change.within_s;
+  }
   const state = wifi.hotspot.open
     ? `setup hotspot ${wifi.hotspot.ssid} open (${wifi.hotspot.clients} connected)`
     : wifi.joined
@@ -45,12 +52,22 @@ async function setUpWifi() {
   const me = await api("GET", "/api/me").catch(() => null);
   if (!me || me.role !== "admin") return;
   const net = await showWifi(panel).catch(() => null);
-  if (!net || !net.wifi.interface) return;
+  if (!net) return;
   if (net.hostname) deviceName = `${net.hostname}.local`;
   panel.hidden = false;
-  if (net.wifi.hotspot.open) panel.open = true;
+  panel.querySelector("form.join").hidden = !net.wifi.interface;
+  if (net.wifi.hotspot.open || net.unconfirmed_change) panel.open = true;
   panel.addEventListener("toggle", () => panel.open && showWifi(panel).catch(() => {}));
-  setInterval(() => panel.open && showWifi(panel).catch(() => {}), 5000);
+  setInterval(() => showWifi(panel).then((n) => { if (n.unconfirmed_change) panel.open = true; }).catch(() => {}), 5000);
+  const unconfirmed = panel.querySelector(".unconfirmed");
+  unconfirmed.querySelector(".keep").addEventListener("click", async () => {
+    try {
+      await api("POST", "/api/network/confirm", { ticket: Number(unconfirmed.dataset.ticket) });
+      unconfirmed.hidden = true;
+    } catch (err) {
+      unconfirmed.querySelector(".left").textContent = `0 (${err.message})`;
+    }
+  });
   const form = panel.querySelector("form.join");
   const note = form.querySelector(".note");
   form.querySelector(".scan").addEventListener("click", async () => {

@@ -123,7 +123,8 @@ async function setUpSettings() {
     try {
       const done = await api("PATCH", "/api/config", JSON.parse(other.elements.patch.value || "{}"));
       const later = done.restart_required.length ? ` Takes effect at the next start: ${done.restart_required.join(", ")}.` : "";
-      say(note, "Saved." + later, true);
+      const keep = done.confirm ? ` Keep the network change in the Network panel within ${done.confirm.within_s} s, or it is undone.` : "";
+      say(note, "Saved." + later + keep, true);
       await showSettings(panel);
     } catch (err) {
       say(note, err.message, false);

@@ -155,8 +155,15 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
     }
     let network = network::Service::start(live.clone(), &bus, &device_stop);
     let mqtt = mqtt::Service::start(live.clone(), board.clone(), media.clone(), accounts.clone(), &bus, &device_stop)?;
-    let services = settings::Services { media: media.clone(), board: board.clone(), webhooks: webhooks.clone(), mqtt: mqtt.clone() };
+    let services = settings::Services {
+        media: media.clone(),
+        board: board.clone(),
+        webhooks: webhooks.clone(),
+        mqtt: mqtt.clone(),
+        network: network.clone(),
+    };
     let settings = Arc::new(settings::Settings::new(live.clone(), boot, services, bus.clone()));
+    device_tasks.spawn(settings.clone().run_rollback(device_stop.clone()));
     let app = web::router(web::AppState {
         config: live,
         settings,

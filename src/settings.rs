@@ -4,8 +4,10 @@
 //! in force, and applied: only the cameras it touches restart; storage limits apply at once;
 //! viewers that join from now on use new WebRTC settings; webhooks and MQTT reconnect with
 //! their new settings; the status LED task takes its new LED (it follows `settings_changed`).
-//! Sections that cannot change under a running daemon (listeners, TLS, accounts, the
-//! network, the button) are saved and reported as taking effect at the next start.
+//! The network applies through the network service (Wi-Fi) and `lookout-network.service`
+//! (host name, time servers, fixed addresses), and a change of it that cuts the device off is
+//! undone unless confirmed. Sections that cannot change under a running daemon (listeners,
+//! TLS, accounts, the button) are saved and reported as taking effect at the next start.
 //!
 //! Changes are applied one at a time, in the order they arrive.
 
@@ -17,6 +19,7 @@ use serde_json::Value as Json;
 use crate::config::{Config, ConfigError, Live, layers};
 use crate::events::{Bus, Event};
 use crate::media::Media;
+use crate::network::rollback::{Rollback, Ticket};
 use crate::status::Board;
 
 /// Sections applied while the daemon runs.
@@ -43,6 +46,17 @@ pub struct Changed {
     pub added: Vec<String>,
     pub removed: Vec<String>,
     pub restart_required: Vec<String>,
+    /// A network change that must be confirmed (`POST /api/network/confirm`) from where the
+    /// page reaches the device afterwards, or it is undone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<Confirm>,
+}
+
+/// The confirmation a network change waits for.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Confirm {
+    pub ticket: u64,
+    pub within_s: u64,
 }
 
 /// What a change is applied to.
@@ -51,6 +65,7 @@ pub struct Services {
     pub board: Board,
     pub webhooks: Arc<crate::webhook::Service>,
     pub mqtt: Arc<crate::mqtt::Service>,
+    pub network: Arc<crate::network::Service>,
 }
 
 /// The settings service.
@@ -61,12 +76,16 @@ pub struct Settings {
     services: Services,
     bus: Bus,
     one_at_a_time: tokio::sync::Mutex<()>,
+    /// The `[network]` section as written before an unconfirmed change, and its deadline.
+    rollback: std::sync::Mutex<Rollback<Option<toml::Value>>>,
 }
 
 impl Settings {
     /// `boot`: the boot file's settings (what `live` was built from before saved settings).
     pub fn new(live: Live, boot: toml::Table, services: Services, bus: Bus) -> Settings {
-        Settings { live, boot, services, bus, one_at_a_time: tokio::sync::Mutex::new(()) }
+        // Taken once: the system part of the config is not a setting and is not rebuilt.
+        let rollback = Rollback::with_window(live.get().network.system.confirm_within);
+        Settings { live, boot, services, bus, one_at_a_time: tokio::sync::Mutex::new(()), rollback: std::sync::Mutex::new(rollback) }
     }
 
     /// Every setting as a client may see it: secrets left out, credentials in URLs hidden.
@@ -86,7 +105,55 @@ impl Settings {
                 "storage.path: cannot change while running (it holds these settings); edit the boot partition's lookout.toml".into(),
             ));
         }
-        self.put_in_force(&old, raw, &[], origin).await
+        let mut changed = self.put_in_force(&old, raw, &[], origin).await?;
+        // A network change can cut the device off (a wrong address, a network out of reach):
+        // it waits for confirmation. Not on the setup hotspot, where there was no network to
+        // lose and the hotspot itself comes back when a join fails.
+        if changed.sections.iter().any(|s| s == "network") && self.services.network.captive_address().is_none() {
+            let mut rollback = self.lock_rollback();
+            let ticket = rollback.applied(std::time::Instant::now(), old.raw.get("network").cloned());
+            changed.confirm = Some(Confirm { ticket: ticket.0, within_s: rollback.window().as_secs() });
+        }
+        Ok(changed)
+    }
+
+    /// The page reached the device after the network change `ticket`: it stays.
+    pub fn confirm_network(&self, ticket: u64) -> bool {
+        self.lock_rollback().confirm(Ticket(ticket))
+    }
+
+    /// The network change waiting for confirmation: its ticket and the seconds left.
+    pub fn pending_network_change(&self) -> Option<Confirm> {
+        let rollback = self.lock_rollback();
+        let deadline = rollback.deadline()?;
+        let ticket = rollback.ticket()?;
+        Some(Confirm { ticket: ticket.0, within_s: deadline.saturating_duration_since(std::time::Instant::now()).as_secs() })
+    }
+
+    /// Undoes network changes nobody confirmed in time, until `stop`.
+    pub async fn run_rollback(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            }
+            let Some(previous) = self.lock_rollback().tick(std::time::Instant::now()) else { continue };
+            tracing::warn!("the network change was not confirmed within {} s: undoing it", self.lock_rollback().window().as_secs());
+            let _turn = self.one_at_a_time.lock().await;
+            let old = self.live.get();
+            let mut raw = old.raw.clone();
+            match previous {
+                Some(network) => raw.insert("network".into(), network),
+                None => raw.remove("network"),
+            };
+            if let Err(e) = self.put_in_force(&old, raw, &[], "rollback of an unconfirmed network change").await {
+                tracing::error!("undoing the unconfirmed network change failed: {e}");
+            }
+        }
+    }
+
+    fn lock_rollback(&self) -> std::sync::MutexGuard<'_, Rollback<Option<toml::Value>>> {
+        self.rollback.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Renames a camera and moves its recordings (and its recording switch) with it.
@@ -196,14 +263,6 @@ fn difference(old: &Config, new: &Config, already_gone: &[String]) -> Changed {
     let restarted = after.iter().filter(|n| before.contains(n) && camera_table(old, n) != camera_table(new, n)).cloned().collect();
     let added = after.iter().filter(|n| !before.contains(n)).cloned().collect();
     let removed = before.iter().filter(|n| !after.contains(n) || already_gone.contains(n)).cloned().collect();
-    let mut restart_required: Vec<String> = sections.iter().filter(|s| !LIVE_SECTIONS.contains(&s.as_str())).cloned().collect();
-    // The Wi-Fi and the hotspot apply live; the host name and time servers are set by the
-    // daemon's privileged start step (`lookout prepare-system`).
-    if old.network.hostname != new.network.hostname {
-        restart_required.push("network.hostname".into());
-    }
-    if old.network.ntp != new.network.ntp {
-        restart_required.push("network.ntp".into());
-    }
-    Changed { sections, restarted, added, removed, restart_required }
+    let restart_required = sections.iter().filter(|s| !LIVE_SECTIONS.contains(&s.as_str())).cloned().collect();
+    Changed { sections, restarted, added, removed, restart_required, confirm: None }
 }

@@ -400,7 +400,8 @@ async fn chromium_changes_a_cameras_rate_in_the_settings_panel_and_it_takes_effe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_on_the_setup_hotspot_finds_the_wifi_panel_open_and_joins_a_network_from_it() {
     let dir = tempfile::tempdir().unwrap();
-    let system = common::wifi::fixture_system(dir.path());
+    let mut system = common::wifi::fixture_system(dir.path());
+    system.confirm_within = Duration::from_secs(60);
     let radio = common::wifi::FakeSupplicant::start(&system.ctrl_dir);
     radio.with(|r| r.access_point = Some(("Garden".into(), "correct horse".into())));
     let daemon = Daemon::start(common::wifi::config("[network.hotspot]\nafter = \"1s\"\n", system)).await;
@@ -438,6 +439,23 @@ async fn chromium_on_the_setup_hotspot_finds_the_wifi_panel_open_and_joins_a_net
     assert_eq!(joined, "joined Garden");
     let note = wait_string(&driver, "const n = document.querySelector('#wifi .note'); return n && !n.hidden ? n.textContent : ''").await;
     assert!(!note.contains("correct horse"), "{note}");
+
+    // A network change made while joined waits to be kept: the page offers it, and keeps it.
+    let changed: serde_json::Value = owner
+        .patch(format!("{}/api/config", daemon.base))
+        .json(&json!({ "network": { "hostname": "porch" } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(changed["confirm"]["ticket"].is_u64(), "{changed}");
+    wait_string(&driver, "return document.querySelector('#wifi .unconfirmed').hidden ? '' : 'shown'").await;
+    driver.eval("document.querySelector('#wifi .keep').click(); return true").await;
+    wait_string(&driver, "return document.querySelector('#wifi .unconfirmed').hidden ? 'kept' : ''").await;
+    let view: serde_json::Value = owner.get(format!("{}/api/network", daemon.base)).send().await.unwrap().json().await.unwrap();
+    assert!(view["unconfirmed_change"].is_null(), "{view}");
     driver.quit().await;
     daemon.stop().await;
 }

@@ -117,7 +117,9 @@ async fn with_no_network_the_hotspot_opens_catches_the_phones_check_and_the_setu
         .send()
         .await
         .unwrap();
-    assert_eq!(joining.status(), 202, "{:?}", joining.text().await);
+    assert_eq!(joining.status(), 202);
+    let joining: Value = joining.json().await.unwrap();
+    assert!(joining["confirm"].is_null(), "a join from the setup hotspot cuts nothing off: no rollback ({joining})");
     radio.with(|r| r.phones = 0);
     let joined = wait_network(&owner, &daemon, |n| n["wifi"]["joined"] == "Garden").await.expect("joins the chosen network");
     assert_eq!(joined["wifi"]["hotspot"]["open"], false, "{joined}");
@@ -168,5 +170,59 @@ async fn a_configured_network_is_joined_and_only_its_loss_for_the_longer_wait_op
     assert_eq!(network(&owner, &daemon).await["wifi"]["hotspot"]["open"], false, "2 s after the loss, the hotspot still waits");
     wait_network(&owner, &daemon, |n| n["wifi"]["hotspot"]["open"] == true).await.expect("the hotspot opens after again_after");
     assert!(lost.elapsed() >= Duration::from_secs(5), "opened {:?} after the loss", lost.elapsed());
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_change_from_the_page_is_undone_unless_confirmed_and_kept_once_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = fixture_system(dir.path());
+    let asked = system.apply_request.clone();
+    let radio = FakeSupplicant::start(&system.ctrl_dir);
+    radio.with(|r| r.access_point = Some(("Garden".into(), "correct horse".into())));
+    let daemon =
+        Daemon::start(config("[network.wifi]\ncountry = \"DE\"\nnetworks = [{ ssid = \"Garden\", psk = \"correct horse\" }]\n", system))
+            .await;
+    let owner = daemon.owner().await;
+    wait_network(&owner, &daemon, |n| n["wifi"]["joined"] == "Garden").await.expect("joined");
+    let patch = |body: Value| {
+        let owner = owner.clone();
+        let url = format!("{}/api/config", daemon.base);
+        async move {
+            let r = owner.patch(url).json(&body).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let shown = |owner: reqwest::Client, url: String| async move { owner.get(url).send().await.unwrap().json::<Value>().await.unwrap() };
+    let config_url = format!("{}/api/config", daemon.base);
+
+    // Unconfirmed: applied (the root step is asked), then undone by itself.
+    let changed = patch(json!({ "network": { "hostname": "porch", "wired": { "ipv4": { "address": "192.168.1.50/24" } } } })).await;
+    let ticket = changed["confirm"]["ticket"].as_u64().expect("a network change waits for confirmation");
+    assert_eq!(changed["restart_required"], json!([]), "the network applies live: {changed}");
+    let first_ask = std::fs::read_to_string(&asked).expect("lookout-network.service is asked to apply it");
+    assert_eq!(network(&owner, &daemon).await["unconfirmed_change"]["ticket"], ticket);
+    assert_eq!(shown(owner.clone(), config_url.clone()).await["network"]["hostname"], "porch");
+    let deadline = Instant::now() + HANG;
+    while !shown(owner.clone(), config_url.clone()).await["network"]["hostname"].is_null() {
+        assert!(Instant::now() < deadline, "the unconfirmed change was never undone");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = shown(owner.clone(), config_url.clone()).await;
+    assert!(after["network"]["wired"]["ipv4"]["address"].is_null(), "{after}");
+    assert_eq!(after["network"]["wifi"]["networks"][0]["ssid"], "Garden", "what worked before stays");
+    assert_ne!(std::fs::read_to_string(&asked).unwrap(), first_ask, "the undo is applied too");
+    assert!(network(&owner, &daemon).await["unconfirmed_change"].is_null());
+    let late = owner.post(format!("{}/api/network/confirm", daemon.base)).json(&json!({ "ticket": ticket })).send().await.unwrap();
+    assert_eq!(late.status(), 409, "too late to keep it");
+
+    // Confirmed from the page: it stays past the deadline.
+    let changed = patch(json!({ "network": { "hostname": "porch" } })).await;
+    let ticket = changed["confirm"]["ticket"].as_u64().unwrap();
+    let kept = owner.post(format!("{}/api/network/confirm", daemon.base)).json(&json!({ "ticket": ticket })).send().await.unwrap();
+    assert_eq!(kept.status(), 200);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(shown(owner.clone(), config_url.clone()).await["network"]["hostname"], "porch", "a confirmed change stays");
     daemon.stop().await;
 }

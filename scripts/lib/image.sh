@@ -164,7 +164,7 @@ LOOKOUT_UNITS=(
   local-fs.target.wants:var-log.mount local-fs.target.wants:var-lib-systemd.mount
   local-fs.target.wants:var-lib-systemd-timesync.mount
   multi-user.target.wants:lookout-data.service multi-user.target.wants:lookout.service
-  multi-user.target.wants:lookout-system.service
+  multi-user.target.wants:lookout-system.service multi-user.target.wants:lookout-network.path
   multi-user.target.wants:lookout-reboot.path
 )
 SYSTEM_UNITS=(

@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use mqtt::Mqtt;
-pub use network::{Hotspot, Network, System as NetworkSystem, Wifi, WifiNetwork};
+pub use network::{Hotspot, Ipv4, Network, System as NetworkSystem, Wifi, WifiNetwork, Wired};
 pub use source::{SourceSpec, redact_secrets as source_redacted};
 pub use units::{PortRange, Size, SpaceLimit};
 pub use validate::Problem;

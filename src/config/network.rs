@@ -12,6 +12,7 @@ pub struct Network {
     /// The device's host name; unset: `lookout-XXXX` from the last four hex digits of its MAC,
     /// unique per device (it also answers as `lookout.local` while no other device does).
     pub hostname: Option<String>,
+    pub wired: Wired,
     pub wifi: Wifi,
     pub hotspot: Hotspot,
     /// NTP servers; empty: the system's defaults.
@@ -34,6 +35,11 @@ pub struct System {
     pub hotspot_address: std::net::Ipv4Addr,
     /// Where the hotspot's captive DNS answers.
     pub hotspot_dns: std::net::SocketAddr,
+    /// Written after `[network]` changed: `lookout-network.path` then applies what the daemon
+    /// cannot (host name, time servers, fixed addresses) as root.
+    pub apply_request: std::path::PathBuf,
+    /// How long a network change from the page waits for confirmation before it is undone.
+    pub confirm_within: std::time::Duration,
 }
 
 impl Default for System {
@@ -44,8 +50,29 @@ impl Default for System {
             ctrl_dir: crate::network::wpa::CTRL_DIR.into(),
             hotspot_address,
             hotspot_dns: (hotspot_address, 53).into(),
+            apply_request: "/run/lookout/network-changed".into(),
+            confirm_within: crate::network::rollback::CONFIRM_WITHIN,
         }
     }
+}
+
+/// The cable.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Wired {
+    pub ipv4: Ipv4,
+}
+
+/// How an interface gets its IPv4 address: DHCP unless an address is given.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ipv4 {
+    /// `192.168.1.50/24`; unset: DHCP.
+    pub address: Option<String>,
+    /// The router, with a fixed address.
+    pub gateway: Option<String>,
+    /// Name servers, with a fixed address.
+    pub dns: Vec<String>,
 }
 
 /// The Wi-Fi client.
@@ -57,6 +84,7 @@ pub struct Wifi {
     pub country: Option<String>,
     /// Networks to join, most preferred first.
     pub networks: Vec<WifiNetwork>,
+    pub ipv4: Ipv4,
 }
 
 /// One Wi-Fi network the device may join.
@@ -169,12 +197,42 @@ pub fn problems(n: &Network) -> Vec<(String, String)> {
     if n.hotspot.open_for.is_zero() {
         fail("network.hotspot.open_for".into(), "must be more than zero".into());
     }
+    ipv4_problems(&n.wired.ipv4, "network.wired.ipv4", &mut fail);
+    ipv4_problems(&n.wifi.ipv4, "network.wifi.ipv4", &mut fail);
     for (i, server) in n.ntp.iter().enumerate() {
         if server.is_empty() || server.chars().any(|c| c.is_whitespace()) {
             fail(format!("network.ntp[{i}]"), format!("`{server}` must be a host name or an address"));
         }
     }
     out
+}
+
+fn ipv4_problems(ip: &Ipv4, at: &str, fail: &mut impl FnMut(String, String)) {
+    if let Some(address) = &ip.address
+        && parse_cidr(address).is_none()
+    {
+        fail(format!("{at}.address"), format!("`{address}` must be an IPv4 address with its prefix length, such as 192.168.1.50/24"));
+    }
+    if ip.address.is_none() && (ip.gateway.is_some() || !ip.dns.is_empty()) {
+        fail(format!("{at}.address"), "is needed with a gateway or name servers (without it, DHCP gives both)".into());
+    }
+    if let Some(gateway) = &ip.gateway
+        && gateway.parse::<std::net::Ipv4Addr>().is_err()
+    {
+        fail(format!("{at}.gateway"), format!("`{gateway}` must be an IPv4 address"));
+    }
+    for (i, server) in ip.dns.iter().enumerate() {
+        if server.parse::<std::net::IpAddr>().is_err() {
+            fail(format!("{at}.dns[{i}]"), format!("`{server}` must be an IP address"));
+        }
+    }
+}
+
+/// `a.b.c.d/len` with a prefix length of 1-32.
+pub fn parse_cidr(text: &str) -> Option<(std::net::Ipv4Addr, u8)> {
+    let (address, length) = text.split_once('/')?;
+    let length: u8 = length.parse().ok().filter(|l| (1..=32).contains(l))?;
+    Some((address.parse().ok()?, length))
 }
 
 fn valid_hostname(h: &str) -> bool {
@@ -198,6 +256,18 @@ fn valid_psk(p: &str) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_fixed_address_needs_its_prefix_and_comes_before_a_gateway() {
+        let good =
+            parse("[wired.ipv4]\naddress = \"192.168.1.50/24\"\ngateway = \"192.168.1.1\"\ndns = [\"192.168.1.1\", \"2001:db8::1\"]\n");
+        assert!(problems(&good).is_empty(), "{:?}", problems(&good));
+        let bad = parse("[wired.ipv4]\naddress = \"192.168.1.50\"\n[wifi.ipv4]\ngateway = \"192.168.1.1\"\n");
+        let fields: Vec<String> = problems(&bad).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(fields, ["network.wired.ipv4.address", "network.wifi.ipv4.address"]);
+        assert_eq!(parse_cidr("10.0.0.2/8"), Some(("10.0.0.2".parse().unwrap(), 8)));
+        assert_eq!(parse_cidr("10.0.0.2/33"), None);
+    }
+
     fn parse(text: &str) -> Network {
         toml::from_str(text).unwrap_or_else(|e| panic!("{e}"))
     }
@@ -208,6 +278,7 @@ mod tests {
             "hostname = \"garden-cam\"\n[wifi]\ncountry = \"DE\"\nnetworks = [{ ssid = \"Home\", psk = \"correct horse\" }, { ssid = \"Shed\", hidden = true }]\n",
         );
         assert!(problems(&n).is_empty(), "{:?}", problems(&n));
+        assert!(n.wired.ipv4.address.is_none(), "DHCP unless told");
         assert!(n.wifi.networks[1].hidden && n.wifi.networks[1].psk.is_none());
         let shown = format!("{n:?} {}", toml::to_string(&n).unwrap());
         assert!(!shown.contains("correct horse"), "{shown}");

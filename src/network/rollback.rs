@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 /// and reload the page at the new address.
 pub const CONFIRM_WITHIN: Duration = Duration::from_secs(120);
 
-/// Names one applied change, for its confirmation.
+/// Names one applied change, for its confirmation (the number the page sends back).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ticket(u64);
+pub struct Ticket(pub u64);
 
 /// The rollback timer of one device's network settings `S`.
 #[derive(Debug)]
@@ -23,15 +23,26 @@ pub struct Rollback<S> {
     /// The settings that last worked, and when they come back unless confirmed.
     pending: Option<(S, Instant, Ticket)>,
     issued: u64,
+    window: Duration,
 }
 
 impl<S> Default for Rollback<S> {
     fn default() -> Self {
-        Rollback { pending: None, issued: 0 }
+        Rollback::with_window(CONFIRM_WITHIN)
     }
 }
 
 impl<S> Rollback<S> {
+    /// A rollback that waits `window` for confirmation ([`CONFIRM_WITHIN`] on a device).
+    pub fn with_window(window: Duration) -> Self {
+        Rollback { pending: None, issued: 0, window }
+    }
+
+    /// How long a change waits for confirmation.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
     /// A change was applied at `now`; `previous` are the settings before it.
     pub fn applied(&mut self, now: Instant, previous: S) -> Ticket {
         self.issued += 1;
@@ -40,7 +51,7 @@ impl<S> Rollback<S> {
             Some((good, _, _)) => good,
             None => previous,
         };
-        self.pending = Some((known_good, now + CONFIRM_WITHIN, ticket));
+        self.pending = Some((known_good, now + self.window, ticket));
         ticket
     }
 
@@ -54,6 +65,11 @@ impl<S> Rollback<S> {
             }
             _ => false,
         }
+    }
+
+    /// The change waiting for confirmation.
+    pub fn ticket(&self) -> Option<Ticket> {
+        self.pending.as_ref().map(|(_, _, t)| *t)
     }
 
     /// When [`Rollback::tick`] is due.

@@ -172,7 +172,10 @@ impl Shell {
                 _ = tokio::time::sleep(wake) => {}
                 Some(command) = commands.recv() => self.command(command).await,
                 event = events.recv() => match event {
-                    Ok(Event::SettingsChanged { sections, .. }) if sections.iter().any(|s| s == "network") => self.networks = None,
+                    Ok(Event::SettingsChanged { sections, .. }) if sections.iter().any(|s| s == "network") => {
+                        self.networks = None;
+                        self.ask_for_system_apply();
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                     _ => {}
                 },
@@ -180,6 +183,17 @@ impl Shell {
         }
         if let Some(dns) = self.dns.take() {
             dns.cancel();
+        }
+    }
+
+    /// Asks `lookout-network.service` (root) to apply what the daemon cannot: the host name,
+    /// time servers and fixed addresses.
+    fn ask_for_system_apply(&self) {
+        let path = &self.system.apply_request;
+        let stamp = format!("{}\n", chrono::Utc::now().to_rfc3339());
+        if let Err(e) = std::fs::write(path, stamp) {
+            // Off the appliance (a development machine) nobody listens there.
+            tracing::debug!("cannot ask for the network settings to be applied ({}): {e}", path.display());
         }
     }
 

@@ -71,6 +71,7 @@ pub const ROUTES: &[(&str, &str, Policy)] = &[
     ("POST", "/api/config/cameras/{camera}/rename", Policy::Needs(Action::Admin)),
     ("GET", "/api/network", Policy::Needs(Action::Admin)),
     ("POST", "/api/network/scan", Policy::Needs(Action::Admin)),
+    ("POST", "/api/network/confirm", Policy::Needs(Action::Admin)),
     ("POST", "/api/network/join", Policy::Needs(Action::Admin)),
 ];
 

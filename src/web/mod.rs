@@ -133,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/devices", get(settings::devices))
         .route("/api/network", get(network::view))
         .route("/api/network/scan", post(network::scan))
+        .route("/api/network/confirm", post(network::confirm))
         .route("/api/network/join", post(network::join).layer(axum::extract::DefaultBodyLimit::max(network::MAX_BODY)))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
         .merge(whep)

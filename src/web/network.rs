@@ -25,7 +25,23 @@ pub async fn view(State(app): State<AppState>) -> Json<Value> {
         "known": known,
         "country": config.network.wifi.country,
         "hostname": crate::network::names::current_hostname(),
+        "unconfirmed_change": app.settings.pending_network_change(),
     }))
+}
+
+/// `{"ticket": 3}`.
+#[derive(Deserialize)]
+pub struct ConfirmBody {
+    ticket: u64,
+}
+
+/// The page reached the device after a network change: keep it.
+pub async fn confirm(State(app): State<AppState>, Json(ConfirmBody { ticket }): Json<ConfirmBody>) -> Result<Json<Value>, ApiError> {
+    if app.settings.confirm_network(ticket) {
+        Ok(Json(json!({ "kept": true })))
+    } else {
+        Err(ApiError::Conflict("no network change waits for that confirmation (a later one does, or it was undone)".into()))
+    }
 }
 
 /// Scans (a few seconds) and lists the networks in range, strongest first.
@@ -70,7 +86,7 @@ pub async fn join(
         wifi["country"] = json!(country);
     }
     let patch = json!({ "network": { "wifi": wifi } });
-    app.settings.change(&patch, &who.describe()).await.map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let changed = app.settings.change(&patch, &who.describe()).await.map_err(|e| ApiError::BadRequest(e.to_string()))?;
     app.network.setup_done(join.ssid.clone()).await;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "joining": join.ssid }))))
+    Ok((StatusCode::ACCEPTED, Json(json!({ "joining": join.ssid, "confirm": changed.confirm }))))
 }

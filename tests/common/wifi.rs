@@ -145,7 +145,14 @@ pub fn fixture_system(dir: &Path) -> NetworkSystem {
     let ctrl = dir.join("wpa");
     std::fs::create_dir_all(&ctrl).unwrap();
     let dns = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    NetworkSystem { sys: dir.join("sys"), ctrl_dir: ctrl, hotspot_address: std::net::Ipv4Addr::LOCALHOST, hotspot_dns: dns }
+    NetworkSystem {
+        sys: dir.join("sys"),
+        ctrl_dir: ctrl,
+        hotspot_address: std::net::Ipv4Addr::LOCALHOST,
+        hotspot_dns: dns,
+        apply_request: dir.join("network-changed"),
+        confirm_within: Duration::from_secs(4),
+    }
 }
 
 pub fn config(network: &str, system: NetworkSystem) -> Config {

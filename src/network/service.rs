@@ -1,6 +1,7 @@
 //! The network shell: finds the Wi-Fi interface, hands wpa_supplicant the known networks and
 //! the hotspot, watches whether the device is reachable, and opens and closes the setup
-//! hotspot as [`Policy`] decides, with the captive DNS beside it. It publishes what happened
+//! hotspot as [`Policy`] decides, with the captive DNS beside it, and offers `lookout.local`
+//! for the device's current address ([`Alias`]). It publishes what happened
 //! on the bus (`hotspot_opened`, `wifi_joined`…) and keeps a [`View`] for the page.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::hotspot::{self, Input, Policy};
 use super::supplicant::{HotspotNetwork, Networks, Supplicant};
 use super::wpa::Seen;
+use super::alias::{self, Alias};
 use super::{captive, links, names};
 use crate::config::{Live, NetworkSystem};
 use crate::events::{Bus, Event};
@@ -97,6 +99,8 @@ impl Service {
             dns: None,
             setup: None,
             complained: false,
+            wifi_address: None,
+            alias: Alias::default(),
         };
         tokio::spawn(shell.run(receiver, bus.subscribe(), stop.clone()));
         service
@@ -154,6 +158,9 @@ struct Shell {
     setup: Option<(String, Instant)>,
     /// wpa_supplicant's absence was logged.
     complained: bool,
+    /// The Wi-Fi's address while joined.
+    wifi_address: Option<Ipv4Addr>,
+    alias: Alias,
 }
 
 impl Shell {
@@ -165,6 +172,8 @@ impl Shell {
     ) {
         loop {
             self.step().await;
+            let hotspot = self.policy.as_ref().is_some_and(Policy::is_open).then_some(self.system.hotspot_address);
+            self.alias.follow(alias::choose(wired_address(&self.system.sys), self.wifi_address, hotspot));
             let now = Instant::now();
             let wake = self.policy.as_ref().and_then(Policy::deadline).map_or(POLL, |d| d.saturating_duration_since(now).min(POLL));
             tokio::select! {
@@ -232,6 +241,7 @@ impl Shell {
             Err(e) => return self.failed(e.to_string()),
         };
         let joined = status.joined_with_address().then(|| status.ssid.clone().unwrap_or_default());
+        self.wifi_address = status.ip_address.as_deref().and_then(|a| a.parse().ok()).filter(|_| joined.is_some());
         let was = self.service.view().joined;
         if joined != was {
             match (&joined, was) {
@@ -405,16 +415,30 @@ impl Shell {
     }
 }
 
-/// Whether a cable gives the device a network: a wired link up with an address other than
-/// a link-local one.
+/// The addresses a cable gives the device: those of wired links that are up, other than
+/// link-local ones.
+fn wired_addresses(sys: &Path) -> Vec<IpAddr> {
+    links::read(sys, Path::new("/nonexistent"), links::system_addresses(), |_| None)
+        .into_iter()
+        .filter(|l| l.kind == links::Kind::Wired && l.up)
+        .flat_map(|l| l.addresses)
+        .filter(|a| match a {
+            IpAddr::V4(v4) => !v4.is_link_local() && !v4.is_loopback(),
+            IpAddr::V6(v6) => !v6.is_unicast_link_local() && !v6.is_loopback(),
+        })
+        .collect()
+}
+
+/// Whether a cable gives the device a network.
 fn wired_usable(sys: &Path) -> bool {
-    links::read(sys, Path::new("/nonexistent"), links::system_addresses(), |_| None).iter().any(|l| {
-        l.kind == links::Kind::Wired
-            && l.up
-            && l.addresses.iter().any(|a| match a {
-                IpAddr::V4(v4) => !v4.is_link_local() && !v4.is_loopback(),
-                IpAddr::V6(v6) => !v6.is_unicast_link_local() && !v6.is_loopback(),
-            })
+    !wired_addresses(sys).is_empty()
+}
+
+/// The first IPv4 address a cable gives the device.
+fn wired_address(sys: &Path) -> Option<Ipv4Addr> {
+    wired_addresses(sys).into_iter().find_map(|a| match a {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(_) => None,
     })
 }
 

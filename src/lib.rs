@@ -161,6 +161,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
         webhooks: webhooks.clone(),
         mqtt: mqtt.clone(),
         network: network.clone(),
+        auth: accounts.clone(),
     };
     let settings = Arc::new(settings::Settings::new(live.clone(), boot, services, bus.clone()));
     device_tasks.spawn(settings.clone().run_rollback(device_stop.clone()));
@@ -230,14 +231,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
 fn start_device(live: &config::Live, bus: &Bus, tasks: &TaskTracker, stop: &CancellationToken) {
     let config = live.get();
     tasks.spawn(device::led::run(live.clone(), bus.subscribe(), stop.clone()));
-    if let Some(button) = &config.button {
-        match device::button::ButtonPin::open(button.pin, button.active_low) {
-            Ok(pin) => {
-                tasks.spawn(device::button::run(pin, button.clone(), bus.clone(), stop.clone()));
-            }
-            Err(e) => tracing::warn!("{e}; the button is disabled"),
-        }
-    }
+    tasks.spawn(device::button::supervise(live.clone(), bus.subscribe(), bus.clone(), device::button::ButtonPin::open, stop.clone()));
     tasks.spawn(device::health::watch(device::health::Roots::default(), config.storage.path.clone(), bus.clone(), stop.clone()));
 }
 

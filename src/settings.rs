@@ -6,8 +6,9 @@
 //! their new settings; the status LED task takes its new LED (it follows `settings_changed`).
 //! The network applies through the network service (Wi-Fi) and `lookout-network.service`
 //! (host name, time servers, fixed addresses), and a change of it that cuts the device off is
-//! undone unless confirmed. Sections that cannot change under a running daemon (listeners,
-//! TLS, accounts, the button) are saved and reported as taking effect at the next start.
+//! undone unless confirmed; `[auth]` session lifetimes apply to sessions from then on, and
+//! `[button]` takes its new pin and actions. `[http]` (listeners, TLS) is saved and reported
+//! as taking effect at the next start: the page that made the change is served by them.
 //!
 //! Changes are applied one at a time, in the order they arrive.
 
@@ -23,7 +24,7 @@ use crate::network::rollback::{Rollback, Ticket};
 use crate::status::Board;
 
 /// Sections applied while the daemon runs.
-const LIVE_SECTIONS: [&str; 7] = ["camera", "storage", "webrtc", "webhook", "mqtt", "led", "network"];
+const LIVE_SECTIONS: [&str; 9] = ["camera", "storage", "webrtc", "webhook", "mqtt", "led", "network", "button", "auth"];
 
 /// Why a change was not made.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,7 @@ pub struct Services {
     pub webhooks: Arc<crate::webhook::Service>,
     pub mqtt: Arc<crate::mqtt::Service>,
     pub network: Arc<crate::network::Service>,
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 /// The settings service.
@@ -206,6 +208,10 @@ impl Settings {
         }
         if changed.sections.iter().any(|s| s == "mqtt") {
             self.services.mqtt.restart().await;
+        }
+        if changed.sections.iter().any(|s| s == "auth") {
+            let lifetimes = crate::auth::Lifetimes { idle: new.auth.session_idle, absolute: new.auth.session_max };
+            self.services.auth.reconfigure(lifetimes, new.auth.admin_password_hash.clone());
         }
         tracing::info!(%origin, ?changed, "settings changed");
         self.bus.publish(Event::SettingsChanged {

@@ -84,9 +84,9 @@ async fn a_camera_changed_from_the_api_restarts_at_its_new_size_and_another_came
     assert!(viewer.wait_frames(viewer.frames() + 10, HANG).await, "the viewer b had goes on");
 
     // A section that cannot change under a running daemon is saved and says so.
-    let (status, changed) = patch(&owner, &daemon, &json!({ "button": { "pin": 17 } })).await;
+    let (status, changed) = patch(&owner, &daemon, &json!({ "http": { "listen": "127.0.0.1:8099" } })).await;
     assert_eq!(status, 200, "{changed}");
-    assert_eq!(changed["restart_required"], json!(["button"]), "{changed}");
+    assert_eq!(changed["restart_required"], json!(["http"]), "{changed}");
 
     // After a restart the saved settings are in force.
     viewer.delete().await;
@@ -211,5 +211,20 @@ async fn a_webhook_added_from_the_api_receives_events_at_once() {
         assert!(Instant::now() < deadline, "the new webhook got nothing");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_settings_apply_to_sessions_at_once() {
+    let daemon = Daemon::start(config()).await;
+    let owner = daemon.owner().await;
+    let idle = daemon.owner().await;
+    let me = |client: reqwest::Client, url: String| async move { client.get(url).send().await.unwrap().status().as_u16() };
+    let url = format!("{}/api/me", daemon.base);
+    assert_eq!(me(idle.clone(), url.clone()).await, 200);
+    let (status, changed) = patch(&owner, &daemon, &json!({ "auth": { "session_idle": "2s" } })).await;
+    assert_eq!((status, changed["restart_required"].clone()), (200, json!([])), "{changed}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(me(idle, url.clone()).await, 401, "a session idle past the new limit is over without a restart");
     daemon.stop().await;
 }

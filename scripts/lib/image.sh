@@ -198,6 +198,9 @@ image_post_build() {
       ln -sfn "/usr/lib/systemd/system/${entry#*:}" "$root/etc/systemd/system/${entry%%:*}/${entry#*:}"
     fi
   done
+  # Debian's D-Bus wpa_supplicant (masked in the overlay) would take /run/wpa_supplicant for
+  # group netdev; Lookout's own (lookout-wifi@.service) serves the radio.
+  rm -f "$root"/etc/systemd/system/{multi-user.target.wants/wpa_supplicant.service,dbus-fi.w1.wpa_supplicant1.service}
   # Package timers that would only fail against a read-only root.
   rm -f "$root"/etc/systemd/system/timers.target.wants/{apt-daily,apt-daily-upgrade,dpkg-db-backup}.timer
   grep -q 'lookout' "$root/etc/hosts" 2>/dev/null || echo "127.0.1.1	lookout" >> "$root/etc/hosts"

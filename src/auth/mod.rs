@@ -149,8 +149,8 @@ pub struct Lifetimes {
 pub struct Auth {
     store: Result<Store, String>,
     /// The config's `admin_password_hash`, which seeds the owner account when there is none.
-    seed_hash: Option<String>,
-    lifetimes: Lifetimes,
+    seed_hash: Mutex<Option<String>>,
+    lifetimes: Mutex<Lifetimes>,
     limiter: limiter::Limiter,
     /// When each session was last used (memory only: a restart starts idle clocks afresh).
     last_seen: Mutex<HashMap<String, Instant>>,
@@ -220,8 +220,8 @@ impl Auth {
         };
         let auth = Auth {
             store,
-            seed_hash,
-            lifetimes,
+            seed_hash: Mutex::new(seed_hash),
+            lifetimes: Mutex::new(lifetimes),
             limiter: limiter::Limiter::default(),
             last_seen: Mutex::new(HashMap::new()),
             hashing: tokio::sync::Semaphore::new(1),
@@ -284,6 +284,19 @@ impl Auth {
         self.store.as_ref().map_err(|e| AuthError::Store(e.clone()))
     }
 
+    fn lifetimes(&self) -> Lifetimes {
+        *self.lifetimes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// New `[auth]` settings while running: session lifetimes apply to sessions from now on
+    /// (and to idle checks at once); a new `admin_password_hash` becomes the owner if there
+    /// is none yet. (`reset_file` is looked at on each start.)
+    pub fn reconfigure(&self, lifetimes: Lifetimes, seed_hash: Option<String>) {
+        *self.lifetimes.lock().unwrap_or_else(|e| e.into_inner()) = lifetimes;
+        *self.seed_hash.lock().unwrap_or_else(|e| e.into_inner()) = seed_hash;
+        self.seed_owner();
+    }
+
     fn store(&self) -> Result<&Store, Denied> {
         self.store.as_ref().map_err(|e| Denied::Broken(e.clone()))
     }
@@ -291,7 +304,8 @@ impl Auth {
     /// The boot partition's hash becomes the owner account when there is none (first boot,
     /// or after a reset).
     fn seed_owner(&self) {
-        let (Ok(store), Some(hash)) = (&self.store, &self.seed_hash) else { return };
+        let seed = self.seed_hash.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (Ok(store), Some(hash)) = (&self.store, &seed) else { return };
         let seeded = store.update(|s| {
             if s.admin().is_some() {
                 return Ok(false);
@@ -404,11 +418,11 @@ impl Auth {
             sid: sid.clone(),
             generation,
             iat,
-            exp: iat + self.lifetimes.absolute.as_secs() as i64,
+            exp: iat + self.lifetimes().absolute.as_secs() as i64,
         };
         let cookie = jwt::sign(&claims, &secret).map_err(AuthError::Store)?;
         self.last_seen.lock().expect("last_seen lock never poisoned").insert(sid, Instant::now());
-        Ok(NewSession { cookie, max_age: self.lifetimes.absolute })
+        Ok(NewSession { cookie, max_age: self.lifetimes().absolute })
     }
 
     /// The user a session cookie belongs to, if it is still good: signed by us, not expired,
@@ -426,13 +440,13 @@ impl Auth {
         let mut seen = self.last_seen.lock().expect("last_seen lock never poisoned");
         let now = Instant::now();
         if let Some(last) = seen.get(&claims.sid)
-            && now.duration_since(*last) > self.lifetimes.idle
+            && now.duration_since(*last) > self.lifetimes().idle
         {
             return Err(Denied::Unauthenticated);
         }
         seen.insert(claims.sid.clone(), now);
         if seen.len() > 10_000 {
-            let idle = self.lifetimes.idle;
+            let idle = self.lifetimes().idle;
             seen.retain(|_, t| now.duration_since(*t) <= idle);
         }
         Ok(Principal::User { name: user.name, role: user.role, cameras: user.cameras, session: claims.sid })
@@ -441,7 +455,7 @@ impl Auth {
     /// Ends a login session (logout); its cookie is refused from now on.
     pub fn end_session(&self, principal: &Principal) -> Result<(), AuthError> {
         let Principal::User { session, .. } = principal else { return Ok(()) };
-        let until = now_unix() + self.lifetimes.absolute.as_secs() as i64;
+        let until = now_unix() + self.lifetimes().absolute.as_secs() as i64;
         let store = self.writable()?;
         store.update(|s| {
             s.ended_sessions.push(Ended { session: session.clone(), until });

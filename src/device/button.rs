@@ -4,7 +4,8 @@
 //! owner knows to let go). A long press fires on release so that a reset hold never reboots.
 //!
 //! [`Presses`] is sans-IO: raw level changes and the time in, presses out. [`run`] reads the
-//! pin through `rppal` interrupts (on a Pi) and feeds it.
+//! pin through `rppal` interrupts (on a Pi) and feeds it; [`supervise`] follows `[button]` in
+//! the settings, taking a new pin or new actions while the daemon runs.
 
 use std::time::{Duration, Instant};
 
@@ -101,11 +102,16 @@ pub struct ButtonError {
 
 /// The button's pin, delivering raw levels (true = pressed) into a channel.
 pub struct ButtonPin {
-    _pin: rppal::gpio::InputPin,
+    _pin: Option<rppal::gpio::InputPin>,
     levels: tokio::sync::mpsc::UnboundedReceiver<bool>,
 }
 
 impl ButtonPin {
+    /// A pin whose levels come from elsewhere (tests, or a backend other than rppal).
+    pub fn from_levels(levels: tokio::sync::mpsc::UnboundedReceiver<bool>) -> ButtonPin {
+        ButtonPin { _pin: None, levels }
+    }
+
     /// Fails on anything that is not a Raspberry Pi, naming why.
     pub fn open(pin: u8, active_low: bool) -> Result<ButtonPin, ButtonError> {
         let fail = |e: rppal::gpio::Error| ButtonError { pin, reason: e.to_string() };
@@ -120,7 +126,47 @@ impl ButtonPin {
                 let _ = tx.send(high != active_low);
             })
             .map_err(fail)?;
-        Ok(ButtonPin { _pin: input, levels })
+        Ok(ButtonPin { _pin: Some(input), levels })
+    }
+}
+
+/// Runs the button of the config in force, and again with its new pin or actions after each
+/// change of `[button]` from the settings, until `shutdown`. `open` takes the pin (rppal's
+/// [`ButtonPin::open`] on a device).
+pub async fn supervise(
+    live: crate::config::Live,
+    mut events: tokio::sync::broadcast::Receiver<Event>,
+    bus: Bus,
+    open: impl Fn(u8, bool) -> Result<ButtonPin, ButtonError>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let this_run = shutdown.child_token();
+        let running = live.get().button.clone().and_then(|button| match open(button.pin, button.active_low) {
+            Ok(pin) => Some(tokio::spawn(run(pin, button, bus.clone(), this_run.clone()))),
+            Err(e) => {
+                tracing::warn!("{e}; the button is disabled");
+                None
+            }
+        });
+        // Until `[button]` changes.
+        loop {
+            let event = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                event = events.recv() => event,
+            };
+            match event {
+                Ok(Event::SettingsChanged { sections, .. }) if sections.iter().any(|s| s == "button") => break,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                _ => {}
+            }
+        }
+        this_run.cancel();
+        if let Some(task) = running {
+            // The old pin is released before the new one is taken (it may be the same pin).
+            let _ = task.await;
+        }
+        tracing::info!("button settings changed: following them");
     }
 }
 
@@ -236,6 +282,70 @@ mod tests {
     #[test]
     fn just_under_three_seconds_is_still_short() {
         assert_eq!(run_edges(&[(0, true), (2900, false)], 8000), vec![(2930, Press::Short)]);
+    }
+
+    #[tokio::test]
+    async fn new_button_settings_take_a_new_pin_and_new_actions_while_running() {
+        use crate::config::{Button, Config, Live};
+        let button = |pin: u8, short| Button { pin, active_low: true, actions: ButtonActions { short: Some(short), long: None } };
+        let mut config = Config::default();
+        config.button = Some(button(3, Action::Identify));
+        let live = Live::new(config.clone());
+        let bus = Bus::default();
+        let mut heard = bus.subscribe();
+        let pins = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let opened = pins.clone();
+        let open = move |pin: u8, _active_low: bool| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            opened.lock().unwrap().push((pin, tx));
+            Ok(ButtonPin::from_levels(rx))
+        };
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(supervise(live.clone(), bus.subscribe(), bus.clone(), open, stop.clone()));
+        let press = |pins: &std::sync::Arc<std::sync::Mutex<Vec<(u8, tokio::sync::mpsc::UnboundedSender<bool>)>>>| {
+            let tx = pins.lock().unwrap().last().unwrap().1.clone();
+            async move {
+                tx.send(true).unwrap();
+                tokio::time::sleep(ms(100)).await;
+                tx.send(false).unwrap();
+            }
+        };
+        let action = |heard: &mut tokio::sync::broadcast::Receiver<Event>| {
+            let mut heard = heard.resubscribe();
+            async move {
+                loop {
+                    if let Event::ActionRequested { action, .. } = heard.recv().await.unwrap() {
+                        return action;
+                    }
+                }
+            }
+        };
+        while pins.lock().unwrap().is_empty() {
+            tokio::time::sleep(ms(10)).await;
+        }
+        let next = action(&mut heard);
+        press(&pins).await;
+        assert_eq!(tokio::time::timeout(Duration::from_secs(5), next).await.unwrap(), Action::Identify);
+
+        config.button = Some(button(17, Action::Snapshot));
+        live.set(config);
+        bus.publish(Event::SettingsChanged {
+            sections: vec!["button".into()],
+            restarted: vec![],
+            added: vec![],
+            removed: vec![],
+            restart_required: vec![],
+            origin: "test".into(),
+        });
+        while pins.lock().unwrap().len() < 2 {
+            tokio::time::sleep(ms(10)).await;
+        }
+        assert_eq!(pins.lock().unwrap()[1].0, 17, "the new pin is taken");
+        let next = action(&mut heard);
+        press(&pins).await;
+        assert_eq!(tokio::time::timeout(Duration::from_secs(5), next).await.unwrap(), Action::Snapshot, "the new action");
+        stop.cancel();
+        task.await.unwrap();
     }
 
     #[test]

@@ -43,7 +43,9 @@ impl Alias {
         if let Some(child) = &mut self.publisher
             && let Ok(Some(status)) = child.try_wait()
         {
-            tracing::info!("{NAME} is not this device's (another device answers to it, or Avahi is not running: {status}); it stays reachable by its own name");
+            tracing::info!(
+                "{NAME} is not this device's (another device answers to it, or Avahi is not running: {status}); it stays reachable by its own name"
+            );
             self.publisher = None;
             self.gave_up = true;
         }

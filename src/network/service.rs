@@ -13,10 +13,10 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::alias::{self, Alias};
 use super::hotspot::{self, Input, Policy};
 use super::supplicant::{HotspotNetwork, Networks, Supplicant};
 use super::wpa::Seen;
-use super::alias::{self, Alias};
 use super::{captive, links, names};
 use crate::config::{Live, NetworkSystem};
 use crate::events::{Bus, Event};
@@ -219,13 +219,9 @@ impl Shell {
             });
         }
         let Some(radio) = self.radio.clone() else { return };
-        if !radio.supplicant.alive().await {
+        if let Err(e) = radio.supplicant.alive().await {
             if !self.complained {
-                tracing::warn!(
-                    interface = %radio.interface,
-                    "wpa_supplicant does not answer on {}: Wi-Fi and the setup hotspot wait for it",
-                    self.system.ctrl_dir.join(&radio.interface).display()
-                );
+                tracing::warn!(interface = %radio.interface, "Wi-Fi and the setup hotspot wait for wpa_supplicant: {e}");
                 self.complained = true;
             }
             self.networks = None;

@@ -51,9 +51,14 @@ impl Supplicant {
         Supplicant { ctrl_dir, interface }
     }
 
-    /// Whether wpa_supplicant runs for the interface and answers.
-    pub async fn alive(&self) -> bool {
-        self.ask("PING".into(), "PING").await.is_ok_and(|a| a.trim() == "PONG")
+    /// Whether wpa_supplicant runs for the interface and answers; why not, if not.
+    pub async fn alive(&self) -> Result<(), SupplicantError> {
+        let answer = self.ask("PING".into(), "PING").await?;
+        if answer.trim() == "PONG" {
+            Ok(())
+        } else {
+            Err(SupplicantError::Refused { command: "PING".into(), answer: answer.trim().to_owned() })
+        }
     }
 
     /// Replaces every network wpa_supplicant knows with `wifi`'s and the hotspot's.

@@ -288,12 +288,12 @@ mod tests {
     async fn new_button_settings_take_a_new_pin_and_new_actions_while_running() {
         use crate::config::{Button, Config, Live};
         let button = |pin: u8, short| Button { pin, active_low: true, actions: ButtonActions { short: Some(short), long: None } };
-        let mut config = Config::default();
-        config.button = Some(button(3, Action::Identify));
+        let mut config = Config { button: Some(button(3, Action::Identify)), ..Config::default() };
         let live = Live::new(config.clone());
         let bus = Bus::default();
         let mut heard = bus.subscribe();
-        let pins = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        type Pins = std::sync::Arc<std::sync::Mutex<Vec<(u8, tokio::sync::mpsc::UnboundedSender<bool>)>>>;
+        let pins: Pins = Default::default();
         let opened = pins.clone();
         let open = move |pin: u8, _active_low: bool| {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -302,7 +302,7 @@ mod tests {
         };
         let stop = CancellationToken::new();
         let task = tokio::spawn(supervise(live.clone(), bus.subscribe(), bus.clone(), open, stop.clone()));
-        let press = |pins: &std::sync::Arc<std::sync::Mutex<Vec<(u8, tokio::sync::mpsc::UnboundedSender<bool>)>>>| {
+        let press = |pins: &Pins| {
             let tx = pins.lock().unwrap().last().unwrap().1.clone();
             async move {
                 tx.send(true).unwrap();

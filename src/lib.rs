@@ -136,22 +136,15 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
         bus.clone(),
         device_stop.clone(),
     ));
-    let listen = listener.local_addr().map_err(ServeError::Http)?;
-    if https_listener.is_none() {
-        tracing::info!("listening on http://{listen}/");
-    }
-    device_tasks.spawn(announce_ready(board.clone(), media.clone(), listen, bus.clone(), device_stop.clone()));
+    let listening = web::listening::Listening::new(listener, https_listener, &config.http, &config.storage.path);
+    let (listen, listening_at) = tokio::sync::watch::channel(listening.http_address().map_err(ServeError::Http)?);
+    device_tasks.spawn(announce_ready(board.clone(), media.clone(), listening_at, bus.clone(), device_stop.clone()));
     let lifetimes = auth::Lifetimes { idle: config.auth.session_idle, absolute: config.auth.session_max };
     let accounts = Arc::new(auth::Auth::open(&config.storage.path, config.auth.admin_password_hash.clone(), lifetimes, bus.clone()));
     accounts.reset_if_asked(&config.auth.reset_file);
     device_tasks.spawn(accounts.clone().run(device_stop.clone()));
-    let identity = https_listener.as_ref().map(|_| tls::Identity::load(&config.http.tls, &config.storage.path));
-    let page = match (&https_listener, &identity) {
-        (Some(l), Some(Ok(Some(_)))) => format!("https://{}/", l.local_addr().map_err(ServeError::Http)?),
-        _ => format!("http://{listen}/"),
-    };
     if accounts.needs_setup() {
-        tracing::warn!("no owner password yet: open {page}setup to set one; nothing else answers until then");
+        tracing::warn!("no owner password yet: open {}setup to set one; nothing else answers until then", listening.page());
     }
     let network = network::Service::start(live.clone(), &bus, &device_stop);
     let mqtt = mqtt::Service::start(live.clone(), board.clone(), media.clone(), accounts.clone(), &bus, &device_stop)?;
@@ -166,7 +159,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
     let settings = Arc::new(settings::Settings::new(live.clone(), boot, services, bus.clone()));
     device_tasks.spawn(settings.clone().run_rollback(device_stop.clone()));
     let app = web::router(web::AppState {
-        config: live,
+        config: live.clone(),
         settings,
         media: media.clone(),
         board,
@@ -188,26 +181,28 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
         stopping.publish(events::Event::DaemonStopping);
         stopper.cancel();
     });
-    let served = match (https_listener, identity) {
-        (Some(secure), Some(Ok(Some(identity)))) => {
-            let port = secure.local_addr().map_err(ServeError::Http)?.port();
-            tracing::info!("listening on {page}; http://{listen}/ redirects to it");
-            let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config());
-            device_tasks.spawn({
-                let stop = device_stop.clone();
-                async move { identity.keep_fresh(stop).await }
-            });
-            let (plain, secure) = tokio::join!(
-                web::server::serve(listener, web::redirect::router(port, network), None, stop_serving.clone().cancelled_owned()),
-                web::server::serve(secure, app, Some(acceptor), stop_serving.cancelled_owned()),
-            );
-            plain.and(secure)
+    // Serve until shutdown; a change of `[http]` ends one round and the next one serves on
+    // the new listeners.
+    let mut listening = listening;
+    let served = loop {
+        let round = stop_serving.child_token();
+        let watcher = tokio::spawn(end_round_on_http_change(bus.subscribe(), round.clone()));
+        let served = web::listening::serve(&listening, app.clone(), network.clone(), round).await;
+        watcher.abort();
+        if served.is_err() || stop_serving.is_cancelled() {
+            break served;
         }
-        (_, Some(Err(e))) => {
-            tracing::error!("HTTPS cannot start: {e}; HTTP answers only that, and recording goes on");
-            web::server::serve(listener, web::redirect::unavailable(e.to_string()), None, stop_serving.cancelled_owned()).await
+        let settings = live.get().http.clone();
+        listening = match listening.rebind(&settings, &config.storage.path).await {
+            Ok(new) => new,
+            Err((old, why)) => {
+                tracing::error!("the new [http] settings cannot be used ({why}); serving on the old ones until the next start");
+                old
+            }
+        };
+        if let Ok(address) = listening.http_address() {
+            let _ = listen.send(address);
         }
-        _ => web::server::serve(listener, app, None, stop_serving.cancelled_owned()).await,
     };
     tracing::info!("shutting down");
     media.stop().await;
@@ -226,6 +221,20 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
     served.map_err(ServeError::Http)
 }
 
+/// Cancels `round` when the settings change `[http]`.
+async fn end_round_on_http_change(mut events: tokio::sync::broadcast::Receiver<events::Event>, round: CancellationToken) {
+    loop {
+        match events.recv().await {
+            Ok(events::Event::SettingsChanged { sections, .. }) if sections.iter().any(|s| s == "http") => {
+                round.cancel();
+                return;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            _ => {}
+        }
+    }
+}
+
 /// The status LED, the button and the health watcher; each one that cannot start says why
 /// and the daemon runs on without it.
 fn start_device(live: &config::Live, bus: &Bus, tasks: &TaskTracker, stop: &CancellationToken) {
@@ -242,7 +251,13 @@ const READY_WAIT: Duration = Duration::from_secs(15);
 /// Tells the bus and systemd that the daemon is up once every camera is online (or
 /// [`READY_WAIT`] has passed), then feeds systemd's watchdog while the cameras' supervisors
 /// and the web server are alive.
-async fn announce_ready(board: Board, media: Arc<Media>, listen: std::net::SocketAddr, bus: Bus, stop: CancellationToken) {
+async fn announce_ready(
+    board: Board,
+    media: Arc<Media>,
+    listen: tokio::sync::watch::Receiver<std::net::SocketAddr>,
+    bus: Bus,
+    stop: CancellationToken,
+) {
     let deadline = tokio::time::Instant::now() + READY_WAIT;
     while tokio::time::Instant::now() < deadline && !board.cameras().iter().all(|c| c.online) {
         tokio::select! {
@@ -261,6 +276,8 @@ async fn announce_ready(board: Board, media: Arc<Media>, listen: std::net::Socke
     let Some(period) = device::systemd::watchdog_period() else { return };
     let check = move || {
         let media = media.clone();
+        // Where plain HTTP listens now (`[http]` may have moved it).
+        let listen = *listen.borrow();
         async move {
             if let Some(wedged) = media.wedged() {
                 return Err(wedged);

@@ -7,8 +7,9 @@
 //! The network applies through the network service (Wi-Fi) and `lookout-network.service`
 //! (host name, time servers, fixed addresses), and a change of it that cuts the device off is
 //! undone unless confirmed; `[auth]` session lifetimes apply to sessions from then on, and
-//! `[button]` takes its new pin and actions. `[http]` (listeners, TLS) is saved and reported
-//! as taking effect at the next start: the page that made the change is served by them.
+//! `[button]` takes its new pin and actions; `[http]` moves the web server to its new
+//! listeners and certificate once the answer to the change is sent (`web::listening`).
+//! `restart_required` stays for sections a future version may not apply live.
 //!
 //! Changes are applied one at a time, in the order they arrive.
 
@@ -24,7 +25,7 @@ use crate::network::rollback::{Rollback, Ticket};
 use crate::status::Board;
 
 /// Sections applied while the daemon runs.
-const LIVE_SECTIONS: [&str; 9] = ["camera", "storage", "webrtc", "webhook", "mqtt", "led", "network", "button", "auth"];
+const LIVE_SECTIONS: [&str; 10] = ["camera", "storage", "webrtc", "webhook", "mqtt", "led", "network", "button", "auth", "http"];
 
 /// Why a change was not made.
 #[derive(Debug, thiserror::Error)]

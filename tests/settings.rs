@@ -83,11 +83,6 @@ async fn a_camera_changed_from_the_api_restarts_at_its_new_size_and_another_came
     assert_eq!(refused.status, 503, "{}", refused.body);
     assert!(viewer.wait_frames(viewer.frames() + 10, HANG).await, "the viewer b had goes on");
 
-    // A section that cannot change under a running daemon is saved and says so.
-    let (status, changed) = patch(&owner, &daemon, &json!({ "http": { "listen": "127.0.0.1:8099" } })).await;
-    assert_eq!(status, 200, "{changed}");
-    assert_eq!(changed["restart_required"], json!(["http"]), "{changed}");
-
     // After a restart the saved settings are in force.
     viewer.delete().await;
     let data = daemon.stop().await;
@@ -226,5 +221,56 @@ async fn account_settings_apply_to_sessions_at_once() {
     assert_eq!((status, changed["restart_required"].clone()), (200, json!([])), "{changed}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(me(idle, url.clone()).await, 401, "a session idle past the new limit is over without a restart");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_server_moves_to_a_new_port_from_the_settings_without_a_restart() {
+    let daemon = Daemon::start(config()).await;
+    let owner = daemon.owner().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (status, changed) = patch(&owner, &daemon, &json!({ "http": { "listen": format!("127.0.0.1:{port}") } })).await;
+    assert_eq!((status, changed["restart_required"].clone()), (200, json!([])), "{changed}");
+    let moved = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + HANG;
+    loop {
+        if reqwest::get(format!("{moved}/livez")).await.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing answers on the new port");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reqwest::get(format!("{}/livez", daemon.base)).await.is_err(), "the old port is closed");
+    // The session goes on at the new address; a port that is taken is refused by the system,
+    // and the server stays where it is.
+    let me = owner.get(format!("{moved}/api/me")).send().await.unwrap();
+    assert_eq!(me.status(), 200);
+    let owner = common::login(&moved, "admin", common::OWNER_PASSWORD).await.expect("the owner logs in at the new address");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap();
+    let r = owner.patch(format!("{moved}/api/config")).json(&json!({ "http": { "listen": busy.to_string() } })).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(reqwest::get(format!("{moved}/livez")).await.is_ok_and(|r| r.status() == 200), "still serving where it was");
+    drop(taken);
+
+    // HTTPS turned on from the page: the page moves there, plain HTTP redirects to it.
+    let secure_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let r = owner
+        .patch(format!("{moved}/api/config"))
+        .json(&json!({ "http": { "listen": format!("127.0.0.1:{port}"), "tls": "self-signed", "https_listen": format!("127.0.0.1:{secure_port}") } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let any_certificate = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let deadline = Instant::now() + HANG;
+    while !any_certificate.get(format!("https://127.0.0.1:{secure_port}/livez")).send().await.is_ok_and(|r| r.status() == 200) {
+        assert!(Instant::now() < deadline, "HTTPS never answered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let redirected = plain.get(format!("{moved}/api/state")).send().await.unwrap();
+    assert_eq!(redirected.status(), 307, "plain HTTP now sends the page to HTTPS");
     daemon.stop().await;
 }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod captive;
 pub mod error;
 pub mod events;
+pub mod listening;
 pub mod metrics;
 pub mod mse;
 pub mod network;

@@ -76,7 +76,7 @@ impl Drop for Slot {
 /// Serves `app` on `listener` until `shutdown`, then lets requests in flight finish (briefly).
 /// With `tls`, each connection is a TLS one.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: &tokio::net::TcpListener,
     app: Router,
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
@@ -122,7 +122,6 @@ pub async fn serve(
             drop(slot);
         });
     }
-    drop(listener);
     if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
         tracing::info!("connections still open after {DRAIN:?} are closed");
     }

@@ -328,3 +328,18 @@ async fn an_mse_client_that_stops_reading_is_dropped_and_frees_its_slot() {
     drop(stream);
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_half_closes_after_its_request_still_gets_the_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let daemon = Daemon::start(config_with(vec![])).await;
+    let address = daemon.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream.write_all(format!("GET /livez HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    // As netcat does when its input ends.
+    stream.shutdown().await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(HANG, stream.read_to_string(&mut answer)).await.expect("an answer").unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    daemon.stop().await;
+}

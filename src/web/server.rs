@@ -82,7 +82,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    // Half-close: a client that shuts its side after sending the request (netcat, some
+    // embedded HTTP clients) still gets the answer.
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).half_close(true);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let connections = Connections::default();
     let mut refused_logged = false;

@@ -99,7 +99,7 @@ async function setUpWifi() {
     if (f.country.value) body.country = f.country.value.toUpperCase();
     try {
       await api("POST", "/api/network/join", body);
-      say(note, `Joining ${body.ssid}. On the setup hotspot, your phone loses it now: rejoin your own Wi-Fi and open http://${deviceName}/. If the device cannot join, its hotspot comes back within a minute and says why here.`, true);
+      say(note, `Joining ${body.ssid}. On the setup hotspot, your phone loses it now: rejoin your own Wi-Fi and open http://${deviceName}/. If the device cannot join, its hotspot comes back within two minutes and says why here.`, true);
     } catch (err) {
       // The hotspot may close before the answer arrives.
       say(note, err.message === "Failed to fetch" ? `Joining ${body.ssid}…` : err.message, err.message === "Failed to fetch");

@@ -451,6 +451,7 @@ const WIFI_STEPS: &[&str] = &[
     "setup-join",
     "joined",
     "page-over-wifi",
+    "mdns",
     "rejoin",
 ];
 

@@ -94,6 +94,7 @@ impl Service {
             system,
             radio: None,
             networks: None,
+            handed: None,
             policy: None,
             usable: None,
             dns: None,
@@ -151,6 +152,9 @@ struct Shell {
     radio: Option<Radio>,
     /// The ids of what wpa_supplicant was handed; `None`: hand it everything (again).
     networks: Option<Networks>,
+    /// A digest of what was handed, so that a settings change that leaves the Wi-Fi as it was
+    /// (or one already handed over by the setup page) does not drop the network joined.
+    handed: Option<u64>,
     policy: Option<Policy>,
     usable: Option<bool>,
     dns: Option<CancellationToken>,
@@ -182,7 +186,9 @@ impl Shell {
                 Some(command) = commands.recv() => self.command(command).await,
                 event = events.recv() => match event {
                     Ok(Event::SettingsChanged { sections, .. }) if sections.iter().any(|s| s == "network") => {
-                        self.networks = None;
+                        if self.handed != Some(wifi_digest(&self.live.get().network)) {
+                            self.networks = None;
+                        }
                         self.ask_for_system_apply();
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
@@ -294,6 +300,7 @@ impl Shell {
         let handed = HotspotNetwork { ssid: &radio.ssid, passphrase: hotspot.passphrase.as_deref() };
         match radio.supplicant.configure(&config.network.wifi, hotspot.enabled.then_some(handed)).await {
             Ok(networks) => {
+                self.handed = Some(wifi_digest(&config.network));
                 tracing::info!(interface = %radio.interface, networks = networks.known.len(), "Wi-Fi networks handed to wpa_supplicant");
                 let reopen = self.policy.as_ref().is_some_and(Policy::is_open);
                 if let Some(policy) = &mut self.policy {
@@ -409,6 +416,18 @@ impl Shell {
         self.networks = None;
         self.service.update(|v| v.error = Some(error));
     }
+}
+
+/// What wpa_supplicant is handed of `network`, as a digest (kept in memory only).
+fn wifi_digest(network: &crate::config::Network) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    network.wifi.country.hash(&mut h);
+    for n in &network.wifi.networks {
+        (&n.ssid, &n.psk, n.hidden).hash(&mut h);
+    }
+    (&network.hotspot.passphrase, network.hotspot.enabled).hash(&mut h);
+    h.finish()
 }
 
 /// The addresses a cable gives the device: those of wired links that are up, other than

@@ -225,7 +225,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
 async fn end_round_on_http_change(mut events: tokio::sync::broadcast::Receiver<events::Event>, round: CancellationToken) {
     loop {
         match events.recv().await {
-            Ok(events::Event::SettingsChanged { sections, .. }) if sections.iter().any(|s| s == "http") => {
+            Ok(e) if e.changes("http") => {
                 round.cancel();
                 return;
             }

@@ -156,7 +156,7 @@ pub async fn supervise(
                 event = events.recv() => event,
             };
             match event {
-                Ok(Event::SettingsChanged { sections, .. }) if sections.iter().any(|s| s == "button") => break,
+                Ok(e) if e.changes("button") => break,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 _ => {}
             }

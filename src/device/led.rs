@@ -355,7 +355,7 @@ pub async fn run(live: crate::config::Live, mut events: broadcast::Receiver<Even
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(next)) => {}
             e = events.recv() => match e {
-                Ok(Event::SettingsChanged { sections, .. }) if sections.iter().any(|s| s == "led") => {
+                Ok(e) if e.changes("led") => {
                     // The old LED gets its trigger back before the new one is taken.
                     if let Some(mut old) = backend.take() {
                         let _ = old.set(false);

@@ -239,6 +239,12 @@ impl Event {
         )
     }
 
+    /// Whether the event is a settings change that touched the top-level `section`: what the
+    /// services that apply a section live wait for.
+    pub fn changes(&self, section: &str) -> bool {
+        matches!(self, Event::SettingsChanged { sections, .. } if sections.iter().any(|s| s == section))
+    }
+
     /// The camera the event concerns, for camera events.
     pub fn camera(&self) -> Option<&str> {
         Some(match self {

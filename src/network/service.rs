@@ -185,7 +185,7 @@ impl Shell {
                 _ = tokio::time::sleep(wake) => {}
                 Some(command) = commands.recv() => self.command(command).await,
                 event = events.recv() => match event {
-                    Ok(Event::SettingsChanged { sections, .. }) if sections.iter().any(|s| s == "network") => {
+                    Ok(e) if e.changes("network") => {
                         if self.handed != Some(wifi_digest(&self.live.get().network)) {
                             self.networks = None;
                         }

@@ -222,7 +222,7 @@ async fn a_network_change_from_the_page_is_undone_unless_confirmed_and_kept_once
     let ticket = changed["confirm"]["ticket"].as_u64().unwrap();
     let kept = owner.post(format!("{}/api/network/confirm", daemon.base)).json(&json!({ "ticket": ticket })).send().await.unwrap();
     assert_eq!(kept.status(), 200);
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
     assert_eq!(shown(owner.clone(), config_url.clone()).await["network"]["hostname"], "porch", "a confirmed change stays");
     daemon.stop().await;
 }

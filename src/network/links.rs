@@ -37,28 +37,43 @@ impl Link {
     }
 }
 
-/// Every physical interface under `sys` (virtual ones such as `lo`, bridges and containers'
-/// veths have no `device` and are left out), in name order.
-pub fn read(sys: &Path, proc: &Path, addresses: impl Fn(&str) -> Vec<IpAddr>, ssid: impl Fn(&str) -> Option<String>) -> Vec<Link> {
+/// The folders of every physical interface under `sys` (`/sys/class/net/<name>`; virtual
+/// ones such as `lo`, bridges and containers' veths have no `device` and are left out), in
+/// name order.
+pub fn physical_interfaces(sys: &Path) -> Vec<std::path::PathBuf> {
     let Ok(entries) = std::fs::read_dir(sys.join("class/net")) else { return Vec::new() };
+    let mut found: Vec<_> = entries.flatten().map(|e| e.path()).filter(|p| p.join("device").exists()).collect();
+    found.sort();
+    found
+}
+
+/// Whether the interface at `dir` (from [`physical_interfaces`]) is a Wi-Fi radio.
+pub fn is_wireless(dir: &Path) -> bool {
+    dir.join("wireless").exists() || dir.join("phy80211").exists()
+}
+
+/// The Wi-Fi radio the device uses (the first): its folder. The hotspot's name and the
+/// default host name both come from its MAC.
+pub fn first_wireless(sys: &Path) -> Option<std::path::PathBuf> {
+    physical_interfaces(sys).into_iter().find(|d| is_wireless(d))
+}
+
+/// Every physical interface under `sys`, in name order.
+pub fn read(sys: &Path, proc: &Path, addresses: impl Fn(&str) -> Vec<IpAddr>, ssid: impl Fn(&str) -> Option<String>) -> Vec<Link> {
     let signals = std::fs::read_to_string(proc.join("net/wireless")).unwrap_or_default();
-    let mut links: Vec<Link> = entries
-        .flatten()
-        .filter(|e| e.path().join("device").exists())
-        .map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let dir = e.path();
-            let wifi = dir.join("wireless").exists() || dir.join("phy80211").exists();
+    physical_interfaces(sys)
+        .into_iter()
+        .filter_map(|dir| {
+            let name = dir.file_name()?.to_string_lossy().into_owned();
+            let wifi = is_wireless(&dir);
             let read = |f: &str| std::fs::read_to_string(dir.join(f)).map(|s| s.trim().to_owned()).unwrap_or_default();
             // `carrier` cannot be read while the interface is down.
             let up = read("carrier") == "1" && read("operstate") != "down";
             let signal_dbm = if wifi && up { signal(&signals, &name) } else { None };
             let ssid = if wifi && up { ssid(&name) } else { None };
-            Link { addresses: addresses(&name), name, kind: if wifi { Kind::Wifi } else { Kind::Wired }, up, signal_dbm, ssid }
+            Some(Link { addresses: addresses(&name), name, kind: if wifi { Kind::Wifi } else { Kind::Wired }, up, signal_dbm, ssid })
         })
-        .collect();
-    links.sort_by(|a, b| a.name.cmp(&b.name));
-    links
+        .collect()
 }
 
 /// The signal level of `interface` in `/proc/net/wireless` (`wlan0: 0000   54.  -56.  -256 …`).

@@ -16,6 +16,11 @@ pub fn current_hostname() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty())
 }
 
+/// The MAC of the interface whose sysfs folder is `dir`.
+pub fn interface_mac(dir: &std::path::Path) -> Option<[u8; 6]> {
+    parse_mac(&std::fs::read_to_string(dir.join("address")).ok()?)
+}
+
 /// A MAC as sysfs writes it (`dc:a6:32:01:ab:0c`).
 pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     let mut mac = [0u8; 6];

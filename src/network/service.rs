@@ -282,11 +282,9 @@ impl Shell {
 
     /// The first wireless interface, with the name its MAC gives the hotspot.
     fn find_radio(&self) -> Option<Radio> {
-        let mut entries: Vec<_> = std::fs::read_dir(self.system.sys.join("class/net")).ok()?.flatten().map(|e| e.path()).collect();
-        entries.sort();
-        let dir = entries.into_iter().find(|d| d.join("wireless").exists() || d.join("phy80211").exists())?;
+        let dir = links::first_wireless(&self.system.sys)?;
         let interface = dir.file_name()?.to_string_lossy().into_owned();
-        let mac = names::parse_mac(&std::fs::read_to_string(dir.join("address")).ok()?)?;
+        let mac = names::interface_mac(&dir)?;
         tracing::info!(interface, "Wi-Fi radio found");
         let supplicant = Supplicant::new(self.system.ctrl_dir.clone(), interface.clone());
         Some(Radio { interface, ssid: names::ssid(mac), supplicant })

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::names;
+use super::{links, names};
 use crate::config::{Ipv4, Network};
 
 /// What the step sets.
@@ -65,12 +65,9 @@ fn fixed_address(matching: &str, ip: &Ipv4) -> Option<String> {
 /// The MAC the device is named after: its Wi-Fi's (the hotspot's name carries the same
 /// digits), else its first wired interface's.
 pub fn device_mac(sys: &Path) -> Option<[u8; 6]> {
-    let Ok(entries) = std::fs::read_dir(sys.join("class/net")) else { return None };
-    let mut physical: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.join("device").exists()).collect();
-    physical.sort();
-    let wireless = |p: &PathBuf| p.join("wireless").exists() || p.join("phy80211").exists();
-    let mac = |p: &PathBuf| std::fs::read_to_string(p.join("address")).ok().and_then(|a| names::parse_mac(&a));
-    physical.iter().filter(|p| wireless(p)).find_map(mac).or_else(|| physical.iter().find_map(mac))
+    links::first_wireless(sys)
+        .and_then(|radio| names::interface_mac(&radio))
+        .or_else(|| links::physical_interfaces(sys).iter().find_map(|dir| names::interface_mac(dir)))
 }
 
 /// Why the step failed.

@@ -175,9 +175,15 @@ impl Shell {
         stop: CancellationToken,
     ) {
         loop {
-            self.step().await;
+            // The cable's addresses, read once a round: for the hotspot's decision and the alias.
+            let wired = wired_addresses(&self.system.sys);
+            self.step(!wired.is_empty()).await;
             let hotspot = self.policy.as_ref().is_some_and(Policy::is_open).then_some(self.system.hotspot_address);
-            self.alias.follow(alias::choose(wired_address(&self.system.sys), self.wifi_address, hotspot));
+            let wired_v4 = wired.iter().find_map(|a| match a {
+                IpAddr::V4(v4) => Some(*v4),
+                IpAddr::V6(_) => None,
+            });
+            self.alias.follow(alias::choose(wired_v4, self.wifi_address, hotspot));
             let now = Instant::now();
             let wake = self.policy.as_ref().and_then(Policy::deadline).map_or(POLL, |d| d.saturating_duration_since(now).min(POLL));
             tokio::select! {
@@ -212,8 +218,8 @@ impl Shell {
         }
     }
 
-    /// One look at the system, and what follows from it.
-    async fn step(&mut self) {
+    /// One look at the system, and what follows from it; `wired`: a cable gives a network.
+    async fn step(&mut self, wired: bool) {
         if self.radio.is_none() {
             self.radio = self.find_radio();
             let Some(radio) = &self.radio else { return };
@@ -263,7 +269,7 @@ impl Shell {
             v.supplicant = true;
             v.joined = joined.clone();
         });
-        let usable = joined.is_some() || wired_usable(&self.system.sys);
+        let usable = joined.is_some() || wired;
         let now = Instant::now();
         if self.usable != Some(usable) {
             self.usable = Some(usable);
@@ -440,19 +446,6 @@ fn wired_addresses(sys: &Path) -> Vec<IpAddr> {
             IpAddr::V6(v6) => !v6.is_unicast_link_local() && !v6.is_loopback(),
         })
         .collect()
-}
-
-/// Whether a cable gives the device a network.
-fn wired_usable(sys: &Path) -> bool {
-    !wired_addresses(sys).is_empty()
-}
-
-/// The first IPv4 address a cable gives the device.
-fn wired_address(sys: &Path) -> Option<Ipv4Addr> {
-    wired_addresses(sys).into_iter().find_map(|a| match a {
-        IpAddr::V4(v4) => Some(v4),
-        IpAddr::V6(_) => None,
-    })
 }
 
 /// The hotspot's DNS: every name is the device, so phones find the setup page. It binds

@@ -1,8 +1,9 @@
-//! Where the web server listens, and serving there until `[http]` changes: a change from the
-//! settings binds the new addresses first (keeping a listener whose address stays), loads
-//! the certificate for the new TLS setting, and only then lets the old servers finish their
-//! requests and close. New settings that cannot be used (a port taken) leave the old ones
-//! serving, and say why.
+//! Where the web server listens, and serving there until `[http]` changes: after a change
+//! from the settings the old servers finish their requests (the answer to the change among
+//! them), then the new addresses are bound (a listener whose address stays is kept, and
+//! connections arriving meanwhile wait in its queue), the certificate for the new TLS setting
+//! is loaded, and serving goes on. New settings that cannot be used (a port taken) leave the
+//! old listeners serving, and say why.
 
 use std::net::SocketAddr;
 use std::path::Path;

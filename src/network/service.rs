@@ -381,9 +381,12 @@ impl Shell {
                 let action = self.policy.as_mut().and_then(|p| p.handle(Instant::now(), Input::SetupDone));
                 self.setup = Some((ssid.clone(), Instant::now()));
                 self.service.update(|v| v.setup = Some(SetupView { ssid, state: "joining", error: None }));
-                // Handing the networks over again takes the hotspot down and joins.
+                // Handing the networks over again takes the hotspot down and joins. Should that
+                // fail, the next look hands them over again, and the policy, closed now, does
+                // not reopen the hotspot: the page's view follows the policy either way.
                 self.networks = None;
-                if self.configure().await && was_open && action == Some(hotspot::Action::Close) {
+                self.configure().await;
+                if was_open && action == Some(hotspot::Action::Close) {
                     self.hotspot_closed("the setup page chose a network");
                 }
             }

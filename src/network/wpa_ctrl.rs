@@ -10,8 +10,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Longest wait for an answer: wpa_supplicant answers at once or not at all.
-const ANSWER_WITHIN: Duration = Duration::from_millis(500);
+/// Longest wait for an answer. wpa_supplicant answers within milliseconds, but a command
+/// that stops the access point (`REMOVE_NETWORK all`) waits on the driver, which on a busy
+/// device took over half a second; a lost answer there left the page showing the hotspot open.
+const ANSWER_WITHIN: Duration = Duration::from_secs(3);
 /// Largest answer read (`SCAN_RESULTS` of a crowded place is a few KiB).
 const MAX_ANSWER: usize = 64 * 1024;
 

@@ -147,6 +147,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
         tracing::warn!("no owner password yet: open {}setup to set one; nothing else answers until then", listening.page());
     }
     let network = network::Service::start(live.clone(), &bus, &device_stop);
+    let rtsp = media::rtsp::Service::start(live.clone(), media.clone(), accounts.clone(), &bus, &device_stop);
     let mqtt = mqtt::Service::start(live.clone(), board.clone(), media.clone(), accounts.clone(), &bus, &device_stop)?;
     let services = settings::Services {
         media: media.clone(),
@@ -171,6 +172,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
         webhooks: webhooks.clone(),
         event_clients: Default::default(),
         network: network.clone(),
+        rtsp,
     });
     let stop_serving = CancellationToken::new();
     let stopper = stop_serving.clone();

@@ -25,7 +25,7 @@ use crate::network::rollback::{Rollback, Ticket};
 use crate::status::Board;
 
 /// Sections applied while the daemon runs.
-const LIVE_SECTIONS: [&str; 10] = ["camera", "storage", "webrtc", "webhook", "mqtt", "led", "network", "button", "auth", "http"];
+const LIVE_SECTIONS: [&str; 11] = ["camera", "storage", "webrtc", "rtsp", "webhook", "mqtt", "led", "network", "button", "auth", "http"];
 
 /// Why a change was not made.
 #[derive(Debug, thiserror::Error)]

@@ -33,6 +33,8 @@ pub struct CameraStatus {
     pub desired_bitrate_kbps: u32,
     pub measured_bitrate_kbps: f64,
     pub viewers: usize,
+    /// Of the viewers, those reading over RTSP (NVRs, VLC, Home Assistant).
+    pub rtsp_clients: usize,
     /// Frames outputs dropped since start (slow viewers, a recorder behind): each on its own
     /// queue, never holding up the camera.
     pub dropped_frames: u64,
@@ -137,8 +139,17 @@ impl Board {
                 cam.measured_bitrate_kbps = *bitrate_kbps;
                 cam.restarts = *restarts;
             }
-            Event::ViewerJoined { viewers, .. } | Event::ViewerLeft { viewers, .. } => {
+            Event::ViewerJoined { viewers, protocol, .. } => {
                 cam.viewers = *viewers;
+                if protocol == "rtsp" {
+                    cam.rtsp_clients += 1;
+                }
+            }
+            Event::ViewerLeft { viewers, protocol, .. } => {
+                cam.viewers = *viewers;
+                if protocol == "rtsp" {
+                    cam.rtsp_clients = cam.rtsp_clients.saturating_sub(1);
+                }
             }
             Event::RecordingStarted { .. } => {
                 cam.recording = true;

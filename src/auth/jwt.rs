@@ -1,11 +1,8 @@
-//! The two signed credentials, both HS256 JWTs: the page's login-session cookie (signed with
-//! the session secret) and scoped tokens for players and scripts (signed with the token
-//! secret, so "revoke all" can replace it without signing the owner out).
+//! The page's login-session cookie: an HS256 JWT signed with the session secret. (Scoped
+//! tokens are shorter: see `token_text`.)
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-
-use super::Grant;
 
 /// A login session of the page.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -17,19 +14,6 @@ pub struct SessionClaims {
     pub sid: String,
     /// The user's password generation when the session began.
     pub generation: u64,
-    pub iat: i64,
-    pub exp: i64,
-}
-
-/// A scoped token.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TokenClaims {
-    /// `"token"`.
-    pub typ: String,
-    pub jti: String,
-    /// `None`: every camera.
-    pub cameras: Option<Vec<String>>,
-    pub grants: Vec<Grant>,
     pub iat: i64,
     pub exp: i64,
 }
@@ -71,31 +55,31 @@ mod tests {
         chrono::Utc::now().timestamp()
     }
 
-    fn token(exp: i64) -> TokenClaims {
-        TokenClaims { typ: "token".into(), jti: "t1".into(), cameras: Some(vec!["cam".into()]), grants: vec![Grant::View], iat: now(), exp }
+    fn session(exp: i64) -> SessionClaims {
+        SessionClaims { typ: "session".into(), sub: "admin".into(), sid: "s1".into(), generation: 1, iat: now(), exp }
     }
 
     #[test]
-    fn a_signed_token_round_trips_and_tampering_expiry_and_type_are_refused() {
+    fn a_signed_session_round_trips_and_tampering_expiry_and_type_are_refused() {
         let secret = "ab".repeat(32);
-        let claims = token(now() + 60);
+        let claims = session(now() + 60);
         let text = sign(&claims, &secret).unwrap();
-        assert_eq!(verify::<TokenClaims>(&text, &secret, "token"), Some(claims));
-        assert!(verify::<TokenClaims>(&text, &"cd".repeat(32), "token").is_none(), "other secret");
-        assert!(verify::<SessionClaims>(&text, &secret, "session").is_none(), "a token is not a session");
-        let expired = sign(&token(now() - 1), &secret).unwrap();
-        assert!(verify::<TokenClaims>(&expired, &secret, "token").is_none(), "expired");
+        assert_eq!(verify::<SessionClaims>(&text, &secret, "session"), Some(claims));
+        assert!(verify::<SessionClaims>(&text, &"cd".repeat(32), "session").is_none(), "other secret");
+        assert!(verify::<SessionClaims>(&text, &secret, "other").is_none(), "another type");
+        let expired = sign(&session(now() - 1), &secret).unwrap();
+        assert!(verify::<SessionClaims>(&expired, &secret, "session").is_none(), "expired");
         // Flip one character of the payload: the signature no longer matches.
         let mut parts: Vec<String> = text.split('.').map(String::from).collect();
         let mut payload: Vec<char> = parts[1].chars().collect();
         payload[5] = if payload[5] == 'A' { 'B' } else { 'A' };
         parts[1] = payload.into_iter().collect();
-        assert!(verify::<TokenClaims>(&parts.join("."), &secret, "token").is_none(), "tampered");
+        assert!(verify::<SessionClaims>(&parts.join("."), &secret, "session").is_none(), "tampered");
         // `alg: none` and garbage never pass.
         let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.", text.split('.').nth(1).unwrap());
-        assert!(verify::<TokenClaims>(&none, &secret, "token").is_none());
+        assert!(verify::<SessionClaims>(&none, &secret, "session").is_none());
         for garbage in ["", ".", "..", "a.b.c", &"x".repeat(MAX_LEN + 1)] {
-            assert!(verify::<TokenClaims>(garbage, &secret, "token").is_none(), "{garbage}");
+            assert!(verify::<SessionClaims>(garbage, &secret, "session").is_none(), "{garbage}");
         }
     }
 }

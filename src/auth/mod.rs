@@ -7,10 +7,13 @@
 //! works. Passwords are Argon2id hashes; sessions and tokens are HS256 JWTs signed with
 //! secrets that never leave `<storage>/auth/state.json`.
 
+pub mod credentials;
+pub mod digest;
 pub mod jwt;
 pub mod limiter;
 pub mod password;
 pub mod store;
+pub mod token_text;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -134,6 +137,10 @@ pub enum Denied {
     TooManyAttempts(Duration),
     #[error("the accounts file cannot be read ({0}); only the device's owner can repair it")]
     Broken(String),
+    /// A Digest answer with the right password to a nonce too old: the client answers a new
+    /// challenge without asking its user.
+    #[error("the Digest nonce has expired; answer the new challenge")]
+    StaleNonce,
 }
 
 /// Session lifetimes.
@@ -156,6 +163,8 @@ pub struct Auth {
     last_seen: Mutex<HashMap<String, Instant>>,
     /// One password check at a time: Argon2 is memory- and CPU-hungry by design.
     hashing: tokio::sync::Semaphore,
+    /// Passwords that protocols repeating them on every request presented recently.
+    remembered: credentials::Remembered,
     bus: Bus,
 }
 
@@ -225,6 +234,7 @@ impl Auth {
             limiter: limiter::Limiter::default(),
             last_seen: Mutex::new(HashMap::new()),
             hashing: tokio::sync::Semaphore::new(1),
+            remembered: credentials::Remembered::default(),
             bus,
         };
         auth.seed_owner();
@@ -312,7 +322,14 @@ impl Auth {
             }
             s.users.retain(|u| u.name != DEFAULT_ADMIN);
             let generation = first_generation()?;
-            s.users.push(User { name: DEFAULT_ADMIN.into(), role: Role::Admin, cameras: None, password_hash: hash.clone(), generation });
+            s.users.push(User {
+                name: DEFAULT_ADMIN.into(),
+                role: Role::Admin,
+                cameras: None,
+                password_hash: hash.clone(),
+                generation,
+                digest_ha1: None,
+            });
             Ok(true)
         });
         match seeded {
@@ -355,7 +372,8 @@ impl Auth {
             }
             s.users.retain(|u| u.name != name);
             let generation = first_generation()?;
-            s.users.push(User { name: name.into(), role: Role::Admin, cameras: None, password_hash: hash, generation });
+            let digest_ha1 = Some(digest::ha1(name, password));
+            s.users.push(User { name: name.into(), role: Role::Admin, cameras: None, password_hash: hash, generation, digest_ha1 });
             Ok(())
         })?;
         tracing::info!(user = name, "owner account set up");
@@ -382,6 +400,9 @@ impl Auth {
         if self.verify_password(name, password).await? {
             self.limiter.succeeded(address);
             tracing::info!(user = name, %address, "logged in");
+            if self.store()?.read(|s| s.user(name).is_some_and(|u| u.digest_ha1.is_none())) {
+                self.remember_ha1(name, password);
+            }
             return self.begin_session(name).map_err(|e| Denied::Broken(e.to_string()));
         }
         self.limiter.failed(address, Instant::now());
@@ -465,15 +486,14 @@ impl Auth {
         Ok(())
     }
 
-    /// The token's principal, if the token is signed by us, unexpired and not revoked.
+    /// The token's principal, if the token is ours, unexpired and not revoked.
     pub fn token(&self, text: &str) -> Result<Principal, Denied> {
         let store = self.store()?;
         let secret = store.read(|s| s.token_secret.clone());
-        let claims: jwt::TokenClaims = jwt::verify(text, &secret, "token").ok_or(Denied::Unauthenticated)?;
-        if !store.read(|s| s.tokens.iter().any(|t| t.id == claims.jti)) {
-            return Err(Denied::Unauthenticated);
-        }
-        Ok(Principal::Token { id: claims.jti, cameras: claims.cameras, grants: claims.grants })
+        let id = token_text::id_of(text, &secret).ok_or(Denied::Unauthenticated)?;
+        let record = store.read(|s| s.tokens.iter().find(|t| t.id == id && t.expires_at > now_unix()).cloned());
+        let record = record.ok_or(Denied::Unauthenticated)?;
+        Ok(Principal::Token { id: record.id, cameras: record.cameras, grants: record.grants })
     }
 
     /// Whether a token id is still valid (for sessions it opened).
@@ -553,8 +573,7 @@ impl Auth {
             issued_by: issuer.into(),
         };
         let token = store.update(|s| {
-            let claims = jwt::TokenClaims { typ: "token".into(), jti: id.clone(), cameras, grants, iat, exp: record.expires_at };
-            let token = jwt::sign(&claims, &s.token_secret).map_err(AuthError::Store)?;
+            let token = token_text::text(&record.id, &s.token_secret);
             s.tokens.push(record.clone());
             Ok(token)
         })?;
@@ -614,7 +633,8 @@ impl Auth {
                 return Err(AuthError::Conflict(format!("there is already a user `{name}`")));
             }
             let generation = first_generation()?;
-            s.users.push(User { name: name.into(), role: Role::Viewer, cameras, password_hash: hash, generation });
+            let digest_ha1 = Some(digest::ha1(name, password));
+            s.users.push(User { name: name.into(), role: Role::Viewer, cameras, password_hash: hash, generation, digest_ha1 });
             Ok(())
         })
     }
@@ -638,8 +658,9 @@ impl Auth {
         let store = self.writable()?;
         store.update(|s| {
             let user = s.users.iter_mut().find(|u| u.name == name).ok_or_else(|| AuthError::NotFound(format!("no user `{name}`")))?;
-            if let Some(h) = hash.clone() {
+            if let (Some(h), Some(p)) = (hash.clone(), new_password) {
                 user.password_hash = h;
+                user.digest_ha1 = Some(digest::ha1(name, p));
                 user.generation += 1;
             }
             if let Some(c) = cameras {

@@ -26,6 +26,10 @@ pub struct User {
     /// Raised on every password change; a login session of an older generation is over.
     #[serde(default)]
     pub generation: u64,
+    /// `MD5(name:realm:password)` for RTSP Digest (`auth::digest`), set with the password, or
+    /// at its first check for accounts made before Digest existed. Never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_ha1: Option<String>,
 }
 
 /// A token the owner issued: what it may do, and until when. The token itself is not kept.
@@ -208,7 +212,8 @@ mod tests {
         assert_eq!(secret.len(), 64);
         let b = Store::open(dir.path()).unwrap();
         assert_eq!(b.read(|s| s.session_secret.clone()), secret, "not replaced by a second opener");
-        let user = User { name: "admin".into(), role: Role::Admin, cameras: None, password_hash: "h".into(), generation: 0 };
+        let user =
+            User { name: "admin".into(), role: Role::Admin, cameras: None, password_hash: "h".into(), generation: 0, digest_ha1: None };
         b.update(|s| {
             s.users.push(user.clone());
             Ok(())

@@ -46,6 +46,7 @@ pub struct Config {
     pub network: Network,
     pub storage: Storage,
     pub webrtc: WebRtc,
+    pub rtsp: Rtsp,
     pub led: Led,
     /// A push button on the GPIO header; none unless configured.
     pub button: Option<Button>,
@@ -340,6 +341,24 @@ impl Default for WebRtc {
             // a congested Wi-Fi link and still ends a vanished viewer within 30 s.
             session_timeout: Duration::from_secs(20),
         }
+    }
+}
+
+/// The RTSP server that NVRs, VLC and Home Assistant read (`rtsp://host:8554/{camera}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Rtsp {
+    /// Off: no RTSP port at all.
+    pub enabled: bool,
+    /// Where it listens; port 0 picks a free one (tests).
+    pub listen: SocketAddr,
+}
+
+impl Default for Rtsp {
+    fn default() -> Self {
+        // 8554, not 554: the daemon runs unprivileged, and 8554 is what MediaMTX, go2rtc and
+        // Frigate use, so NVR presets already expect it.
+        Rtsp { enabled: true, listen: SocketAddr::from(([0, 0, 0, 0], 8554)) }
     }
 }
 

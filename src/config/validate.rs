@@ -56,6 +56,18 @@ fn check_tls(config: &Config, r: &mut Report) {
     }
 }
 
+/// RTSP needs a TCP port of its own.
+fn check_rtsp(config: &Config, r: &mut Report) {
+    let port = config.rtsp.listen.port();
+    if !config.rtsp.enabled || port == 0 {
+        return;
+    }
+    let https = (config.http.tls != super::Tls::Off).then_some(config.http.https_listen.port());
+    if port == config.http.listen.port() || https == Some(port) {
+        r.fail("rtsp.listen", format!("port {port} is also the web server's: RTSP needs a port of its own"));
+    }
+}
+
 /// Runs every check and returns all problems found.
 pub fn check(config: &Config) -> Vec<Problem> {
     let mut r = Report(Vec::new());
@@ -73,6 +85,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
     check_webrtc(config, &mut r);
     check_device(config, &mut r);
     check_tls(config, &mut r);
+    check_rtsp(config, &mut r);
     for (field, message) in super::network::problems(&config.network) {
         r.fail(field, message);
     }

@@ -453,7 +453,7 @@ mod tests {
         led.handle(t0, &ev_ready());
         led.handle(t0, &Event::RecordingStarted { camera: "cam".into() });
         assert_eq!(led.status(t0), Status::Recording);
-        led.handle(t0, &Event::ViewerJoined { camera: "cam".into(), session: "s".into(), viewers: 1 });
+        led.handle(t0, &Event::ViewerJoined { camera: "cam".into(), session: "s".into(), protocol: "whep".into(), viewers: 1 });
         assert_eq!(led.status(t0), Status::Live, "being watched beats recording");
         led.handle(t0, &Event::HealthWarningRaised { kind: "temperature".into(), message: "hot".into() });
         assert_eq!(led.status(t0), Status::Degraded, "a problem beats being watched");
@@ -512,8 +512,16 @@ mod tests {
         assert_eq!(led.status(t0), Status::Degraded, "recording on b is still paused");
         led.handle(t0, &Event::RecordingStarted { camera: "b".into() });
         assert_eq!(led.status(t0), Status::Recording);
-        led.handle(t0, &Event::ViewerJoined { camera: "a".into(), session: "s".into(), viewers: 1 });
-        led.handle(t0, &Event::ViewerLeft { camera: "a".into(), session: "s".into(), reason: "bye".into(), viewers: 0, dropped_frames: 0 });
+        led.handle(t0, &Event::ViewerJoined { camera: "a".into(), session: "s".into(), protocol: "whep".into(), viewers: 1 });
+        let left = Event::ViewerLeft {
+            camera: "a".into(),
+            session: "s".into(),
+            protocol: "whep".into(),
+            reason: "bye".into(),
+            viewers: 0,
+            dropped_frames: 0,
+        };
+        led.handle(t0, &left);
         assert_eq!(led.status(t0), Status::Recording, "the last viewer left");
     }
 

@@ -33,10 +33,11 @@ pub enum Event {
     CameraWentOffline { camera: String, reason: String, retry_in_ms: u64 },
     /// Measured every couple of seconds while a camera is online.
     CameraStats { camera: String, fps: f64, bitrate_kbps: f64, restarts: u64, dropped_frames: u64 },
-    /// A WHEP viewer session was created.
-    ViewerJoined { camera: String, session: String, viewers: usize },
-    /// A viewer session ended, by DELETE, timeout or failure.
-    ViewerLeft { camera: String, session: String, reason: String, viewers: usize, dropped_frames: u64 },
+    /// A live viewer began watching: `protocol` is `whep`, `mse` or `rtsp`; `viewers` counts
+    /// every protocol's (they share the camera's limit).
+    ViewerJoined { camera: String, session: String, protocol: String, viewers: usize },
+    /// A viewer session ended, by DELETE, timeout, failure or the client closing.
+    ViewerLeft { camera: String, session: String, protocol: String, reason: String, viewers: usize, dropped_frames: u64 },
     /// The recorder began writing a camera's stream to disk.
     RecordingStarted { camera: String },
     /// Recording stopped for a reason the owner should know (disk full, not writable...);
@@ -323,8 +324,8 @@ mod tests {
             Event::CameraOnline { camera: s(), source: s(), encoder: s(), encoder_reason: s(), width: 1, height: 1 },
             Event::CameraWentOffline { camera: s(), reason: s(), retry_in_ms: 1 },
             Event::CameraStats { camera: s(), fps: 1.0, bitrate_kbps: 1.0, restarts: 0, dropped_frames: 0 },
-            Event::ViewerJoined { camera: s(), session: s(), viewers: 1 },
-            Event::ViewerLeft { camera: s(), session: s(), reason: s(), viewers: 0, dropped_frames: 0 },
+            Event::ViewerJoined { camera: s(), session: s(), protocol: s(), viewers: 1 },
+            Event::ViewerLeft { camera: s(), session: s(), protocol: s(), reason: s(), viewers: 0, dropped_frames: 0 },
             Event::RecordingStarted { camera: s() },
             Event::RecordingPaused { camera: s(), reason: s() },
             Event::RecordingStopped { camera: s() },

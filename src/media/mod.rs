@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod probe;
 pub mod recorder;
 pub mod restart;
+pub mod rtsp;
 pub mod snapshot;
 pub mod source;
 pub mod timestamps;

@@ -36,6 +36,9 @@ pub fn state_for(app: &AppState, who: &Principal) -> StateResponse {
 pub struct CameraEntry {
     pub name: String,
     pub whep: String,
+    /// Where NVRs and players read it (`rtsp://<the host this request named>:<port>/<name>`),
+    /// while the RTSP server runs.
+    pub rtsp: Option<String>,
     pub source: String,
     pub width: u32,
     pub height: u32,
@@ -43,7 +46,13 @@ pub struct CameraEntry {
 }
 
 /// The configured cameras the caller may see, and where to watch them.
-pub async fn cameras(State(app): State<AppState>, Extension(who): Extension<Principal>) -> Json<Vec<CameraEntry>> {
+pub async fn cameras(
+    State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    headers: axum::http::HeaderMap,
+) -> Json<Vec<CameraEntry>> {
+    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).and_then(host_of).unwrap_or("lookout.local");
+    let rtsp = app.rtsp.port();
     Json(
         app.config
             .get()
@@ -53,6 +62,7 @@ pub async fn cameras(State(app): State<AppState>, Extension(who): Extension<Prin
             .map(|c| CameraEntry {
                 name: c.name.clone(),
                 whep: routes::whep(&c.name),
+                rtsp: rtsp.map(|port| format!("rtsp://{host}:{port}/{}", c.name)),
                 source: c.source.to_string(),
                 width: c.width,
                 height: c.height,
@@ -128,4 +138,30 @@ pub fn request_action(
 /// `GET /livez`: answers while the HTTP server serves; the systemd watchdog asks it.
 pub async fn livez() -> &'static str {
     "ok\n"
+}
+
+/// The host part of a `Host` header (`lookout.local:8080`, `[fe80::1]:80`, `10.0.0.2`), if it
+/// is a plain name or address and can go into a URL as it is.
+fn host_of(header: &str) -> Option<&str> {
+    let host = match header.strip_prefix('[') {
+        Some(rest) => &header[..rest.find(']')? + 2],
+        None => header.rsplit_once(':').map_or(header, |(h, _)| h),
+    };
+    let plain = !host.is_empty() && host.len() <= 253 && host.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+    plain.then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_of;
+
+    #[test]
+    fn the_rtsp_urls_host_is_the_one_the_client_used() {
+        assert_eq!(host_of("lookout.local:8080"), Some("lookout.local"));
+        assert_eq!(host_of("10.0.0.2"), Some("10.0.0.2"));
+        assert_eq!(host_of("[fe80::1]:80"), Some("[fe80::1]"));
+        assert_eq!(host_of("[fe80::1]"), Some("[fe80::1]"));
+        assert_eq!(host_of("evil/path:80"), None);
+        assert_eq!(host_of("[oops"), None);
+    }
 }

@@ -201,7 +201,7 @@ fn refuse(request: &Request, denied: Denied) -> Response {
 /// A refusal as JSON, with its status, `WWW-Authenticate` on 401 and `Retry-After` on 429.
 fn denied_response(denied: Denied) -> Response {
     let status = match &denied {
-        Denied::SetupRequired | Denied::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Denied::SetupRequired | Denied::Unauthenticated | Denied::StaleNonce => StatusCode::UNAUTHORIZED,
         Denied::Forbidden(_) => StatusCode::FORBIDDEN,
         Denied::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
         Denied::Broken(_) => StatusCode::SERVICE_UNAVAILABLE,

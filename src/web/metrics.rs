@@ -79,13 +79,14 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
 /// Per camera: what its status board says, and the fan-out's counters.
 fn camera_metrics(out: &mut Exposition, app: &AppState) {
     type PerCamera = fn(&crate::status::CameraStatus) -> f64;
-    let per_camera: [(&str, &str, &str, PerCamera); 7] = [
+    let per_camera: [(&str, &str, &str, PerCamera); 8] = [
         ("lookout_camera_online", "gauge", "1 while the camera delivers frames", |c| bool01(c.online)),
         ("lookout_camera_fps", "gauge", "Frames per second measured at the encoder output", |c| c.measured_fps),
         ("lookout_camera_bitrate_bits_per_second", "gauge", "Encoded bitrate measured at the encoder output", |c| {
             c.measured_bitrate_kbps * 1000.0
         }),
-        ("lookout_camera_viewers", "gauge", "Live viewers (WHEP and MSE)", |c| c.viewers as f64),
+        ("lookout_camera_viewers", "gauge", "Live viewers (WHEP, MSE and RTSP)", |c| c.viewers as f64),
+        ("lookout_camera_rtsp_clients", "gauge", "Of the live viewers, RTSP clients", |c| c.rtsp_clients as f64),
         ("lookout_camera_restarts_total", "counter", "Times the camera pipeline was rebuilt after a fault", |c| c.restarts as f64),
         ("lookout_camera_recording", "gauge", "1 while the camera is being recorded", |c| bool01(c.recording)),
         ("lookout_camera_recording_switch", "gauge", "1 while the camera's recording switch is on", |c| bool01(c.recording_switch)),

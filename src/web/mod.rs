@@ -85,6 +85,8 @@ pub struct AppState {
     pub event_clients: std::sync::Arc<events::Clients>,
     /// The Wi-Fi and the setup hotspot.
     pub network: Arc<crate::network::Service>,
+    /// The RTSP server, for the URLs the camera list gives.
+    pub rtsp: Arc<crate::media::rtsp::Service>,
 }
 
 /// The whole HTTP surface. Every route passes `auth::guard` (its policy is in

@@ -245,6 +245,13 @@ impl Daemon {
             }
         };
         written(&mut config, "storage", "path", data.path().display().to_string());
+        // Tests run many daemons at once: each RTSP server takes a free port on loopback
+        // (`/api/cameras` says which) unless the test chose one.
+        if config.rtsp.listen == lookout::config::Rtsp::default().listen {
+            config.rtsp.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+            let listen = config.rtsp.listen.to_string();
+            written(&mut config, "rtsp", "listen", listen);
+        }
         let mut token = None;
         if owner {
             let hash = owner_password_hash();
@@ -286,6 +293,21 @@ impl Daemon {
     pub async fn camera_state(&self, camera: &str) -> serde_json::Value {
         let state = self.get_json("/api/state").await;
         state["cameras"].as_array().unwrap().iter().find(|c| c["name"] == camera).cloned().unwrap()
+    }
+
+    /// Where the camera is read over RTSP (`/api/cameras`), without credentials; waits for
+    /// the RTSP server to listen.
+    pub async fn rtsp_url(&self, camera: &str) -> String {
+        let deadline = Instant::now() + HANG;
+        loop {
+            let cameras = self.get_json("/api/cameras").await;
+            let url = cameras.as_array().unwrap().iter().find(|c| c["name"] == camera).and_then(|c| c["rtsp"].as_str().map(str::to_owned));
+            if let Some(url) = url {
+                return url;
+            }
+            assert!(Instant::now() < deadline, "no RTSP URL for {camera}: {cameras}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Keyframes the camera's encoder has been asked for so far (`/metrics`, forwarded).

@@ -255,7 +255,7 @@ impl ViewerSet {
         };
         reserved.armed = false;
         tracing::info!(camera = %self.camera, session = short, viewers, "viewer joined");
-        self.bus.publish(Event::ViewerJoined { camera: self.camera.clone(), session: id.clone(), viewers });
+        self.bus.publish(Event::ViewerJoined { camera: self.camera.clone(), session: id.clone(), protocol: "whep".into(), viewers });
         let set = self.clone();
         let session = id.clone();
         self.tasks.spawn(async move {
@@ -266,14 +266,16 @@ impl ViewerSet {
                 sessions.len()
             };
             tracing::info!(camera = %set.camera, session = &session[..8], viewers, dropped, "viewer left: {reason}");
-            set.bus.publish(Event::ViewerLeft { camera: set.camera.clone(), session, reason, viewers, dropped_frames: dropped });
+            let protocol = "whep".into();
+            set.bus.publish(Event::ViewerLeft { camera: set.camera.clone(), session, protocol, reason, viewers, dropped_frames: dropped });
         });
         Ok(Joined { session: id, answer })
     }
 
-    /// Admits a viewer served outside WebRTC (the MSE fallback): counted and limited like a
-    /// WHEP session, ended by shutdown through the ticket's `stop`, gone when it is dropped.
-    pub fn admit(self: &Arc<Self>, kind: &str) -> Result<ViewerTicket, ViewerError> {
+    /// Admits a viewer served outside WebRTC (`mse`, `rtsp`): counted and limited like a
+    /// WHEP session, ended by shutdown or a camera restart through the ticket's `stop`, gone
+    /// when it is dropped.
+    pub fn admit(self: &Arc<Self>, kind: &'static str) -> Result<ViewerTicket, ViewerError> {
         let id = format!("{kind}-{}", uuid::Uuid::new_v4().simple());
         let (stop_tx, stop) = oneshot::channel();
         let viewers = {
@@ -285,8 +287,8 @@ impl ViewerSet {
             sessions.insert(id.clone(), Slot { stop: Some(stop_tx) });
             sessions.len()
         };
-        self.bus.publish(Event::ViewerJoined { camera: self.camera.clone(), session: id.clone(), viewers });
-        Ok(ViewerTicket { set: self.clone(), id, stop })
+        self.bus.publish(Event::ViewerJoined { camera: self.camera.clone(), session: id.clone(), protocol: kind.into(), viewers });
+        Ok(ViewerTicket { set: self.clone(), id, protocol: kind, stop })
     }
 
     /// Ends a session at the viewer's request (WHEP DELETE).
@@ -321,6 +323,7 @@ impl ViewerSet {
 pub struct ViewerTicket {
     set: Arc<ViewerSet>,
     id: String,
+    protocol: &'static str,
     /// Resolves when the server wants this viewer gone (shutdown).
     pub stop: oneshot::Receiver<String>,
 }
@@ -335,6 +338,7 @@ impl Drop for ViewerTicket {
         self.set.bus.publish(Event::ViewerLeft {
             camera: self.set.camera.clone(),
             session: self.id.clone(),
+            protocol: self.protocol.into(),
             reason: "stream closed".into(),
             viewers,
             dropped_frames: 0,

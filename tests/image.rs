@@ -81,6 +81,8 @@ struct Ports {
     http: u16,
     https: u16,
     udp: u16,
+    /// Forwarded to the device's RTSP port, 8554.
+    rtsp: u16,
 }
 
 /// One power-on of the emulated device; dropping it pulls the power.
@@ -124,10 +126,11 @@ impl Device {
             cmd.args(["-device", "virtio-blk-pci,drive=extra"]);
         }
         match ports {
-            Some(Ports { http, https, udp }) => {
+            Some(Ports { http, https, udp, rtsp }) => {
                 cmd.arg("-netdev")
                     .arg(format!(
-                        "user,id=net0,hostfwd=tcp:127.0.0.1:{http}-:80,hostfwd=tcp:127.0.0.1:{https}-:443,hostfwd=udp:127.0.0.1:{udp}-:{udp}"
+                        "user,id=net0,hostfwd=tcp:127.0.0.1:{http}-:80,hostfwd=tcp:127.0.0.1:{https}-:443,hostfwd=udp:127.0.0.1:{udp}-:{udp},\
+                         hostfwd=tcp:127.0.0.1:{rtsp}-:8554"
                     ))
                     .args(["-device", "virtio-net-pci,netdev=net0,romfile="]);
             }
@@ -277,7 +280,7 @@ async fn the_image_boots_into_a_working_appliance_and_keeps_its_recordings_acros
 
     // The owner's config, dropped on the boot partition: the vivid camera at 640x360@30 (its
     // default mode is 3840x2160 at 2 fps), WebRTC reachable through QEMU's port forwarding.
-    let ports = Ports { http: free_port(false), https: free_port(false), udp: free_port(true) };
+    let ports = Ports { http: free_port(false), https: free_port(false), udp: free_port(true), rtsp: free_port(false) };
     let udp = ports.udp;
     let config = work.path().join("lookout.toml");
     std::fs::write(
@@ -338,6 +341,17 @@ async fn the_image_boots_into_a_working_appliance_and_keeps_its_recordings_acros
     let first_frame = booted.elapsed();
     eprintln!("boot to camera online {:.1} s, to first WebRTC frame {:.1} s", boot_to_online.as_secs_f64(), first_frame.as_secs_f64());
     viewer.delete().await;
+
+    // The V4L2 camera over RTSP, as an NVR reads it: ffmpeg over interleaved TCP, with the
+    // owner's password (Digest: the owner has logged in, so the device knows it).
+    let rtsp = format!("rtsp://admin:{}@127.0.0.1:{}/cam", common::OWNER_PASSWORD.replace(' ', "%20"), ports.rtsp);
+    let read = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-rtsp_transport", "tcp", "-timeout", "30000000", "-i", &rtsp, "-t", "3", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let log = String::from_utf8_lossy(&read.stderr);
+    let frames: u64 = log.rsplit("frame=").next().and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(log.contains("frame=") && frames >= 15, "RTSP from the device: {frames} frames\n{log}\nconsole:\n{}", device.console_tail());
 
     let listing = wait_for(&device, &owner, &base, "/api/cameras/cam/recordings", Duration::from_secs(90), "a finished segment", |l| {
         !finished_segments(l).is_empty()
@@ -452,6 +466,7 @@ const WIFI_STEPS: &[&str] = &[
     "joined",
     "page-over-wifi",
     "mdns",
+    "dnssd",
     "rejoin",
 ];
 

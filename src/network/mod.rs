@@ -6,6 +6,7 @@
 //! [`service::Service`] is the shell that applies them through wpa_supplicant (client and
 //! hotspot alike); systemd-networkd gives the addresses. `docs/NETWORK.md` has the why.
 
+pub mod adverts;
 pub mod alias;
 pub mod captive;
 pub mod hotspot;

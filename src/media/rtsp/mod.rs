@@ -1,7 +1,8 @@
 //! The RTSP output: `rtsp://host:8554/{camera}` for NVRs (Frigate, Blue Iris, Synology),
 //! VLC and Home Assistant, over UDP or interleaved TCP. [`Service`] keeps a [`server::Server`]
 //! running as `[rtsp]` says, restarts it when those settings change, and mounts the cameras
-//! as they come and go; [`gate`] asks `auth` about every request.
+//! as they come and go (and advertises each over DNS-SD); [`gate`] asks `auth` about every
+//! request.
 
 pub mod gate;
 pub mod server;
@@ -49,6 +50,7 @@ impl Service {
         stop: CancellationToken,
     ) {
         let mut running: Option<Server> = None;
+        let mut adverts = crate::network::adverts::Adverts::default();
         loop {
             let config = live.get();
             let names: Vec<String> = config.cameras.iter().map(|c| c.name.clone()).collect();
@@ -67,6 +69,7 @@ impl Service {
             if let Some(server) = &running {
                 server.mount(&names);
             }
+            adverts.follow(&running.as_ref().map_or_else(Vec::new, |s| crate::network::adverts::rtsp(&names, s.port())));
             *self.port.lock().expect("port lock never poisoned") = running.as_ref().map(Server::port);
             let retry = running.is_none() && config.rtsp.enabled;
             tokio::select! {

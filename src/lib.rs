@@ -11,6 +11,7 @@ pub mod events;
 pub mod media;
 pub mod mqtt;
 pub mod network;
+pub mod onvif;
 pub mod settings;
 pub mod status;
 pub mod storage;
@@ -138,6 +139,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
     ));
     let listening = web::listening::Listening::new(listener, https_listener, &config.http, &config.storage.path);
     let (listen, listening_at) = tokio::sync::watch::channel(listening.http_address().map_err(ServeError::Http)?);
+    device_tasks.spawn(onvif::discovery::supervise(live.clone(), listening_at.clone(), bus.subscribe(), device_stop.clone()));
     device_tasks.spawn(announce_ready(board.clone(), media.clone(), listening_at, bus.clone(), device_stop.clone()));
     let lifetimes = auth::Lifetimes { idle: config.auth.session_idle, absolute: config.auth.session_max };
     let accounts = Arc::new(auth::Auth::open(&config.storage.path, config.auth.admin_password_hash.clone(), lifetimes, bus.clone()));
@@ -159,7 +161,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
     };
     let settings = Arc::new(settings::Settings::new(live.clone(), boot, services, bus.clone()));
     device_tasks.spawn(settings.clone().run_rollback(device_stop.clone()));
-    let app = web::router(web::AppState {
+    let state = web::AppState {
         config: live.clone(),
         settings,
         media: media.clone(),
@@ -172,8 +174,9 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
         webhooks: webhooks.clone(),
         event_clients: Default::default(),
         network: network.clone(),
-        rtsp,
-    });
+        rtsp: rtsp.clone(),
+    };
+    let (app, plain) = (web::router(state.clone()), web::plain_router(state));
     let stop_serving = CancellationToken::new();
     let stopper = stop_serving.clone();
     let stopping = bus.clone();
@@ -189,7 +192,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
     let served = loop {
         let round = stop_serving.child_token();
         let watcher = tokio::spawn(end_round_on_http_change(bus.subscribe(), round.clone()));
-        let served = web::listening::serve(&listening, app.clone(), network.clone(), round).await;
+        let served = web::listening::serve(&listening, app.clone(), plain.clone(), network.clone(), round).await;
         watcher.abort();
         if served.is_err() || stop_serving.is_cancelled() {
             break served;

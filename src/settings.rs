@@ -25,7 +25,8 @@ use crate::network::rollback::{Rollback, Ticket};
 use crate::status::Board;
 
 /// Sections applied while the daemon runs.
-const LIVE_SECTIONS: [&str; 11] = ["camera", "storage", "webrtc", "rtsp", "webhook", "mqtt", "led", "network", "button", "auth", "http"];
+const LIVE_SECTIONS: [&str; 12] =
+    ["camera", "storage", "webrtc", "rtsp", "onvif", "webhook", "mqtt", "led", "network", "button", "auth", "http"];
 
 /// Why a change was not made.
 #[derive(Debug, thiserror::Error)]

@@ -16,7 +16,14 @@ LOOKOUT_RUNTIME_PACKAGES=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-nice
   gstreamer1.0-libav gstreamer1.0-rtsp v4l-utils
 )
-LOOKOUT_TEST_PACKAGES=(chromium chromium-driver firefox-esr ffmpeg procps openssl mosquitto)
+LOOKOUT_TEST_PACKAGES=(chromium chromium-driver firefox-esr ffmpeg procps openssl mosquitto python3-venv)
+
+# The tests' Python peers from PyPI, pinned, in a virtualenv kept outside the repository
+# (LOOKOUT_VENV, default ~/.cache/lookout-venv): an ONVIF client (onvif-zeep, with the ONVIF
+# WSDLs) and WS-Discovery.
+LOOKOUT_TEST_PYTHON=(onvif-zeep==0.2.12 WSDiscovery==2.1.2 zeep==4.3.3)
+LOOKOUT_VENV="${LOOKOUT_VENV:-$HOME/.cache/lookout-venv}"
+
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -53,6 +60,17 @@ ensure_rust() {
 # geckodriver (Firefox's WebDriver) is not packaged by Debian; crates.io has it. Installed
 # into ~/.cargo/bin, outside the repository, so CI builds it once per machine.
 GECKODRIVER_VERSION=0.37.1
+# Makes the tests' virtualenv, or brings it up to the pinned packages.
+ensure_test_python() {
+  local stamp="$LOOKOUT_VENV/.lookout-packages"
+  if [ -x "$LOOKOUT_VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "${LOOKOUT_TEST_PYTHON[*]}" ]; then
+    return 0
+  fi
+  python3 -m venv "$LOOKOUT_VENV"
+  "$LOOKOUT_VENV/bin/pip" install --quiet --disable-pip-version-check "${LOOKOUT_TEST_PYTHON[@]}"
+  echo "${LOOKOUT_TEST_PYTHON[*]}" > "$stamp"
+}
+
 ensure_geckodriver() {
   if command -v geckodriver >/dev/null && geckodriver --version 2>/dev/null | grep "$GECKODRIVER_VERSION" >/dev/null; then
     return 0

@@ -47,6 +47,7 @@ pub struct Config {
     pub storage: Storage,
     pub webrtc: WebRtc,
     pub rtsp: Rtsp,
+    pub onvif: Onvif,
     pub led: Led,
     /// A push button on the GPIO header; none unless configured.
     pub button: Option<Button>,
@@ -359,6 +360,19 @@ impl Default for Rtsp {
         // 8554, not 554: the daemon runs unprivileged, and 8554 is what MediaMTX, go2rtc and
         // Frigate use, so NVR presets already expect it.
         Rtsp { enabled: true, listen: SocketAddr::from(([0, 0, 0, 0], 8554)) }
+    }
+}
+
+/// ONVIF (discovery on UDP 3702, the device and media services on the web server).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Onvif {
+    pub enabled: bool,
+}
+
+impl Default for Onvif {
+    fn default() -> Self {
+        Onvif { enabled: true }
     }
 }
 

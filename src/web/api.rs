@@ -142,7 +142,7 @@ pub async fn livez() -> &'static str {
 
 /// The host part of a `Host` header (`lookout.local:8080`, `[fe80::1]:80`, `10.0.0.2`), if it
 /// is a plain name or address and can go into a URL as it is.
-fn host_of(header: &str) -> Option<&str> {
+pub fn host_of(header: &str) -> Option<&str> {
     let host = match header.strip_prefix('[') {
         Some(rest) => &header[..rest.find(']')? + 2],
         None => header.rsplit_once(':').map_or(header, |(h, _)| h),

@@ -29,6 +29,9 @@ pub enum Policy {
     Asset,
     /// What `Auth::authorize` must allow; the `{camera}` in the path is the camera.
     Needs(Action),
+    /// SOAP (ONVIF): the credential is in the body (WS-Security), so the handler turns it
+    /// into a principal and asks `Auth::authorize` for each operation (`web::onvif`).
+    Soap,
 }
 
 /// Every route the router serves, with its policy. HEAD follows GET.
@@ -73,6 +76,8 @@ pub const ROUTES: &[(&str, &str, Policy)] = &[
     ("POST", "/api/network/scan", Policy::Needs(Action::Admin)),
     ("POST", "/api/network/confirm", Policy::Needs(Action::Admin)),
     ("POST", "/api/network/join", Policy::Needs(Action::Admin)),
+    ("POST", "/onvif/device_service", Policy::Soap),
+    ("POST", "/onvif/media_service", Policy::Soap),
 ];
 
 /// Assets the login and setup pages load.
@@ -84,19 +89,29 @@ pub fn policy(method: &Method, path: &str) -> Option<Policy> {
     ROUTES.iter().find(|(m, p, _)| *m == method && *p == path).map(|(_, _, policy)| *policy)
 }
 
-/// The credential a request carries, in order of precedence: `Authorization: Bearer`,
-/// `?token=`, the session cookie. `None` when it carries none.
+/// The credential a request carries, in order of precedence: `Authorization: Bearer` (or
+/// `Basic`, as ONVIF clients fetch a snapshot URI), `?token=`, the session cookie. `None`
+/// when it carries none.
 pub enum Credential {
     Token(String),
     Session(String),
+    Basic { user: String, password: String },
 }
 
 fn credential(request: &Request) -> Option<Credential> {
-    if let Some(bearer) = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
-        let (scheme, rest) = v.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim().to_owned())
-    }) {
-        return Some(Credential::Token(bearer));
+    if let Some((scheme, rest)) = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.split_once(' '))
+    {
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return Some(Credential::Token(rest.trim().to_owned()));
+        }
+        if scheme.eq_ignore_ascii_case("basic") {
+            use base64::Engine as _;
+            let decoded = (rest.len() <= 4096).then(|| base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok()).flatten();
+            let text = decoded.and_then(|d| String::from_utf8(d).ok());
+            if let Some((user, password)) = text.as_deref().and_then(|t| t.split_once(':')) {
+                return Some(Credential::Basic { user: user.to_owned(), password: password.to_owned() });
+            }
+        }
     }
     if let Some(query) = request.uri().query()
         && let Some(token) = url_query_value(query, "token")
@@ -130,16 +145,22 @@ fn path_parameter(pattern: &str, path: &str, name: &str) -> Option<String> {
     pattern.split('/').zip(path.split('/')).find(|(p, _)| *p == name).map(|(_, v)| v.to_owned())
 }
 
-/// Resolves who is asking; a credential that does not check out is an error, not anonymity.
-pub fn principal(app: &AppState, request: &Request) -> Result<Principal, Denied> {
-    resolve(app, credential(request))
+/// What [`resolve`] needs of a request, taken out of it (a request cannot be held across an
+/// await in a handler's future).
+pub fn presented(request: &Request) -> (Option<Credential>, Option<SocketAddr>) {
+    (credential(request), request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0))
 }
 
-fn resolve(app: &AppState, credential: Option<Credential>) -> Result<Principal, Denied> {
+/// Resolves who is asking; a credential that does not check out is an error, not anonymity.
+pub async fn resolve(app: &AppState, credential: Option<Credential>, peer: Option<SocketAddr>) -> Result<Principal, Denied> {
     match credential {
         None => Ok(Principal::Anonymous),
         Some(Credential::Token(t)) => app.auth.token(&t),
         Some(Credential::Session(s)) => app.auth.session(&s),
+        Some(Credential::Basic { user, password }) => {
+            let address = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.ip());
+            app.auth.verify(address, &crate::auth::credentials::Credential::Password { user, password }).await
+        }
     }
 }
 
@@ -156,7 +177,7 @@ pub async fn guard(State(app): State<AppState>, mut request: Request, next: Next
         return refuse(&request, Denied::Forbidden("this route has no access policy".into()));
     };
     let action = match policy {
-        Policy::Public => return next.run(request).await,
+        Policy::Public | Policy::Soap => return next.run(request).await,
         Policy::Asset => {
             let asset = request.uri().path().trim_start_matches("/assets/");
             if PUBLIC_ASSETS.contains(&asset) {
@@ -171,7 +192,8 @@ pub async fn guard(State(app): State<AppState>, mut request: Request, next: Next
     // A cookie rides along on any request the browser makes, also one a foreign page makes
     // it send: changes and WebSockets by cookie must come from our own page.
     let by_cookie = matches!(credential, Some(Credential::Session(_)));
-    let principal = match resolve(&app, credential) {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+    let principal = match resolve(&app, credential, peer).await {
         Ok(p) => p,
         Err(denied) => return refuse(&request, denied),
     };

@@ -86,11 +86,12 @@ fn load(tls: &Tls, data: &Path) -> Result<Arc<Identity>, String> {
     }
 }
 
-/// Serves `app` (and the plain-HTTP redirect when HTTPS is on) on `listening` until `stop`;
-/// keeps the certificate fresh meanwhile.
+/// Serves `app` (and, when HTTPS is on, `plain` and the redirect on plain HTTP) on
+/// `listening` until `stop`; keeps the certificate fresh meanwhile.
 pub async fn serve(
     listening: &Listening,
     app: Router,
+    plain: Router,
     network: Arc<crate::network::Service>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
@@ -104,7 +105,7 @@ pub async fn serve(
                 tokio::spawn(async move { identity.keep_fresh(stop).await })
             };
             let (plain, secure) = tokio::join!(
-                super::server::serve(&listening.http, super::redirect::router(port, network), None, stop.clone().cancelled_owned()),
+                super::server::serve(&listening.http, super::redirect::router(port, network, plain), None, stop.clone().cancelled_owned()),
                 super::server::serve(secure, app, Some(acceptor), stop.cancelled_owned()),
             );
             fresh.abort();

@@ -11,6 +11,7 @@ pub mod listening;
 pub mod metrics;
 pub mod mse;
 pub mod network;
+pub mod onvif;
 pub mod recordings;
 pub mod redirect;
 pub mod server;
@@ -89,6 +90,25 @@ pub struct AppState {
     pub rtsp: Arc<crate::media::rtsp::Service>,
 }
 
+/// ONVIF's services (`web::onvif`).
+fn onvif_routes() -> Router<AppState> {
+    Router::new()
+        .route(crate::onvif::DEVICE_PATH, post(onvif::service))
+        .route(crate::onvif::MEDIA_PATH, post(onvif::service))
+        .layer(DefaultBodyLimit::max(onvif::MAX_BODY))
+}
+
+/// What plain HTTP serves besides the redirect when HTTPS is on: ONVIF, whose clients do not
+/// follow redirects and do not trust a device's own certificate; its WS-Security digest
+/// keeps a token's text off the wire, a PasswordText does not (as RTSP's Basic).
+pub fn plain_router(state: AppState) -> Router {
+    onvif_routes()
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
+        .layer(axum::middleware::map_response(error::json_rejections))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(error::panic_response))
+        .with_state(state)
+}
+
 /// The whole HTTP surface. Every route passes `auth::guard` (its policy is in
 /// `auth::ROUTES`); CORS is open only on WHEP, where a Bearer token is the credential.
 pub fn router(state: AppState) -> Router {
@@ -138,6 +158,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/network/scan", post(network::scan))
         .route("/api/network/confirm", post(network::confirm))
         .route("/api/network/join", post(network::join).layer(axum::extract::DefaultBodyLimit::max(network::MAX_BODY)))
+        .merge(onvif_routes())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
         .merge(whep)
         .fallback(|| async { error::ApiError::NotFound("no such page or API endpoint".into()) })

@@ -12,10 +12,11 @@ use axum::routing::get;
 
 use super::routes;
 
-/// Redirects to HTTPS on `https_port`, answering `/livez` itself. While the setup hotspot
-/// is open, a phone's connectivity check is sent to the device's page (the captive portal).
-pub fn router(https_port: u16, network: std::sync::Arc<crate::network::Service>) -> Router {
-    Router::new().route(routes::LIVEZ, get(super::api::livez)).fallback(move |request: axum::extract::Request| async move {
+/// Redirects to HTTPS on `https_port`, answering `/livez` and the routes of `plain` (ONVIF)
+/// itself. While the setup hotspot is open, a phone's connectivity check is sent to the
+/// device's page (the captive portal).
+pub fn router(https_port: u16, network: std::sync::Arc<crate::network::Service>, plain: Router) -> Router {
+    plain.route(routes::LIVEZ, get(super::api::livez)).fallback(move |request: axum::extract::Request| async move {
         if let Some(caught) = network.captive_address().and_then(|device| super::captive::elsewhere(&request, device, "https")) {
             return caught;
         }

@@ -92,9 +92,14 @@ pub async fn advertise_on_options(State(app): State<AppState>, request: Request,
         .flatten();
     // TURN credentials go only to a client that may watch (a browser's preflight carries no
     // credential; it gets them in the answer to its POST).
-    let allowed = camera.is_some_and(|c| {
-        super::auth::principal(&app, &request).is_ok_and(|who| app.auth.authorize(&who, crate::auth::Action::View, Some(&c)).is_ok())
-    });
+    let allowed = match camera {
+        Some(c) => {
+            let (credential, peer) = super::auth::presented(&request);
+            let who = super::auth::resolve(&app, credential, peer).await;
+            who.is_ok_and(|who| app.auth.authorize(&who, crate::auth::Action::View, Some(&c)).is_ok())
+        }
+        None => false,
+    };
     let mut response = next.run(request).await;
     if allowed {
         let h = response.headers_mut();

@@ -159,7 +159,9 @@ pub async fn resolve(app: &AppState, credential: Option<Credential>, peer: Optio
         Some(Credential::Session(s)) => app.auth.session(&s),
         Some(Credential::Basic { user, password }) => {
             let address = peer.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.ip());
-            app.auth.verify(address, &crate::auth::credentials::Credential::Password { user, password }).await
+            // A wrong password over HTTP is a 401, as a missing one is.
+            let checked = app.auth.verify(address, &crate::auth::credentials::Credential::Password { user, password }).await;
+            checked.map_err(|e| if matches!(e, Denied::Forbidden(_)) { Denied::Unauthenticated } else { e })
         }
     }
 }

@@ -467,6 +467,8 @@ const WIFI_STEPS: &[&str] = &[
     "page-over-wifi",
     "mdns",
     "dnssd",
+    "whep-over-wifi",
+    "rtsp-over-wifi",
     "rejoin",
 ];
 

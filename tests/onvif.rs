@@ -12,6 +12,7 @@ use std::time::Duration;
 use lookout::config::{Camera, SourceSpec};
 use serde_json::Value;
 
+use common::media::probe_rtsp;
 use common::rtsp::{IpCamera, RtspServer};
 use common::{Daemon, Grant, HANG, OWNER_PASSWORD, config_with, issue_token, test_camera};
 
@@ -45,28 +46,6 @@ fn issue(daemon: &Daemon, grants: &[Grant], cameras: Option<Vec<String>>) -> Str
     issue_token(&config, grants, cameras)
 }
 
-/// What ffprobe says the stream at `url` is.
-async fn probe(url: &str) -> Value {
-    let run = tokio::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-            "-select_streams",
-            "v",
-            "-show_entries",
-            "stream=codec_name,width,height",
-            "-of",
-            "json",
-            url,
-        ])
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(HANG, run).await.expect("ffprobe ends").expect("ffprobe runs");
-    serde_json::from_slice::<Value>(&out.stdout).unwrap_or_default()["streams"][0].clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_onvif_client_finds_the_device_reads_its_profiles_and_plays_each_stream_uri() {
     let ip = RtspServer::start(&[IpCamera::baseline("/door")], None);
@@ -95,7 +74,7 @@ async fn an_onvif_client_finds_the_device_reads_its_profiles_and_plays_each_stre
         let stream = p["stream"].as_str().unwrap();
         assert!(stream.starts_with("rtsp://127.0.0.1:") && stream.ends_with(&format!("/{name}")), "{p}");
         // The stream URI plays, with the token as the RTSP password.
-        let played = probe(&stream.replacen("rtsp://", &format!("rtsp://nvr:{token}@"), 1)).await;
+        let played = probe_rtsp(&stream.replacen("rtsp://", &format!("rtsp://nvr:{token}@"), 1)).await;
         assert_eq!((played["codec_name"].as_str(), played["width"].as_u64()), (Some("h264"), Some(640)), "{name}: {played}");
         // The snapshot URI answers Basic with the same credentials.
         let snapshot = reqwest::Client::new().get(p["snapshot"].as_str().unwrap()).basic_auth("nvr", Some(&token)).send().await.unwrap();

@@ -12,6 +12,7 @@ use lookout::config::{Camera, SourceSpec};
 use md5::Digest as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use common::media::probe_rtsp;
 use common::rtsp::{IpCamera, RtspServer};
 use common::{Daemon, Grant, HANG, OWNER_PASSWORD, config_with, issue_token, test_camera};
 
@@ -31,29 +32,6 @@ async fn ffmpeg_frames(url: &str, seconds: u32) -> (u64, String) {
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     let frames = log.rsplit("frame=").next().and_then(|rest| rest.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0);
     (if log.contains("frame=") { frames } else { 0 }, log)
-}
-
-/// What ffprobe says the stream is: codec, width, height.
-async fn ffprobe(url: &str) -> serde_json::Value {
-    let run = tokio::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-            "-select_streams",
-            "v",
-            "-show_entries",
-            "stream=codec_name,width,height",
-            "-of",
-            "json",
-            url,
-        ])
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(HANG, run).await.expect("ffprobe ends").expect("ffprobe runs");
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    json["streams"][0].clone()
 }
 
 /// A GStreamer client over UDP that decodes what it gets and counts the frames.
@@ -201,7 +179,7 @@ async fn every_camera_is_read_over_tcp_by_ffmpeg_and_over_udp_by_rtspsrc() {
     for (camera, width) in [("yard", 640), ("door", 640)] {
         daemon.wait_state(camera, HANG, |s| s["online"] == true).await.expect("camera online");
         let url = with_login(&daemon.rtsp_url(camera).await, "admin", OWNER_PASSWORD);
-        let stream = ffprobe(&url).await;
+        let stream = probe_rtsp(&url).await;
         assert_eq!((stream["codec_name"].as_str(), stream["width"].as_u64()), (Some("h264"), Some(width)), "{camera}: {stream}");
         let (frames, log) = ffmpeg_frames(&url, 5).await;
         // 5 s at 30 (yard) or 15 (door) fps; a loaded machine may lose the first GOP.

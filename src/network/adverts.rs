@@ -55,17 +55,10 @@ impl Adverts {
             if self.running.contains_key(advert) || self.failed.contains(advert) {
                 continue;
             }
-            let spawned = tokio::process::Command::new(&self.program)
-                .arg("-s")
-                .arg(&advert.name)
-                .arg(&advert.kind)
-                .arg(advert.port.to_string())
-                .args(&advert.txt)
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .spawn();
+            let port = advert.port.to_string();
+            let mut args = vec!["-s", advert.name.as_str(), advert.kind.as_str(), port.as_str()];
+            args.extend(advert.txt.iter().map(String::as_str));
+            let spawned = publisher(&self.program, &args);
             match spawned {
                 Ok(child) => {
                     self.running.insert(advert.clone(), child);
@@ -82,6 +75,18 @@ impl Adverts {
     pub fn running(&self) -> usize {
         self.running.len()
     }
+}
+
+/// Starts an Avahi publisher (`avahi-publish` and its arguments): silent, and gone when its
+/// handle is dropped, which withdraws what it published.
+pub fn publisher(program: &str, args: &[&str]) -> std::io::Result<tokio::process::Child> {
+    tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
 }
 
 /// The RTSP adverts of `cameras` on `port`, named after the device's host name.

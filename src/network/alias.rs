@@ -53,13 +53,7 @@ impl Alias {
         if self.publisher.is_some() || self.gave_up {
             return;
         }
-        let spawned = tokio::process::Command::new(self.program)
-            .args(["-a", "-R", NAME, &address.to_string()])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn();
+        let spawned = super::adverts::publisher(self.program, &["-a", "-R", NAME, &address.to_string()]);
         match spawned {
             Ok(child) => {
                 tracing::info!(%address, "offering {NAME} as well");

@@ -13,8 +13,8 @@
 //! - A usable network closes the hotspot, unless a phone is on it (mid-setup); then it
 //!   closes when the phone leaves or the setup is done.
 //! - An open hotspot (no passphrase) closes for good after `open_for` without a client; a
-//!   short press of the button, or a restart, opens it again. A hotspot with a passphrase
-//!   stays as long as it is needed.
+//!   restart opens it again ([`Input::ButtonPressed`] would too, but the button does not send
+//!   it yet). A hotspot with a passphrase stays as long as it is needed.
 
 use std::time::{Duration, Instant};
 
@@ -42,7 +42,7 @@ pub enum Input {
     Clients(usize),
     /// The owner finished the setup page (a network was joined, or the setup was cancelled).
     SetupDone,
-    /// A short press of the button.
+    /// A short press of the button (not wired to the button yet).
     ButtonPressed,
 }
 

@@ -63,3 +63,15 @@ pub fn jpeg_size(jpeg: &[u8]) -> Option<(u16, u16)> {
     }
     None
 }
+
+/// What ffprobe says an RTSP stream's video is (`codec_name`, `width`, `height`), read over
+/// interleaved TCP; `null` when it could not be read.
+pub async fn probe_rtsp(url: &str) -> serde_json::Value {
+    let run = tokio::process::Command::new("ffprobe")
+        .args(["-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v", "-show_entries", "stream=codec_name,width,height"])
+        .args(["-of", "json", url])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(super::HANG, run).await.expect("ffprobe ends").expect("ffprobe installed (scripts/setup --test)");
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()["streams"][0].clone()
+}

@@ -138,7 +138,7 @@ fn start(
     stop: &CancellationToken,
 ) -> Result<(), MqttError> {
     let Some(settings) = config.get().mqtt.clone() else { return Ok(()) };
-    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "lookout".into());
+    let host = crate::network::names::current_hostname().unwrap_or_else(|| "lookout".into());
     let node = topic_safe(&host);
     let topics = Topics {
         prefix: settings.prefix.clone().unwrap_or_else(|| format!("lookout/{node}")),

@@ -91,7 +91,7 @@ pub fn publisher(program: &str, args: &[&str]) -> std::io::Result<tokio::process
 
 /// The RTSP adverts of `cameras` on `port`, named after the device's host name.
 pub fn rtsp(cameras: &[String], port: u16) -> Vec<Advert> {
-    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "lookout".into());
+    let host = super::names::current_hostname().unwrap_or_else(|| "lookout".into());
     cameras
         .iter()
         .map(|c| Advert { name: format!("Lookout {c} on {host}"), kind: "_rtsp._tcp".into(), port, txt: vec![format!("path=/{c}")] })

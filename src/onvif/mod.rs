@@ -22,7 +22,7 @@ pub const MEDIA_PATH: &str = "/onvif/media_service";
 
 /// The device's host name.
 pub fn hostname() -> String {
-    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "lookout".into())
+    crate::network::names::current_hostname().unwrap_or_else(|| "lookout".into())
 }
 
 /// The scopes the device announces and answers `GetScopes` with.
@@ -49,8 +49,7 @@ pub fn endpoint_uuid() -> String {
         .filter(|s| s.len() == 32 && s.chars().all(|c| c.is_ascii_hexdigit()))
         .unwrap_or_else(|| {
             use sha2::Digest as _;
-            let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
-            sha2::Sha256::digest(host.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect()
+            sha2::Sha256::digest(hostname().as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect()
         });
     format!("urn:uuid:{}-{}-{}-{}-{}", &seed[..8], &seed[8..12], &seed[12..16], &seed[16..20], &seed[20..32])
 }

@@ -199,7 +199,7 @@ impl Auth {
             h.update(created.as_bytes());
             h.update(text.as_bytes());
             let expected = h.finalize();
-            (expected.len() == given.len() && expected.iter().zip(&given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0).then_some(principal)
+            super::constant_time_eq(&expected, &given).then_some(principal)
         })
     }
 

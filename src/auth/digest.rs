@@ -11,6 +11,8 @@
 use hmac::{KeyInit, Mac};
 use md5::{Digest, Md5};
 
+use super::{constant_time_eq, hex};
+
 /// The realm every challenge names; part of HA1, so changing it invalidates every stored HA1.
 pub const REALM: &str = "Lookout";
 
@@ -98,14 +100,6 @@ fn nonce_mac(secret: &str, time: i64) -> String {
     mac.update(b"digest-nonce:");
     mac.update(&time.to_be_bytes());
     hex(&mac.finalize().into_bytes()[..12])
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -203,6 +203,16 @@ fn now_unix() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
+/// Lower-case hex of `bytes`: how secrets, ids, MACs and digests are written.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether two secrets (MACs, digests) are equal, taking the same time wherever they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// User names: what RTSP and ONVIF clients can carry in a URL without escaping.
 pub fn check_user_name(name: &str) -> Result<(), AuthError> {
     let ok = (1..=32).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));

@@ -86,7 +86,7 @@ impl State {
 pub fn random_hex() -> Result<String, AuthError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| AuthError::Store(format!("no randomness: {e}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(super::hex(&bytes))
 }
 
 /// The file and a copy of what it holds.

@@ -25,15 +25,14 @@ pub fn id_of<'a>(text: &'a str, secret: &str) -> Option<&'a str> {
     let body = text.strip_prefix(PREFIX).filter(|b| b.len() == 2 * ID_LEN && !secret.is_empty())?;
     let (id, given) = body.split_at(ID_LEN);
     let expected = mac(id, secret);
-    let same = given.len() == expected.len() && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    same.then_some(id)
+    super::constant_time_eq(given.as_bytes(), expected.as_bytes()).then_some(id)
 }
 
 fn mac(id: &str, secret: &str) -> String {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes a key of any length");
     mac.update(b"lookout-token:");
     mac.update(id.as_bytes());
-    mac.finalize().into_bytes()[..ID_LEN / 2].iter().map(|b| format!("{b:02x}")).collect()
+    super::hex(&mac.finalize().into_bytes()[..ID_LEN / 2])
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@ pub mod media;
 pub mod mqtt;
 pub mod network;
 pub mod onvif;
+pub mod push;
+pub mod retry;
 pub mod settings;
 pub mod status;
 pub mod storage;
@@ -150,6 +152,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
     }
     let network = network::Service::start(live.clone(), &bus, &device_stop);
     let rtsp = media::rtsp::Service::start(live.clone(), media.clone(), accounts.clone(), &bus, &device_stop);
+    let pushes = push::Service::start(live.clone(), media.clone(), &bus);
     let mqtt = mqtt::Service::start(live.clone(), board.clone(), media.clone(), accounts.clone(), &bus, &device_stop)?;
     let services = settings::Services {
         media: media.clone(),
@@ -175,6 +178,7 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
         event_clients: Default::default(),
         network: network.clone(),
         rtsp: rtsp.clone(),
+        pushes: pushes.clone(),
     };
     let (app, plain) = (web::router(state.clone()), web::plain_router(state));
     let stop_serving = CancellationToken::new();
@@ -210,6 +214,8 @@ pub async fn serve_on(config: Config, listeners: Listeners, shutdown: impl Futur
         }
     };
     tracing::info!("shutting down");
+    // Pushes first: each ends its session at the server while the camera still runs.
+    pushes.stop().await;
     media.stop().await;
     storage_stop.cancel();
     device_stop.cancel();

@@ -258,12 +258,15 @@ fn difference(old: &Config, new: &Config, already_gone: &[String]) -> Changed {
     sections.sort();
     sections.dedup();
     // A camera changed when any setting of it differs as parsed (defaults written out or not)
-    // or its source as written (credentials, which the parsed view hides) differs.
+    // or its source or pushes as written (credentials, which the parsed view hides) differ.
     let camera_table = |config: &Config, name: &str| {
         let parsed = config.camera(name).map(|c| serde_json::to_value(c).unwrap_or_default());
-        let written = config.raw.get("camera").and_then(toml::Value::as_array).and_then(|cams| {
-            cams.iter().find(|c| c.get("name").and_then(toml::Value::as_str) == Some(name)).and_then(|c| c.get("source")).cloned()
-        });
+        let table = config
+            .raw
+            .get("camera")
+            .and_then(toml::Value::as_array)
+            .and_then(|cams| cams.iter().find(|c| c.get("name").and_then(toml::Value::as_str) == Some(name)));
+        let written = ["source", "push"].map(|key| table.and_then(|c| c.get(key)).cloned());
         (parsed, written)
     };
     let names = |config: &Config| config.cameras.iter().map(|c| c.name.clone()).collect::<Vec<_>>();

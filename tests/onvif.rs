@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use lookout::config::{Camera, SourceSpec};
@@ -17,19 +16,10 @@ use common::rtsp::{IpCamera, RtspServer};
 use common::{Daemon, Grant, HANG, OWNER_PASSWORD, config_with, issue_token, test_camera};
 
 /// The tests' virtualenv (scripts/setup makes it).
-fn python() -> PathBuf {
-    let venv = std::env::var_os("LOOKOUT_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/lookout-venv"));
-    let python = venv.join("bin/python");
-    assert!(python.exists(), "{} is missing: run scripts/setup --test", python.display());
-    python
-}
-
 /// Runs the ONVIF client; its JSON, or its error.
 async fn client(args: &[&str]) -> Result<Value, String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/onvif/client.py");
-    let run = tokio::process::Command::new(python()).arg(script).args(args).kill_on_drop(true).output();
+    let run = tokio::process::Command::new(common::venv_python()).arg(script).args(args).kill_on_drop(true).output();
     let out = tokio::time::timeout(HANG, run).await.expect("the ONVIF client ends").expect("python runs");
     let json: Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| format!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))?;

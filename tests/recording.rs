@@ -455,7 +455,15 @@ async fn a_full_disk_pauses_recording_keeps_live_view_and_resumes_when_space_ret
     for f in &files {
         std::fs::remove_file(f).unwrap();
     }
-    daemon.wait_state("cam", HANG, |c| c["recording"] == true).await.expect("recording resumes");
+    if let Err(state) = daemon.wait_state("cam", HANG, |c| c["recording"] == true).await {
+        // What holds the space: files left on the partition, and deleted ones still open.
+        let left = Command::new("sh")
+            .arg("-c")
+            .arg(format!("df -k {0}; ls -laR {0}; ls -l /proc/{1}/fd | grep deleted", daemon.data.display(), std::process::id()))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        panic!("recording did not resume: {state}\n{left:?}");
+    }
     daemon.stop().await;
 }
 

@@ -20,8 +20,9 @@ LOOKOUT_TEST_PACKAGES=(chromium chromium-driver firefox-esr ffmpeg procps openss
 
 # The tests' Python peers from PyPI, pinned, in a virtualenv kept outside the repository
 # (LOOKOUT_VENV, default ~/.cache/lookout-venv): an ONVIF client (onvif-zeep, with the ONVIF
-# WSDLs) and WS-Discovery.
-LOOKOUT_TEST_PYTHON=(onvif-zeep==0.2.12 WSDiscovery==2.1.2 zeep==4.3.3)
+# WSDLs) and WS-Discovery; aiortc and aiohttp for a WHIP server that is not ours (the push
+# tests' SFU stand-in, which decodes what it receives).
+LOOKOUT_TEST_PYTHON=(onvif-zeep==0.2.12 WSDiscovery==2.1.2 zeep==4.3.3 aiortc==1.16.0 av==18.1.0 aiohttp==3.14.5)
 LOOKOUT_VENV="${LOOKOUT_VENV:-$HOME/.cache/lookout-venv}"
 
 

@@ -8,6 +8,7 @@ mod diagnose;
 pub mod layers;
 pub mod mqtt;
 mod network;
+mod push;
 mod source;
 mod units;
 mod validate;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use mqtt::Mqtt;
 pub use network::{Hotspot, Ipv4, Network, System as NetworkSystem, Wifi, WifiNetwork, Wired};
+pub use push::Push;
 pub use source::{SourceSpec, redact_secrets as source_redacted};
 pub use units::{PortRange, Size, SpaceLimit};
 pub use validate::Problem;
@@ -431,6 +433,9 @@ pub struct Camera {
     /// For `rtsp://` sources only.
     pub rtsp_transport: RtspTransport,
     pub recording: Recording,
+    /// WHIP servers (SFUs, cloud ingests) this camera's stream is published to
+    /// (`[[camera.push]]`); none by default.
+    pub push: Vec<Push>,
 }
 
 impl Default for Camera {
@@ -449,6 +454,7 @@ impl Default for Camera {
             stall_timeout: Duration::from_secs(4),
             rtsp_transport: RtspTransport::Tcp,
             recording: Recording::default(),
+            push: Vec::new(),
         }
     }
 }

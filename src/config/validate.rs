@@ -156,6 +156,9 @@ pub fn check(config: &Config) -> Vec<Problem> {
         if rec.keep.is_some_and(|k| k < rec.segment) {
             r.fail(at("recording.keep"), "must be longer than recording.segment");
         }
+        for (field, message) in super::push::problems(&cam.push) {
+            r.fail(at(&field), message);
+        }
     }
     r.0
 }

@@ -16,7 +16,7 @@ pub struct Webhook {
     #[serde(default)]
     pub name: Option<String>,
     /// Event types to send (see the README's catalogue). Unset: every type but
-    /// `camera_stats`, which comes every 2 s per camera.
+    /// `camera_stats` and `push_stats`, which come every 2 s per camera.
     #[serde(default)]
     pub events: Option<Vec<String>>,
     /// Only events of these cameras (device events always go). Unset: every camera.
@@ -53,7 +53,7 @@ impl Webhook {
     pub fn wants(&self, kind: &str, camera: Option<&str>) -> bool {
         let kind_ok = match &self.events {
             Some(list) => list.iter().any(|k| k == kind),
-            None => kind != "camera_stats",
+            None => !crate::events::PERIODIC.contains(&kind),
         };
         kind_ok && camera.is_none_or(|c| self.cameras.as_ref().is_none_or(|list| list.iter().any(|n| n == c)))
     }
@@ -65,7 +65,7 @@ pub fn redacted_url(url: &str) -> String {
     super::source::redact_userinfo(&url[..cut])
 }
 
-fn serialize_redacted_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+pub(super) fn serialize_redacted_url<S: serde::Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&redacted_url(url))
 }
 

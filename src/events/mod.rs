@@ -98,6 +98,11 @@ pub enum Event {
         restart_required: Vec<String>,
         origin: String,
     },
+    /// A camera's WHIP push changed state (`connecting`, `live`, `retrying`, `refused`);
+    /// `error` says why it is not live. `target` is the URL without query or credentials.
+    PushStateChanged { camera: String, target: String, state: String, error: Option<String> },
+    /// Every 2 s while a push is live: what it sends and the round trip to the server.
+    PushStats { camera: String, target: String, bitrate_kbps: f64, rtt_ms: Option<f64> },
     /// The setup hotspot opened: the device has no usable network and waits to be set up
     /// from a phone on `ssid`.
     HotspotOpened { ssid: String },
@@ -141,7 +146,13 @@ pub const TYPES: &[&str] = &[
     "hotspot_closed",
     "wifi_joined",
     "wifi_lost",
+    "push_state_changed",
+    "push_stats",
 ];
+
+/// Types that come every few seconds while something runs: webhooks leave them out unless
+/// asked for by name.
+pub const PERIODIC: &[&str] = &["camera_stats", "push_stats"];
 
 /// What a button press or an API call can ask of the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -219,6 +230,8 @@ impl Event {
             Event::HotspotClosed { .. } => "hotspot_closed",
             Event::WifiJoined { .. } => "wifi_joined",
             Event::WifiLost { .. } => "wifi_lost",
+            Event::PushStateChanged { .. } => "push_state_changed",
+            Event::PushStats { .. } => "push_stats",
         }
     }
 
@@ -228,6 +241,8 @@ impl Event {
         matches!(
             self,
             Event::LoginFailed { .. }
+                | Event::PushStateChanged { .. }
+                | Event::PushStats { .. }
                 | Event::TokenRevoked { .. }
                 | Event::OwnerResetRequested { .. }
                 | Event::WebhookFailing { .. }
@@ -261,6 +276,8 @@ impl Event {
             | Event::SegmentClosed { camera, .. }
             | Event::SegmentDeleted { camera, .. }
             | Event::RecordingSwitched { camera, .. }
+            | Event::PushStateChanged { camera, .. }
+            | Event::PushStats { camera, .. }
             | Event::ActionRequested { camera: Some(camera), .. } => camera,
             Event::DaemonReady
             | Event::DaemonStopping
@@ -358,6 +375,8 @@ mod tests {
             Event::HotspotClosed { reason: s() },
             Event::WifiJoined { ssid: s() },
             Event::WifiLost { ssid: s() },
+            Event::PushStateChanged { camera: s(), target: s(), state: s(), error: None },
+            Event::PushStats { camera: s(), target: s(), bitrate_kbps: 1.0, rtt_ms: None },
         ];
         assert_eq!(examples.len(), TYPES.len());
         let mut seen = std::collections::HashSet::new();

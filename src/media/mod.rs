@@ -15,7 +15,6 @@ pub mod mse;
 pub mod pipeline;
 pub mod probe;
 pub mod recorder;
-pub mod restart;
 pub mod rtsp;
 pub mod snapshot;
 pub mod source;

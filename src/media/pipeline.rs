@@ -21,9 +21,9 @@ use crate::events::{Bus, Event};
 use super::encoder::{self, Encoder, EncoderPlan};
 use super::fanout::{Fanout, Taps};
 use super::probe::Machine;
-use super::restart::Backoff;
 use super::source::{self, Output};
 use super::{Heartbeat, MediaClock, StopOnDrop};
+use crate::retry::{self, Backoff};
 
 /// A source that has not produced a frame this long after starting is considered failed.
 /// RTSP cameras need a TCP connect, DESCRIBE and a keyframe: 10 s covers slow ones.
@@ -138,7 +138,7 @@ impl Supervisor {
     /// Keeps the camera running until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = match self.cam.source {
-            crate::config::SourceSpec::Rtsp(_) => Backoff::with_max(super::restart::NETWORK_MAX_DELAY),
+            crate::config::SourceSpec::Rtsp(_) => Backoff::with_max(retry::NETWORK_MAX_DELAY),
             _ => Backoff::default(),
         };
         let mut restarts = 0u64;

@@ -72,7 +72,7 @@ fn describe(path: &Path, start: DateTime<Utc>, recording: bool, remove_empty: bo
                 }
                 return None;
             }
-            Ok(scan) => (scan.duration, scan.truncated),
+            Ok(scan) => (scan.duration, scan.cut_off()),
             Err(e) => {
                 // Listed (it may still hold something a player can use) but flagged, and said.
                 tracing::warn!(segment = %path.display(), "cannot read this recording's media, listing it as partial: {e}");

@@ -4,6 +4,10 @@
 //! the last complete `moof`+`mdat` pair still plays. The index needs that duration for
 //! partial segments, and the real duration for finished ones, without decoding anything:
 //! fragments are ~1 s, so a one-minute file is ~60 small header reads.
+//!
+//! A finished fragmented file ends in the `mfra` box mp4mux writes at end of stream. A kill
+//! can land just after a fragment was written whole, so a file without it is cut off even
+//! when every box in it is complete.
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::time::Duration;
@@ -15,8 +19,10 @@ pub struct Scan {
     pub duration: Duration,
     /// Complete `moof`+`mdat` fragments.
     pub fragments: u32,
-    /// The file ends in an incomplete box: it was cut off while being written.
+    /// It ends in an incomplete box.
     pub truncated: bool,
+    /// It ends in the `mfra` box mp4mux writes when it finishes a fragmented file.
+    pub closed: bool,
 }
 
 struct Header {
@@ -151,6 +157,12 @@ fn walk<R: Read + Seek>(r: &mut R, start: u64, end: u64, found: &mut Found) -> i
 }
 
 impl Scan {
+    /// Cut off while being written (power loss, kill, disk error): an incomplete box, or
+    /// fragments never closed by an `mfra`.
+    pub fn cut_off(&self) -> bool {
+        self.truncated || (self.fragments > 0 && !self.closed)
+    }
+
     /// No complete media at all (cut off in its first second, or empty): nothing to play.
     pub fn holds_nothing(&self) -> bool {
         self.fragments == 0 && self.duration.is_zero()
@@ -189,6 +201,7 @@ pub fn scan<R: Read + Seek>(r: &mut R, len: u64) -> io::Result<Scan> {
                     result.fragments += 1;
                 }
             }
+            b"mfra" => result.closed = true,
             _ => {}
         }
         at = h.end;
@@ -229,8 +242,15 @@ pub(crate) mod tests {
         v
     }
 
-    /// moov with a 90 kHz video track, then `n` one-second fragments of 30 samples.
+    /// A finished segment: [`unfinished`] closed by its `mfra`.
     pub(crate) fn fragmented(n: u64) -> Vec<u8> {
+        let mut file = unfinished(n);
+        file.extend(bx(b"mfra", &bx(b"mfro", &full(0, &16u32.to_be_bytes()))));
+        file
+    }
+
+    /// moov with a 90 kHz video track, then `n` one-second fragments of 30 samples.
+    fn unfinished(n: u64) -> Vec<u8> {
         let mut mdhd = vec![0u8; 12];
         mdhd.extend_from_slice(&90_000u32.to_be_bytes());
         mdhd.extend_from_slice(&[0u8; 8]);
@@ -254,15 +274,24 @@ pub(crate) mod tests {
     fn complete_fragments_add_up() {
         let f = fragmented(5);
         let s = scan(&mut Cursor::new(&f), f.len() as u64).unwrap();
-        assert_eq!(s, Scan { duration: Duration::from_secs(5), fragments: 5, truncated: false });
+        assert_eq!(s, Scan { duration: Duration::from_secs(5), fragments: 5, truncated: false, closed: true });
+        assert!(!s.cut_off());
+    }
+
+    #[test]
+    fn a_file_cut_off_between_fragments_is_truncated() {
+        let f = unfinished(5);
+        let s = scan(&mut Cursor::new(&f), f.len() as u64).unwrap();
+        assert_eq!(s, Scan { duration: Duration::from_secs(5), fragments: 5, truncated: false, closed: false });
+        assert!(s.cut_off(), "every box is whole, but the file was never finished");
     }
 
     #[test]
     fn a_cut_off_file_counts_only_complete_fragments() {
-        let f = fragmented(5);
+        let f = unfinished(5);
         for cut in [f.len() - 1, f.len() - 50, f.len() - 108 - 20] {
             let s = scan(&mut Cursor::new(&f[..cut]), cut as u64).unwrap();
-            assert!(s.truncated, "cut at {cut}");
+            assert!(s.truncated && s.cut_off(), "cut at {cut}");
             assert_eq!(s.fragments, 4, "cut at {cut}");
             assert_eq!(s.duration, Duration::from_secs(4));
         }

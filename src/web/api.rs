@@ -16,6 +16,9 @@ pub struct StateResponse {
     /// Webhook deliveries (the owner only: they describe the configuration).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhooks: Option<Vec<crate::webhook::HookStatus>>,
+    /// WHIP pushes (the owner only, like webhooks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pushes: Option<Vec<crate::push::PushStatus>>,
 }
 
 /// Live state of every camera the caller may see.
@@ -28,7 +31,8 @@ pub fn state_for(app: &AppState, who: &Principal) -> StateResponse {
     let cameras = app.board.cameras().into_iter().filter(|c| who.sees(&c.name)).collect();
     let owner = app.auth.authorize(who, crate::auth::Action::Admin, None).is_ok();
     let webhooks = owner.then(|| app.webhooks.status());
-    StateResponse { version: env!("CARGO_PKG_VERSION"), cameras, webhooks }
+    let pushes = owner.then(|| app.pushes.status());
+    StateResponse { version: env!("CARGO_PKG_VERSION"), cameras, webhooks, pushes }
 }
 
 /// One entry of `GET /api/cameras`.

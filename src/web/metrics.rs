@@ -65,6 +65,7 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     camera_metrics(&mut out, &app);
     recording_metrics(&mut out, &app, segments);
     webhook_metrics(&mut out, &app);
+    push_metrics(&mut out, &app);
     let (connected, dropped) = app.event_clients.counts();
     out.family("lookout_event_clients", "gauge", "Clients of /api/events").sample("lookout_event_clients", &[], connected as f64);
     out.family("lookout_event_clients_dropped_total", "counter", "Clients of /api/events dropped for falling behind or stalling").sample(
@@ -152,6 +153,31 @@ fn webhook_metrics(out: &mut Exposition, app: &AppState) {
         out.family(name, kind, help);
         for h in &hooks {
             out.sample(name, &[("hook", &h.name)], value(h));
+        }
+    }
+}
+
+/// Per WHIP push: whether it is live, what it sends, the round trip, sessions started.
+fn push_metrics(out: &mut Exposition, app: &AppState) {
+    type PerPush = fn(&crate::push::PushStatus) -> Option<f64>;
+    let per_push: [(&str, &str, &str, PerPush); 4] = [
+        ("lookout_push_live", "gauge", "1 while the push sends to its WHIP server", |p| {
+            Some(bool01(p.state == crate::push::PushState::Live))
+        }),
+        ("lookout_push_bitrate_kbps", "gauge", "What the push sends, kbit/s", |p| Some(p.bitrate_kbps)),
+        ("lookout_push_rtt_seconds", "gauge", "Round trip to the WHIP server, from its RTCP reports", |p| p.rtt_ms.map(|ms| ms / 1000.0)),
+        ("lookout_push_sessions_total", "counter", "Sessions the WHIP server answered (reconnects add one)", |p| Some(p.sessions as f64)),
+    ];
+    let pushes = app.pushes.status();
+    if pushes.is_empty() {
+        return;
+    }
+    for (name, kind, help, value) in per_push {
+        out.family(name, kind, help);
+        for p in &pushes {
+            if let Some(v) = value(p) {
+                out.sample(name, &[("camera", &p.camera), ("target", &p.target)], v);
+            }
         }
     }
 }

@@ -88,6 +88,8 @@ pub struct AppState {
     pub network: Arc<crate::network::Service>,
     /// The RTSP server, for the URLs the camera list gives.
     pub rtsp: Arc<crate::media::rtsp::Service>,
+    /// WHIP pushes' state, for `/api/state` and `/metrics`.
+    pub pushes: Arc<crate::push::Service>,
 }
 
 /// ONVIF's services (`web::onvif`).

@@ -274,7 +274,7 @@ async fn deliver(hook: Arc<Hook>, client: reqwest::Client, bus: Bus, stop: Cance
             note_failing(&hook, &bus, error);
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(jittered(backoff)) => {}
+                _ = tokio::time::sleep(crate::retry::jittered(backoff)) => {}
             }
             backoff = (backoff * 2).min(hook.config.max_backoff);
         }
@@ -322,11 +322,4 @@ async fn attempt(client: &reqwest::Client, hook: &Hook, delivery: &Delivery) -> 
 /// The error and its causes, without the URL: its query may carry a key.
 fn describe(e: reqwest::Error) -> String {
     crate::error_chain(&e.without_url())
-}
-
-/// `wait` ±20 %, so many devices that lost the same receiver do not retry in step.
-fn jittered(wait: Duration) -> Duration {
-    let mut byte = [0u8; 1];
-    let _ = getrandom::fill(&mut byte);
-    wait.mul_f64(0.8 + 0.4 * f64::from(byte[0]) / 255.0)
 }

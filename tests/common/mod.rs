@@ -167,6 +167,17 @@ pub async fn post_login(base: &str, user: &str, password: &str) -> reqwest::Resp
 /// A config with the given cameras and data in a temporary folder. The free-space floor is
 /// 64 MB, not the product's 10 %: a test must not depend on how full the machine's disk is
 /// (retention tests set their own).
+/// The Python of the tests' virtualenv (`scripts/setup --test` makes it), for peers that are
+/// not ours: an ONVIF client, a WHIP server.
+pub fn venv_python() -> std::path::PathBuf {
+    let venv = std::env::var_os("LOOKOUT_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/lookout-venv"));
+    let python = venv.join("bin/python");
+    assert!(python.exists(), "{} is missing: run scripts/setup --test", python.display());
+    python
+}
+
 pub fn config_with(cameras: Vec<Camera>) -> Config {
     let mut config = Config { cameras, ..Config::default() };
     config.storage.min_free = lookout::config::SpaceLimit::Bytes(64 * 1024 * 1024);

@@ -51,10 +51,12 @@ impl Service {
     ) {
         let mut running: Option<Server> = None;
         let mut adverts = crate::network::adverts::Adverts::default();
+        // When a server that could not start may be tried again (events wake the loop sooner).
+        let mut retry_at = tokio::time::Instant::now();
         loop {
             let config = live.get();
             let names: Vec<String> = config.cameras.iter().map(|c| c.name.clone()).collect();
-            if running.is_none() && config.rtsp.enabled {
+            if running.is_none() && config.rtsp.enabled && tokio::time::Instant::now() >= retry_at {
                 let cameras = live.clone();
                 let exists = Box::new(move |name: &str| cameras.get().cameras.iter().any(|c| c.name == name));
                 let gate = gate::Gate::new(auth.clone(), tokio::runtime::Handle::current(), exists);
@@ -63,7 +65,10 @@ impl Service {
                         tracing::info!(port = server.port(), "RTSP server listening");
                         running = Some(server);
                     }
-                    Err(e) => tracing::error!("{e}; trying again in {} s", RETRY_AFTER.as_secs()),
+                    Err(e) => {
+                        tracing::error!("{e}; trying again in {} s", RETRY_AFTER.as_secs());
+                        retry_at = tokio::time::Instant::now() + RETRY_AFTER;
+                    }
                 }
             }
             if let Some(server) = &running {
@@ -74,11 +79,12 @@ impl Service {
             let retry = running.is_none() && config.rtsp.enabled;
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(RETRY_AFTER), if retry => {}
+                _ = tokio::time::sleep_until(retry_at), if retry => {}
                 event = events.recv() => match event {
                     Ok(e) if e.changes("rtsp") => {
                         tracing::info!("RTSP settings changed: restarting the RTSP server");
                         shut(running.take()).await;
+                        retry_at = tokio::time::Instant::now();
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                     _ => {}

@@ -4,6 +4,7 @@
 //! [`ViewerSet::join`] and [`ViewerSet::leave`]; each session runs in its own task (see
 //! `session::run`) and removes itself when it ends, publishing `ViewerLeft` with the reason.
 
+pub mod push;
 pub mod sdp;
 mod session;
 
@@ -15,13 +16,14 @@ use std::time::Duration;
 use gst::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::config::{PortRange, WebRtc};
+use crate::config::{PortRange, TurnServer, WebRtc};
 use crate::events::{Bus, Event};
 
 use super::MediaClock;
 use super::fanout::Fanout;
 
 pub use sdp::{OfferError, announce_addresses, inspect_offer};
+pub use session::SendStats;
 
 /// ICE settings in the form webrtcbin takes them.
 #[derive(Debug, Clone, Default)]
@@ -39,24 +41,21 @@ impl IceSettings {
     /// Converts the config's URLs (`stun:host:port`) to webrtcbin's (`stun://host:port`).
     pub fn from_config(w: &WebRtc) -> IceSettings {
         let stun = w.stun.first().map(|u| format!("stun://{}", u.trim_start_matches("stun:")));
-        let turn = w
-            .turn
-            .iter()
-            .map(|t| {
-                let (scheme, rest) = t.url.split_once(':').unwrap_or(("turn", &t.url));
-                let (hostport, query) = rest.split_once('?').map_or((rest, None), |(h, q)| (h, Some(q)));
-                let user = urlencode(&t.username);
-                let pass = urlencode(&t.credential);
-                let mut url = format!("{scheme}://{user}:{pass}@{hostport}");
-                if let Some(q) = query {
-                    url.push('?');
-                    url.push_str(q);
-                }
-                url
-            })
-            .collect();
+        let turn = w.turn.iter().map(turn_url).collect();
         IceSettings { stun, turn, udp_ports: w.udp_ports.clone(), announce: w.announce.clone(), tcp: w.ice_tcp }
     }
+}
+
+/// A TURN server as webrtcbin takes it: `turn://user:pass@host:port?transport=...`.
+fn turn_url(t: &TurnServer) -> String {
+    let (scheme, rest) = t.url.split_once(':').unwrap_or(("turn", &t.url));
+    let (hostport, query) = rest.split_once('?').map_or((rest, None), |(h, q)| (h, Some(q)));
+    let mut url = format!("{scheme}://{}:{}@{hostport}", urlencode(&t.username), urlencode(&t.credential));
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
+    url
 }
 
 fn urlencode(s: &str) -> String {
@@ -149,6 +148,8 @@ pub struct ViewerSet {
     bus: Bus,
     warm: WarmUp,
     sessions: Mutex<HashMap<String, Slot>>,
+    /// Push sessions (WHIP, see [`push`]) by id, with what stops each.
+    pushes: Mutex<HashMap<String, oneshot::Sender<String>>>,
     tasks: tokio_util::task::TaskTracker,
 }
 
@@ -192,6 +193,7 @@ impl ViewerSet {
             bus,
             warm,
             sessions: Mutex::new(HashMap::new()),
+            pushes: Mutex::new(HashMap::new()),
             tasks: tokio_util::task::TaskTracker::new(),
         }
     }
@@ -308,13 +310,16 @@ impl ViewerSet {
     pub async fn close(&self) {
         let stops: Vec<_> = {
             let mut sessions = self.sessions.lock().expect("sessions lock never poisoned");
-
-            sessions.values_mut().filter_map(|s| s.stop.take()).collect()
+            let mut pushes = self.pushes.lock().expect("pushes lock never poisoned");
+            // Closed under the pushes lock: a push that starts from now on is refused.
+            self.tasks.close();
+            let mut stops: Vec<_> = sessions.values_mut().filter_map(|s| s.stop.take()).collect();
+            stops.extend(pushes.drain().map(|(_, stop)| stop));
+            stops
         };
         for stop in stops {
             let _ = stop.send("server shutting down".into());
         }
-        self.tasks.close();
         self.tasks.wait().await;
     }
 }

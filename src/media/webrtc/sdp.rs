@@ -33,6 +33,64 @@ pub struct H264Choice {
     pub fir: bool,
 }
 
+impl H264Choice {
+    /// What the device offers when it is the offerer (a WHIP push): payload 96, keyframes on
+    /// PLI and FIR.
+    pub fn for_offer() -> H264Choice {
+        H264Choice { payload: 96, profile: Some("constrained-baseline".into()), pli: true, fir: true }
+    }
+}
+
+/// The H.264 format line a WHIP offer carries: constrained baseline, packetization mode 1,
+/// which SFUs that forward without transcoding accept and every browser decodes.
+const WHIP_H264_FMTP: &str = "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+
+/// webrtcbin's offer made ready to send: its H.264 `a=fmtp` lines (which name only the
+/// packetization mode before any frame flowed) say constrained baseline, and an H.264
+/// payload without one gets one. Other lines pass unchanged.
+pub fn as_whip_offer(sdp: &str) -> String {
+    let mut h264 = Vec::new();
+    for line in sdp.lines() {
+        if let Some(rest) = line.strip_prefix("a=rtpmap:")
+            && let Some((pt, codec)) = rest.split_once(' ')
+            && codec.to_ascii_uppercase().starts_with("H264/")
+        {
+            h264.push(pt.to_owned());
+        }
+    }
+    let mut out = String::with_capacity(sdp.len() + 128);
+    let mut has_fmtp = std::collections::HashSet::new();
+    let mut pending_rtpmap: Option<String> = None;
+    let flush = |out: &mut String, pending: &mut Option<String>, has: &std::collections::HashSet<String>| {
+        if let Some(pt) = pending.take()
+            && !has.contains(&pt)
+        {
+            out.push_str(&format!("a=fmtp:{pt} {WHIP_H264_FMTP}\r\n"));
+        }
+    };
+    for line in sdp.lines() {
+        let fmtp_pt = line.strip_prefix("a=fmtp:").and_then(|r| r.split_once(' ')).map(|(pt, _)| pt.to_owned());
+        if let Some(pt) = fmtp_pt.filter(|pt| h264.contains(pt)) {
+            has_fmtp.insert(pt.clone());
+            out.push_str(&format!("a=fmtp:{pt} {WHIP_H264_FMTP}\r\n"));
+            continue;
+        }
+        // An rtpmap's fmtp, if any, follows it before the next rtpmap or media section.
+        if line.starts_with("a=rtpmap:") || line.starts_with("m=") {
+            flush(&mut out, &mut pending_rtpmap, &has_fmtp);
+        }
+        if let Some(pt) = line.strip_prefix("a=rtpmap:").and_then(|r| r.split_once(' ')).map(|(pt, _)| pt.to_owned())
+            && h264.contains(&pt)
+        {
+            pending_rtpmap = Some(pt);
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    flush(&mut out, &mut pending_rtpmap, &has_fmtp);
+    out
+}
+
 /// Parses and checks an offer; returns it parsed and the H.264 format to answer with.
 pub fn inspect_offer(text: &str) -> Result<(gst_sdp::SDPMessage, H264Choice), OfferError> {
     if !text.trim_start().starts_with("v=0") {
@@ -120,6 +178,18 @@ pub fn announce_addresses(sdp: &str, addresses: &[IpAddr]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_whip_offer_says_constrained_baseline_for_every_h264_payload() {
+        let offer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 97\r\na=rtpmap:96 H264/90000\r\na=rtcp-fb:96 nack pli\r\n\
+a=fmtp:96 packetization-mode=1\r\na=rtpmap:97 H264/90000\r\na=rtpmap:98 VP8/90000\r\na=fmtp:98 x=1\r\n";
+        let out = as_whip_offer(offer);
+        assert!(out.contains("a=fmtp:96 level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f\r\n"), "{out}");
+        assert!(out.contains("a=rtpmap:97 H264/90000\r\na=fmtp:97 level-asymmetry"), "{out}");
+        assert!(out.contains("a=fmtp:98 x=1\r\n"), "{out}");
+        assert_eq!(out.matches("a=fmtp:96").count(), 1);
+        assert!(out.contains("a=rtcp-fb:96 nack pli\r\n"));
+    }
 
     fn inspect_offer(text: &str) -> Result<(gst_sdp::SDPMessage, H264Choice), OfferError> {
         crate::media::init().expect("GStreamer initialises");

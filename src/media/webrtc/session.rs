@@ -61,6 +61,7 @@ pub(super) enum Signal {
 pub(super) struct Viewer {
     pipeline: gst::Pipeline,
     appsrc: gst_app::AppSrc,
+    pub(super) webrtc: gst::Element,
     signals: mpsc::UnboundedReceiver<Signal>,
     _stop: StopOnDrop,
 }
@@ -72,15 +73,9 @@ fn make(factory: &str, name: String) -> Result<gst::Element, ViewerError> {
         .map_err(|_| ViewerError::Internal(format!("GStreamer element {factory} is not installed")))
 }
 
-/// Builds the viewer pipeline and answers `offer`. Returns the viewer and the SDP answer.
-pub(super) async fn negotiate(
-    id: &str,
-    offer: gst_sdp::SDPMessage,
-    h264: &H264Choice,
-    ice: &IceSettings,
-    clock: &MediaClock,
-    step: &Step,
-) -> Result<(Viewer, String), ViewerError> {
+/// A session's pipeline, before negotiation: appsrc → rtph264pay → capsfilter → webrtcbin
+/// with one send-only transceiver, playing and reporting [`Signal`]s.
+fn build(id: &str, h264: &H264Choice, ice: &IceSettings, clock: &MediaClock, step: &Step) -> Result<Viewer, ViewerError> {
     let pipeline = gst::Pipeline::with_name(&format!("viewer-{id}"));
     let guard = StopOnDrop::new(&pipeline);
     let appsrc = gst_app::AppSrc::builder().name(format!("viewer-{id}-src")).build();
@@ -109,9 +104,21 @@ pub(super) async fn negotiate(
     clock.apply(&pipeline);
     step.enter("starting the viewer pipeline");
     pipeline.set_state(gst::State::Playing).map_err(|_| ViewerError::Internal("viewer pipeline refused to start".into()))?;
+    Ok(Viewer { pipeline, appsrc, webrtc, signals, _stop: guard })
+}
 
+/// Builds the viewer pipeline and answers `offer`. Returns the viewer and the SDP answer.
+pub(super) async fn negotiate(
+    id: &str,
+    offer: gst_sdp::SDPMessage,
+    h264: &H264Choice,
+    ice: &IceSettings,
+    clock: &MediaClock,
+    step: &Step,
+) -> Result<(Viewer, String), ViewerError> {
+    let mut viewer = build(id, h264, ice, clock, step)?;
+    let webrtc = viewer.webrtc.clone();
     let t0 = Instant::now();
-    let mut viewer = Viewer { pipeline, appsrc, signals, _stop: guard };
     let offer = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, offer);
     step.enter("applying the offer (set-remote-description)");
     promise(&webrtc, "set-remote-description", &offer).await.map_err(ViewerError::Negotiation)?;
@@ -126,12 +133,78 @@ pub(super) async fn negotiate(
     step.enter("gathering ICE candidates");
     wait_for_gathering(&webrtc, &mut viewer.signals, ice.stun.is_none() && ice.turn.is_empty()).await;
     tracing::debug!(negotiate = ?t1, gather = ?(t0.elapsed() - t1), "answer ready");
+    let text = local_description(&webrtc)?;
+    Ok((viewer, sdp::announce_addresses(&text, &ice.announce)))
+}
 
+/// Builds a sender pipeline that offers (WHIP: the device is the offerer). Returns it and the
+/// offer with its candidates, for [`accept`] to complete with the server's answer.
+pub(super) async fn offer(id: &str, ice: &IceSettings, clock: &MediaClock, step: &Step) -> Result<(Viewer, String), ViewerError> {
+    let mut viewer = build(id, &H264Choice::for_offer(), ice, clock, step)?;
+    let webrtc = viewer.webrtc.clone();
+    step.enter("creating the offer (create-offer)");
+    let reply = promise_reply(&webrtc, "create-offer").await.map_err(ViewerError::Negotiation)?;
+    let offer = reply
+        .get::<gst_webrtc::WebRTCSessionDescription>("offer")
+        .map_err(|_| ViewerError::Negotiation("webrtcbin produced no offer".into()))?;
+    step.enter("applying the offer (set-local-description)");
+    promise(&webrtc, "set-local-description", &offer).await.map_err(ViewerError::Negotiation)?;
+    step.enter("gathering ICE candidates");
+    wait_for_gathering(&webrtc, &mut viewer.signals, ice.stun.is_none() && ice.turn.is_empty()).await;
+    let text = local_description(&webrtc)?;
+    Ok((viewer, sdp::as_whip_offer(&sdp::announce_addresses(&text, &ice.announce))))
+}
+
+/// Completes an [`offer`] with the server's answer.
+pub(super) async fn accept(viewer: &Viewer, answer: &str) -> Result<(), ViewerError> {
+    let parsed = gst_sdp::SDPMessage::parse_buffer(answer.as_bytes())
+        .map_err(|_| ViewerError::Negotiation("the server's answer is not SDP".into()))?;
+    let answer = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, parsed);
+    promise(&viewer.webrtc, "set-remote-description", &answer).await.map_err(ViewerError::Negotiation)
+}
+
+fn local_description(webrtc: &gst::Element) -> Result<String, ViewerError> {
     let local = webrtc
         .property::<Option<gst_webrtc::WebRTCSessionDescription>>("local-description")
         .ok_or_else(|| ViewerError::Negotiation("no local description after negotiation".into()))?;
-    let text = local.sdp().as_text().map_err(|e| ViewerError::Internal(e.to_string()))?;
-    Ok((viewer, sdp::announce_addresses(&text, &ice.announce)))
+    local.sdp().as_text().map_err(|e| ViewerError::Internal(e.to_string()))
+}
+
+/// What a sender session has sent and how far its receiver is.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SendStats {
+    /// RTP payload bytes sent so far.
+    pub bytes_sent: u64,
+    /// Round-trip time from the receiver's reports, once it sent one.
+    pub rtt: Option<Duration>,
+}
+
+/// Reads webrtcbin's statistics (`outbound-rtp` bytes, `remote-inbound-rtp` round trip).
+pub(super) async fn send_stats(webrtc: &gst::Element) -> Option<SendStats> {
+    let (tx, rx) = oneshot::channel();
+    let p = gst::Promise::with_change_func(move |reply| {
+        let _ = tx.send(reply.ok().flatten().map(|s| s.to_owned()));
+    });
+    webrtc.emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &p]);
+    let all = tokio::time::timeout(Duration::from_secs(2), rx).await.ok()?.ok()??;
+    let mut stats = SendStats::default();
+    for (_, value) in all.iter() {
+        let Ok(s) = value.get::<gst::Structure>() else { continue };
+        let kind = s.get::<gst_webrtc::WebRTCStatsType>("type").ok();
+        match kind {
+            Some(gst_webrtc::WebRTCStatsType::OutboundRtp) => stats.bytes_sent += s.get::<u64>("bytes-sent").unwrap_or(0),
+            Some(gst_webrtc::WebRTCStatsType::RemoteInboundRtp) => {
+                if let Ok(rtt) = s.get::<f64>("round-trip-time")
+                    && rtt.is_finite()
+                    && rtt > 0.0
+                {
+                    stats.rtt = Some(Duration::from_secs_f64(rtt));
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(stats)
 }
 
 fn rtp_caps(h264: &H264Choice) -> gst::Caps {

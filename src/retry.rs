@@ -1,4 +1,6 @@
-//! When to try a failed camera again. Sans-IO: the supervisor asks, then sleeps.
+//! When to try again after a failure: exponential backoff that resets after a healthy run
+//! (cameras, WHIP pushes), and jitter so many devices that lost the same server do not retry
+//! in step (webhooks, pushes). Sans-IO: callers ask, then sleep.
 
 use std::time::{Duration, Instant};
 
@@ -47,6 +49,13 @@ impl Backoff {
         self.failures += 1;
         delay
     }
+}
+
+/// `wait` ±20 %.
+pub fn jittered(wait: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let _ = getrandom::fill(&mut byte);
+    wait.mul_f64(0.8 + 0.4 * f64::from(byte[0]) / 255.0)
 }
 
 #[cfg(test)]

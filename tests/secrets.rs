@@ -24,6 +24,7 @@ async fn no_secret_reaches_the_log_or_an_api_answer() {
              [storage]\npath = \"{data}\"\nmin_free = \"64MB\"\n[led]\nbackend = \"none\"\n\
              [webrtc]\nturn = [{{ url = \"turn:turn.example.org:3478\", username = \"turnuser\", credential = \"turn-SECRET-5\" }}]\n\
              [[camera]]\nname = \"cam\"\nsource = \"test\"\nwidth = 320\nheight = 240\n\
+             [[camera.push]]\nurl = \"http://pushuser:push-SECRET-10@127.0.0.1:9/whip/cam?key=pushkey-SECRET-11\"\ntoken = \"pushtoken-SECRET-12\"\n\
              [[camera]]\nname = \"ipcam\"\nsource = \"rtsp://viewer:pa%2Fss-SECRET-1@127.0.0.1:9/live?token=query-SECRET-2\"\n\
              [[camera]]\nname = \"pipecam\"\n\
              source = {{ pipeline = \"rtspsrc location=rtsp://127.0.0.1:9/x user-id=u user-pw=pipe-SECRET-3 ! rtph264depay ! h264parse\" }}\n\
@@ -75,7 +76,7 @@ async fn no_secret_reaches_the_log_or_an_api_answer() {
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let mut answers = String::new();
-    for path in ["/api/state", "/api/cameras", "/api/health", "/api/users", "/api/tokens", "/api/me"] {
+    for path in ["/api/state", "/api/cameras", "/api/health", "/api/users", "/api/tokens", "/api/me", "/api/config"] {
         answers += &owner.get(format!("{base}{path}")).send().await.unwrap().text().await.unwrap();
     }
     let by_token = reqwest::Client::new();
@@ -91,6 +92,8 @@ async fn no_secret_reaches_the_log_or_an_api_answer() {
     assert!(log.contains("login failed"), "the log is the daemon's: {log}");
     assert!(log.contains("webhook deliveries fail"), "the webhook's failure (to the URL with secrets) was logged: {log}");
     assert!(answers.contains("\"webhooks\""), "the owner's state lists the webhook");
+    assert!(log.contains("WHIP push retrying"), "the push's failure (to the URL with secrets) was logged: {log}");
+    assert!(answers.contains("\"pushes\""), "the owner's state lists the push");
 
     let state: Value = serde_json::from_str(&std::fs::read_to_string(data.join("auth/state.json")).unwrap()).unwrap();
     let secrets = [
@@ -105,6 +108,9 @@ async fn no_secret_reaches_the_log_or_an_api_answer() {
         "hook-SECRET-7".to_owned(),
         "hookkey-SECRET-8".to_owned(),
         "webhook-SECRET-9".to_owned(),
+        "push-SECRET-10".to_owned(),
+        "pushkey-SECRET-11".to_owned(),
+        "pushtoken-SECRET-12".to_owned(),
         token,
         cookie,
         state["session_secret"].as_str().unwrap().to_owned(),

@@ -379,13 +379,22 @@ impl Default for Onvif {
 }
 
 /// A TURN relay with its long-term credentials.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TurnServer {
     /// `turn:host:port` (UDP) or `turn:host:port?transport=tcp`.
     pub url: String,
     pub username: String,
+    /// Never serialized back out (the settings API keeps it when a change leaves it out),
+    /// never logged.
+    #[serde(skip_serializing)]
     pub credential: String,
+}
+
+impl std::fmt::Debug for TurnServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnServer").field("url", &self.url).field("username", &self.username).field("credential", &"<secret>").finish()
+    }
 }
 
 /// Which H.264 encoder a camera uses; `auto` picks the best the machine has.

@@ -95,7 +95,7 @@ pub async fn stream(
 }
 
 /// Whether `who` may hear `event`.
-fn audible(app: &AppState, who: &Principal, event: &Event) -> bool {
+pub(super) fn audible(app: &AppState, who: &Principal, event: &Event) -> bool {
     match event.camera() {
         Some(camera) => who.sees(camera),
         None if event.owner_only() => app.auth.authorize(who, Action::Admin, None).is_ok(),

@@ -5,6 +5,7 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod captive;
+pub mod datachannel;
 pub mod error;
 pub mod events;
 pub mod listening;

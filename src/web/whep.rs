@@ -31,7 +31,7 @@ pub async fn create(
         )));
     }
     let offer = std::str::from_utf8(&body).map_err(|_| ApiError::BadRequest("the SDP offer is not UTF-8 text".into()))?;
-    let joined = cam.viewers.join(offer).await?;
+    let joined = cam.viewers.join(offer, Some(super::datachannel::handler(&app, &who, &camera))).await?;
     end_on_revoke(&app, &who, &camera, &joined.session);
     let location = routes::whep_session(&camera, &joined.session);
     let mut response = (StatusCode::CREATED, joined.answer).into_response();

@@ -25,6 +25,15 @@ pub struct WhepViewer {
     token: Option<String>,
     /// The HTTP client it signals with (one that trusts the device's certificate, over HTTPS).
     client: reqwest::Client,
+    /// The data channel it opened, if it asked for one.
+    channel: Option<Channel>,
+}
+
+/// A viewer's data channel and what arrived on it.
+struct Channel {
+    channel: gst_webrtc::WebRTCDataChannel,
+    texts: Arc<Mutex<Vec<String>>>,
+    bytes: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 /// A POST that did not produce a session.
@@ -40,21 +49,27 @@ packetization-mode=(string)1,profile-level-id=(string)42e01f,rtcp-fb-nack-pli=(b
 impl WhepViewer {
     /// Negotiates with `endpoint` (e.g. `http://127.0.0.1:8080/whep/cam`).
     pub async fn connect(endpoint: &str) -> Result<WhepViewer, Refused> {
-        WhepViewer::connect_over(endpoint, true, reqwest::Client::new()).await
+        WhepViewer::connect_over(endpoint, true, reqwest::Client::new(), false).await
+    }
+
+    /// Like [`WhepViewer::connect`], with a data channel in the offer, as a player that wants
+    /// the device's events and stats opens one.
+    pub async fn connect_with_channel(endpoint: &str) -> Result<WhepViewer, Refused> {
+        WhepViewer::connect_over(endpoint, true, reqwest::Client::new(), true).await
     }
 
     /// Like [`WhepViewer::connect`], signalling with `client` (e.g. one pinning the device's
     /// HTTPS certificate).
     pub async fn connect_with(endpoint: &str, client: reqwest::Client) -> Result<WhepViewer, Refused> {
-        WhepViewer::connect_over(endpoint, true, client).await
+        WhepViewer::connect_over(endpoint, true, client, false).await
     }
 
     /// Like [`WhepViewer::connect`] from a network that blocks UDP: only ICE-TCP candidates.
     pub async fn connect_tcp_only(endpoint: &str) -> Result<WhepViewer, Refused> {
-        WhepViewer::connect_over(endpoint, false, reqwest::Client::new()).await
+        WhepViewer::connect_over(endpoint, false, reqwest::Client::new(), false).await
     }
 
-    async fn connect_over(endpoint: &str, udp: bool, client: reqwest::Client) -> Result<WhepViewer, Refused> {
+    async fn connect_over(endpoint: &str, udp: bool, client: reqwest::Client, with_channel: bool) -> Result<WhepViewer, Refused> {
         gst::init().expect("GStreamer initialises");
         let pipeline = gst::Pipeline::new();
         let webrtc = gst::ElementFactory::make("webrtcbin").build().expect("webrtcbin installed");
@@ -112,6 +127,17 @@ impl WhepViewer {
             pad.link(&bin.static_pad("sink").unwrap()).unwrap();
         });
         pipeline.set_state(gst::State::Playing).unwrap();
+        let channel = with_channel.then(|| {
+            let channel = webrtc
+                .emit_by_name::<Option<gst_webrtc::WebRTCDataChannel>>("create-data-channel", &[&"lookout", &None::<gst::Structure>])
+                .expect("webrtcbin makes a data channel");
+            let (texts, bytes) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
+            let t = texts.clone();
+            channel.connect_on_message_string(move |_, m| t.lock().unwrap().extend(m.map(str::to_owned)));
+            let b = bytes.clone();
+            channel.connect_on_message_data(move |_, m| b.lock().unwrap().extend(m.map(|m| m.to_vec())));
+            Channel { channel, texts, bytes }
+        });
 
         let offer = promise(&webrtc, "create-offer", None).await;
         let offer = offer.get::<gst_webrtc::WebRTCSessionDescription>("offer").unwrap();
@@ -149,7 +175,7 @@ impl WhepViewer {
         let answer = gst_sdp::SDPMessage::parse_buffer(body.as_bytes()).expect("answer is SDP");
         let answer_desc = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, answer);
         promise(&webrtc, "set-remote-description", Some(&answer_desc)).await;
-        Ok(WhepViewer { pipeline, frames, size, first_frame, location, started, answer: body, token, client })
+        Ok(WhepViewer { pipeline, frames, size, first_frame, location, started, answer: body, token, client, channel })
     }
 
     /// Asks the sender for a keyframe the way a decoder that lost a picture does: an upstream
@@ -158,6 +184,35 @@ impl WhepViewer {
         let sink = self.pipeline.by_name("frames").expect("decoding branch linked");
         let pad = sink.static_pad("sink").expect("appsink has a sink pad");
         pad.push_event(gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build());
+    }
+
+    /// Sends a text message on the data channel (once it is open).
+    pub async fn send_on_channel(&self, text: &str) {
+        let channel = &self.channel.as_ref().expect("connected with a data channel").channel;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while channel.ready_state() != gst_webrtc::WebRTCDataChannelState::Open {
+            assert!(Instant::now() < deadline, "the data channel did not open");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        channel.send_string(Some(text));
+    }
+
+    /// Waits for a JSON text message on the data channel that `pred` accepts.
+    pub async fn channel_message(&self, timeout: Duration, pred: impl Fn(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
+        let texts = &self.channel.as_ref().expect("connected with a data channel").texts;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = texts.lock().unwrap().iter().filter_map(|t| serde_json::from_str(t).ok()).find(|v| pred(v));
+            if found.is_some() || Instant::now() > deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Binary messages received on the data channel so far.
+    pub fn channel_bytes(&self) -> Vec<Vec<u8>> {
+        self.channel.as_ref().expect("connected with a data channel").bytes.lock().unwrap().clone()
     }
 
     /// Decoded frames so far.

@@ -4,6 +4,7 @@
 //! [`ViewerSet::join`] and [`ViewerSet::leave`]; each session runs in its own task (see
 //! `session::run`) and removes itself when it ends, publishing `ViewerLeft` with the reason.
 
+pub mod channel;
 pub mod push;
 pub mod sdp;
 mod session;
@@ -208,8 +209,9 @@ impl ViewerSet {
         self.tuning.read().expect("tuning lock never poisoned").clone()
     }
 
-    /// Answers a viewer's offer and starts its session.
-    pub async fn join(self: &Arc<Self>, offer: &str) -> Result<Joined, ViewerError> {
+    /// Answers a viewer's offer and starts its session; a data channel the viewer opens goes
+    /// to `on_channel`.
+    pub async fn join(self: &Arc<Self>, offer: &str, on_channel: Option<channel::ChannelHandler>) -> Result<Joined, ViewerError> {
         let (parsed, h264) = inspect_offer(offer)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let tuning = self.tuning();
@@ -233,11 +235,12 @@ impl ViewerSet {
             return Err(e);
         }
         let step = session::Step::default();
-        let negotiated = tokio::time::timeout(NEGOTIATE_TIMEOUT, session::negotiate(short, parsed, &h264, &tuning.ice, &self.clock, &step))
-            .await
-            .unwrap_or_else(|_| {
-                Err(ViewerError::NotReady(format!("no answer within {}s: {}", NEGOTIATE_TIMEOUT.as_secs(), step.describe())))
-            });
+        let negotiated =
+            tokio::time::timeout(NEGOTIATE_TIMEOUT, session::negotiate(short, parsed, &h264, &tuning.ice, &self.clock, &step, on_channel))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ViewerError::NotReady(format!("no answer within {}s: {}", NEGOTIATE_TIMEOUT.as_secs(), step.describe())))
+                });
         let (viewer, answer) = match negotiated {
             Ok(ok) => ok,
             Err(e) => {

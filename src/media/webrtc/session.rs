@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::media::fanout::{ConsumerId, Fanout};
 use crate::media::{MediaClock, StopOnDrop};
 
+use super::channel::{ChannelHandler, ChannelLink};
 use super::sdp::{self, H264Choice};
 use super::{IceSettings, ViewerError};
 
@@ -62,6 +63,7 @@ pub(super) struct Viewer {
     pipeline: gst::Pipeline,
     appsrc: gst_app::AppSrc,
     pub(super) webrtc: gst::Element,
+    pay: gst::Element,
     signals: mpsc::UnboundedReceiver<Signal>,
     _stop: StopOnDrop,
 }
@@ -104,10 +106,11 @@ fn build(id: &str, h264: &H264Choice, ice: &IceSettings, clock: &MediaClock, ste
     clock.apply(&pipeline);
     step.enter("starting the viewer pipeline");
     pipeline.set_state(gst::State::Playing).map_err(|_| ViewerError::Internal("viewer pipeline refused to start".into()))?;
-    Ok(Viewer { pipeline, appsrc, webrtc, signals, _stop: guard })
+    Ok(Viewer { pipeline, appsrc, webrtc, pay, signals, _stop: guard })
 }
 
 /// Builds the viewer pipeline and answers `offer`. Returns the viewer and the SDP answer.
+/// The first data channel the viewer opens goes to `on_channel`.
 pub(super) async fn negotiate(
     id: &str,
     offer: gst_sdp::SDPMessage,
@@ -115,9 +118,23 @@ pub(super) async fn negotiate(
     ice: &IceSettings,
     clock: &MediaClock,
     step: &Step,
+    on_channel: Option<ChannelHandler>,
 ) -> Result<(Viewer, String), ViewerError> {
     let mut viewer = build(id, h264, ice, clock, step)?;
     let webrtc = viewer.webrtc.clone();
+    if let Some(handler) = on_channel {
+        let handler = std::sync::Mutex::new(Some(handler));
+        let (pay, clock) = (viewer.pay.clone(), clock.clone());
+        webrtc.connect("on-data-channel", false, move |args| {
+            let channel = args.get(1).and_then(|v| v.get::<gst_webrtc::WebRTCDataChannel>().ok());
+            if let Some(channel) = channel
+                && let Some(handler) = handler.lock().expect("handler lock never poisoned").take()
+            {
+                handler(ChannelLink::new(channel, pay.clone(), clock.clone()));
+            }
+            None
+        });
+    }
     let t0 = Instant::now();
     let offer = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, offer);
     step.enter("applying the offer (set-remote-description)");

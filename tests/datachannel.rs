@@ -48,7 +48,11 @@ async fn a_viewer_s_data_channel_carries_state_events_stats_and_snapshots() {
             .expect("stats with the newest frame's capture time");
         let captured = stats["frame"]["captured_at_ms"].as_i64().unwrap();
         let now = stats["now_ms"].as_i64().unwrap();
-        assert!((0..5000).contains(&(now - captured)), "{camera}: a frame captured {} ms before it was reported: {stats}", now - captured);
+        println!("{camera}: newest frame captured {} ms before the stats", now - captured);
+        // A correctness check of the clock, not a speed: the newest frame of a live stream is a
+        // frame or two old; seconds off meant a unit mistake (the payloader counts its running
+        // time in RTP clock units).
+        assert!((0..1500).contains(&(now - captured)), "{camera}: a frame captured {} ms before it was reported: {stats}", now - captured);
 
         viewer.send_on_channel(r#"{"id": "p1", "type": "ping", "t": 1234.5}"#).await;
         let pong = viewer.channel_message(HANG, |m| m["type"] == "pong" && m["id"] == "p1").await.expect("pong");

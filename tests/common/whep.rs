@@ -194,7 +194,7 @@ impl WhepViewer {
             assert!(Instant::now() < deadline, "the data channel did not open");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        channel.send_string(Some(text));
+        channel.send_string_full(Some(text)).expect("the data channel takes the message");
     }
 
     /// Waits for a JSON text message on the data channel that `pred` accepts.

@@ -90,7 +90,10 @@ impl ChannelLink {
     pub fn newest_frame(&self) -> Option<FrameTime> {
         let stats = self.pay.property::<gst::Structure>("stats");
         let rtp_timestamp = stats.get::<u32>("timestamp").ok()?;
+        // The payloader's running time of its newest buffer, in RTP clock units.
         let running = stats.get::<u64>("running-time").ok().filter(|t| *t != u64::MAX && *t > 0)?;
-        Some(FrameTime { rtp_timestamp, captured_at: self.clock.wall_time(gst::ClockTime::from_nseconds(running)) })
+        let rate = u64::from(stats.get::<u32>("clock-rate").ok().filter(|r| *r > 0)?);
+        let running = gst::ClockTime::from_nseconds((u128::from(running) * 1_000_000_000 / u128::from(rate)) as u64);
+        Some(FrameTime { rtp_timestamp, captured_at: self.clock.wall_time(running) })
     }
 }

@@ -45,6 +45,16 @@ enum Command {
         #[arg(long, default_value = "issued on the device")]
         label: String,
     },
+    /// Watch a camera over WHEP from this machine for a while and say what arrived: that live
+    /// video reaches here (ICE, DTLS, RTP) without a browser. A `?token=` in the URL is sent
+    /// as a Bearer token. Fails when no frame arrived.
+    Probe {
+        /// The WHEP endpoint, e.g. `http://lookout.local/whep/cam?token=lk_…`.
+        url: String,
+        /// How long to watch.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
     /// As root, before the network starts: set the host name (`lookout-XXXX` from the MAC,
     /// or `[network] hostname`) and the time servers of `[network] ntp`.
     PrepareSystem {
@@ -69,6 +79,7 @@ fn main() -> ExitCode {
         Command::HashPassword => hash_password(),
         Command::Token { cameras, grants, ttl, label } => token(&cli.config, cameras, grants, &ttl, &label),
         Command::PrepareSystem { dry_run } => prepare_system(&cli.config, dry_run),
+        Command::Probe { url, seconds } => probe(&url, seconds),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -152,6 +163,44 @@ fn devices() -> anyhow::Result<()> {
     lookout::media::init()?;
     print!("{}", lookout::media::devices::describe(&lookout::media::probe::Machine::probe()));
     Ok(())
+}
+
+fn probe(url: &str, seconds: u64) -> anyhow::Result<()> {
+    use lookout::media::webrtc::probe::Probe;
+    lookout::media::init()?;
+    let (endpoint, token) = match url.split_once("?token=") {
+        Some((endpoint, token)) => (endpoint, Some(token)),
+        None => (url, None),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(15)).build()?;
+        let (probe, offer) = Probe::offer().await?;
+        let mut request = client.post(endpoint).header("content-type", "application/sdp").body(offer);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| anyhow::anyhow!("cannot reach {endpoint}: {}", e.without_url()))?;
+        let status = response.status();
+        let session = response.headers().get("location").and_then(|l| l.to_str().ok()).and_then(|l| response.url().join(l).ok());
+        let answer = response.text().await?;
+        if status.as_u16() != 201 {
+            anyhow::bail!("{endpoint} answered {status}: {}", answer.lines().next().unwrap_or(""));
+        }
+        probe.accept(&answer).await?;
+        tokio::time::sleep(std::time::Duration::from_secs(seconds)).await;
+        let (frames, connection) = (probe.frames(), probe.connection());
+        if let Some(session) = session {
+            let mut delete = client.delete(session);
+            if let Some(token) = token {
+                delete = delete.bearer_auth(token);
+            }
+            let _ = delete.send().await;
+        }
+        println!("{}", serde_json::json!({ "frames": frames, "seconds": seconds, "connection": connection }));
+        anyhow::ensure!(frames > 0, "no video arrived in {seconds} s (connection {connection})");
+        Ok(())
+    })
 }
 
 fn run(candidates: Vec<PathBuf>) -> anyhow::Result<()> {

@@ -1,4 +1,7 @@
-//! The binary itself: SIGTERM shuts it down cleanly, `devices` lists what it finds.
+//! The binary itself: SIGTERM shuts it down cleanly, `devices` lists what it finds, `probe`
+//! watches a camera over WHEP.
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -50,4 +53,25 @@ fn devices_lists_capture_devices_and_encoders() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("GStreamer elements:") && text.contains("x264enc"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_watches_a_camera_over_whep_and_fails_when_nothing_arrives() {
+    let daemon = common::Daemon::start(common::config_with(vec![common::test_camera("cam")])).await;
+    daemon.wait_state("cam", common::HANG, |c| c["online"] == true).await.expect("camera online");
+    let run = |url: String| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_lookout")).args(["probe", &url, "--seconds", "3"]).kill_on_drop(true).output()
+    };
+    let out = tokio::time::timeout(common::HANG, run(daemon.url("/whep/cam"))).await.expect("probe ends").unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(said["frames"].as_u64() > Some(10), "{said}");
+    assert_eq!(said["connection"], "connected", "{said}");
+    // The session it opened is gone again.
+    daemon.wait_state("cam", common::HANG, |c| c["viewers"] == 0).await.expect("the probe's session ended");
+
+    let refused = tokio::time::timeout(common::HANG, run(daemon.anonymous_url("/whep/cam"))).await.expect("probe ends").unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"), "{}", String::from_utf8_lossy(&refused.stderr));
+    daemon.stop().await;
 }

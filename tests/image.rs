@@ -470,6 +470,7 @@ const WIFI_STEPS: &[&str] = &[
     "whep-over-wifi",
     "rtsp-over-wifi",
     "rejoin",
+    "boot-config",
 ];
 
 #[test]

@@ -206,6 +206,7 @@ pub fn dispatch(press: Press, config: &ButtonConfig, bus: &Bus) {
         }
     };
     tracing::info!(?press, ?action, "button pressed");
+    bus.publish(Event::ButtonPressed { press: format!("{press:?}").to_lowercase() });
     if let Some(action) = action {
         bus.publish(Event::ActionRequested { action, camera: None, origin: format!("button ({press:?} press)").to_lowercase() });
     }
@@ -361,11 +362,13 @@ mod tests {
         dispatch(Press::Reset, &config, &bus);
         let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok())
             .map(|e| match e {
-                Event::ActionRequested { action, .. } => Some(action),
-                Event::OwnerResetRequested { .. } => None,
+                Event::ButtonPressed { press } => press,
+                Event::ActionRequested { action, .. } => action.name(),
+                Event::OwnerResetRequested { .. } => "owner reset".into(),
                 other => panic!("unexpected {other:?}"),
             })
             .collect();
-        assert_eq!(got, vec![Some(Action::Identify), Some(Action::Reboot), None]);
+        // The press itself first (the hotspot follows it), then what it is set to do.
+        assert_eq!(got, ["short", "identify", "long", "reboot", "owner reset"]);
     }
 }

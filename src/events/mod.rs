@@ -98,6 +98,9 @@ pub enum Event {
         restart_required: Vec<String>,
         origin: String,
     },
+    /// The device's button was pressed (`short` or `long`), whatever it is set to do: a press
+    /// also brings back a setup hotspot whose window ended.
+    ButtonPressed { press: String },
     /// A camera's WHIP push changed state (`connecting`, `live`, `retrying`, `refused`);
     /// `error` says why it is not live. `target` is the URL without query or credentials.
     PushStateChanged { camera: String, target: String, state: String, error: Option<String> },
@@ -148,6 +151,7 @@ pub const TYPES: &[&str] = &[
     "wifi_lost",
     "push_state_changed",
     "push_stats",
+    "button_pressed",
 ];
 
 /// Types that come every few seconds while something runs: webhooks leave them out unless
@@ -232,6 +236,7 @@ impl Event {
             Event::WifiLost { .. } => "wifi_lost",
             Event::PushStateChanged { .. } => "push_state_changed",
             Event::PushStats { .. } => "push_stats",
+            Event::ButtonPressed { .. } => "button_pressed",
         }
     }
 
@@ -296,7 +301,8 @@ impl Event {
             | Event::HotspotOpened { .. }
             | Event::HotspotClosed { .. }
             | Event::WifiJoined { .. }
-            | Event::WifiLost { .. } => return None,
+            | Event::WifiLost { .. }
+            | Event::ButtonPressed { .. } => return None,
         })
     }
 }
@@ -377,6 +383,7 @@ mod tests {
             Event::WifiLost { ssid: s() },
             Event::PushStateChanged { camera: s(), target: s(), state: s(), error: None },
             Event::PushStats { camera: s(), target: s(), bitrate_kbps: 1.0, rtt_ms: None },
+            Event::ButtonPressed { press: s() },
         ];
         assert_eq!(examples.len(), TYPES.len());
         let mut seen = std::collections::HashSet::new();

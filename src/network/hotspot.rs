@@ -13,8 +13,8 @@
 //! - A usable network closes the hotspot, unless a phone is on it (mid-setup); then it
 //!   closes when the phone leaves or the setup is done.
 //! - An open hotspot (no passphrase) closes for good after `open_for` without a client; a
-//!   restart opens it again ([`Input::ButtonPressed`] would too, but the button does not send
-//!   it yet). A hotspot with a passphrase stays as long as it is needed.
+//!   press of the device's button ([`Input::ButtonPressed`]) or a restart opens it again. A
+//!   hotspot with a passphrase stays as long as it is needed.
 
 use std::time::{Duration, Instant};
 

@@ -197,6 +197,12 @@ impl Shell {
                         }
                         self.ask_for_system_apply();
                     }
+                    Ok(e) => {
+                        if let Some(input) = hotspot_input(&e) {
+                            let action = self.policy.as_mut().and_then(|p| p.handle(Instant::now(), input));
+                            self.act(action, "").await;
+                        }
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                     _ => {}
                 },
@@ -426,6 +432,12 @@ impl Shell {
 }
 
 /// What wpa_supplicant is handed of `network`, as a digest (kept in memory only).
+/// What an event tells the hotspot policy: a press of the device's button brings back a
+/// hotspot whose window ended.
+fn hotspot_input(event: &Event) -> Option<Input> {
+    matches!(event, Event::ButtonPressed { .. }).then_some(Input::ButtonPressed)
+}
+
 fn wifi_digest(network: &crate::config::Network) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -480,5 +492,18 @@ async fn captive_dns(at: SocketAddr, device: Ipv4Addr, stop: CancellationToken) 
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_button_press_is_what_brings_the_hotspot_back() {
+        assert_eq!(hotspot_input(&Event::ButtonPressed { press: "short".into() }), Some(Input::ButtonPressed));
+        assert_eq!(hotspot_input(&Event::ButtonPressed { press: "long".into() }), Some(Input::ButtonPressed));
+        assert_eq!(hotspot_input(&Event::DaemonReady), None);
+        assert_eq!(hotspot_input(&Event::WifiLost { ssid: "Home".into() }), None);
     }
 }

@@ -322,7 +322,7 @@ async fn wait_for_gathering(webrtc: &gst::Element, signals: &mut mpsc::Unbounded
 }
 
 /// Emits a webrtcbin action that takes (argument, promise) and waits for the promise.
-async fn promise(webrtc: &gst::Element, action: &str, arg: &gst_webrtc::WebRTCSessionDescription) -> Result<(), String> {
+pub(super) async fn promise(webrtc: &gst::Element, action: &str, arg: &gst_webrtc::WebRTCSessionDescription) -> Result<(), String> {
     let (tx, rx) = oneshot::channel();
     let p = gst::Promise::with_change_func(move |reply| {
         let _ = tx.send(reply_error(reply));
@@ -336,7 +336,7 @@ async fn promise(webrtc: &gst::Element, action: &str, arg: &gst_webrtc::WebRTCSe
 }
 
 /// Emits an action that takes (options, promise) and returns the reply structure.
-async fn promise_reply(webrtc: &gst::Element, action: &str) -> Result<gst::Structure, String> {
+pub(super) async fn promise_reply(webrtc: &gst::Element, action: &str) -> Result<gst::Structure, String> {
     let (tx, rx) = oneshot::channel();
     let p = gst::Promise::with_change_func(move |reply| {
         let _ = tx.send(match reply {

@@ -46,36 +46,46 @@ struct Request {
     t: Option<f64>,
 }
 
-async fn serve(app: AppState, who: Principal, camera: String, mut link: ChannelLink) {
+async fn serve(app: AppState, who: Principal, camera: String, link: ChannelLink) {
+    serve_open(&app, &who, &camera, link).await;
+    tracing::debug!(camera = %camera, "a viewer's data channel ended");
+}
+
+async fn serve_open(app: &AppState, who: &Principal, camera: &str, mut link: ChannelLink) {
     if !link.opened().await {
         return;
     }
     let (_, at, mut live) = app.journal.listen(None, None);
-    link.send_text(&state(&app, &camera).to_string());
+    link.send_text(&state(app, camera).to_string());
     let mut tick = tokio::time::interval(STATS_EVERY);
     let mut streams = 0u32;
     loop {
         tokio::select! {
             event = live.recv() => match event {
-                Ok(n) if n.seq > at && n.event.camera() == Some(camera.as_str()) && super::events::audible(&app, &who, &n.event) => {
+                Ok(n) if n.seq > at && n.event.camera() == Some(camera) && super::events::audible(app, who, &n.event) => {
                     link.send_text(&serde_json::to_string(&n).unwrap_or_default());
                 }
                 Ok(_) => {}
                 // Missed some: the state says where things are now.
                 Err(RecvError::Lagged(_)) => {
-                    link.send_text(&state(&app, &camera).to_string());
+                    link.send_text(&state(app, camera).to_string());
                 }
                 Err(RecvError::Closed) => return,
             },
             message = link.incoming.recv() => match message {
                 Some(text) => {
-                    let answer = answer(&app, &who, &camera, &link, &text, &mut streams).await;
+                    let answer = answer(app, who, camera, &link, &text, &mut streams).await;
                     link.send_text(&answer.to_string());
                 }
                 None => return,
             },
             _ = tick.tick() => {
-                link.send_text(&stats(&app, &camera, &link).to_string());
+                // The session may end without closing its channel: the channel holds the
+                // queue's senders, so only this look lets the task (and what it holds) go.
+                if !link.alive() {
+                    return;
+                }
+                link.send_text(&stats(app, camera, &link).to_string());
             }
         }
     }

@@ -72,6 +72,14 @@ impl ChannelLink {
         false
     }
 
+    /// Whether the session is still there: the channel not closed and the viewer's pipeline
+    /// not stopped (a session torn down does not always close its channel first).
+    pub fn alive(&self) -> bool {
+        let open =
+            matches!(self.channel.ready_state(), gst_webrtc::WebRTCDataChannelState::Open | gst_webrtc::WebRTCDataChannelState::Connecting);
+        open && self.pay.current_state() != gst::State::Null
+    }
+
     /// Sends a text message; false when the channel is closed or backed up.
     pub fn send_text(&self, text: &str) -> bool {
         self.sendable() && self.channel.send_string_full(Some(text)).is_ok()

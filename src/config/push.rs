@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::webhook::{redacted_url, serialize_redacted_url};
+use super::webhook::{http_url_problem, redacted_url, serialize_redacted_url};
 
 /// Pushes one camera may have: each is one more WebRTC sender on the device.
 pub const MAX_PUSHES: usize = 4;
@@ -44,10 +44,8 @@ pub fn problems(pushes: &[Push]) -> Vec<(String, String)> {
     let mut seen = std::collections::HashSet::new();
     for (i, push) in pushes.iter().enumerate() {
         let at = |field: &str| format!("push[{i}].{field}");
-        match url::Url::parse(&push.url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-            Ok(_) => out.push((at("url"), "must be an http:// or https:// URL with a host".into())),
-            Err(e) => out.push((at("url"), format!("`{}` is not a URL: {e}", push.target()))),
+        if let Some(problem) = http_url_problem(&push.url) {
+            out.push((at("url"), problem));
         }
         if !seen.insert(push.url.as_str()) {
             out.push((at("url"), format!("`{}` is pushed to twice", push.target())));

@@ -83,16 +83,23 @@ impl std::fmt::Debug for Webhook {
     }
 }
 
+/// What is wrong with a URL the device sends requests to (webhooks, WHIP pushes), if anything.
+pub(super) fn http_url_problem(url: &str) -> Option<String> {
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => None,
+        Ok(_) => Some("must be an http:// or https:// URL with a host".into()),
+        Err(e) => Some(format!("`{}` is not a URL: {e}", redacted_url(url))),
+    }
+}
+
 /// Every problem of the `[[webhook]]` entries, as (field, message).
 pub fn problems(hooks: &[Webhook], cameras: &[String]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut names = std::collections::HashSet::new();
     for (i, hook) in hooks.iter().enumerate() {
         let at = |field: &str| format!("webhook[{i}].{field}");
-        match url::Url::parse(&hook.url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-            Ok(_) => out.push((at("url"), "must be an http:// or https:// URL with a host".into())),
-            Err(e) => out.push((at("url"), format!("`{}` is not a URL: {e}", redacted_url(&hook.url)))),
+        if let Some(problem) = http_url_problem(&hook.url) {
+            out.push((at("url"), problem));
         }
         if hook.secret.chars().count() < 16 {
             out.push((at("secret"), "must be at least 16 characters (receivers check signatures with it)".into()));

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use gst::prelude::*;
 
 use super::ViewerError;
-use super::session::{promise, promise_reply};
+use super::session::{Local, Step, apply_answer, describe_locally, local_description};
 use crate::media::StopOnDrop;
 
 /// What the probe offers: H.264 constrained baseline, packetization mode 1, keyframes on PLI.
@@ -66,30 +66,20 @@ impl Probe {
             }
         });
         pipeline.set_state(gst::State::Playing).map_err(|_| internal("the probe pipeline refused to start"))?;
-        let reply = promise_reply(&webrtc, "create-offer").await.map_err(ViewerError::Negotiation)?;
-        let offer = reply
-            .get::<gst_webrtc::WebRTCSessionDescription>("offer")
-            .map_err(|_| ViewerError::Negotiation("webrtcbin produced no offer".into()))?;
-        promise(&webrtc, "set-local-description", &offer).await.map_err(ViewerError::Negotiation)?;
+        describe_locally(&webrtc, Local::Offer, &Step::default()).await?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while webrtc.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state") != gst_webrtc::WebRTCICEGatheringState::Complete
             && std::time::Instant::now() < deadline
         {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        let local = webrtc
-            .property::<Option<gst_webrtc::WebRTCSessionDescription>>("local-description")
-            .ok_or_else(|| ViewerError::Negotiation("no local description".into()))?;
-        let sdp = local.sdp().as_text().map_err(internal)?;
+        let sdp = local_description(&webrtc)?;
         Ok((Probe { webrtc, frames, _stop: stop }, sdp))
     }
 
     /// Applies the server's answer; video flows once ICE and DTLS are up.
     pub async fn accept(&self, answer: &str) -> Result<(), ViewerError> {
-        let parsed = gst_sdp::SDPMessage::parse_buffer(answer.as_bytes())
-            .map_err(|_| ViewerError::Negotiation("the server's answer is not SDP".into()))?;
-        let answer = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, parsed);
-        promise(&self.webrtc, "set-remote-description", &answer).await.map_err(ViewerError::Negotiation)
+        apply_answer(&self.webrtc, answer).await
     }
 
     /// H.264 access units (frames) received so far.

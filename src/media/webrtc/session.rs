@@ -139,13 +139,7 @@ pub(super) async fn negotiate(
     let offer = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, offer);
     step.enter("applying the offer (set-remote-description)");
     promise(&webrtc, "set-remote-description", &offer).await.map_err(ViewerError::Negotiation)?;
-    step.enter("creating the answer (create-answer)");
-    let reply = promise_reply(&webrtc, "create-answer").await.map_err(ViewerError::Negotiation)?;
-    let answer = reply
-        .get::<gst_webrtc::WebRTCSessionDescription>("answer")
-        .map_err(|_| ViewerError::Negotiation("webrtcbin produced no answer for this offer".into()))?;
-    step.enter("applying the answer (set-local-description)");
-    promise(&webrtc, "set-local-description", &answer).await.map_err(ViewerError::Negotiation)?;
+    describe_locally(&webrtc, Local::Answer, step).await?;
     let t1 = t0.elapsed();
     step.enter("gathering ICE candidates");
     wait_for_gathering(&webrtc, &mut viewer.signals, ice.stun.is_none() && ice.turn.is_empty()).await;
@@ -159,28 +153,49 @@ pub(super) async fn negotiate(
 pub(super) async fn offer(id: &str, ice: &IceSettings, clock: &MediaClock, step: &Step) -> Result<(Viewer, String), ViewerError> {
     let mut viewer = build(id, &H264Choice::for_offer(), ice, clock, step)?;
     let webrtc = viewer.webrtc.clone();
-    step.enter("creating the offer (create-offer)");
-    let reply = promise_reply(&webrtc, "create-offer").await.map_err(ViewerError::Negotiation)?;
-    let offer = reply
-        .get::<gst_webrtc::WebRTCSessionDescription>("offer")
-        .map_err(|_| ViewerError::Negotiation("webrtcbin produced no offer".into()))?;
-    step.enter("applying the offer (set-local-description)");
-    promise(&webrtc, "set-local-description", &offer).await.map_err(ViewerError::Negotiation)?;
+    describe_locally(&webrtc, Local::Offer, step).await?;
     step.enter("gathering ICE candidates");
     wait_for_gathering(&webrtc, &mut viewer.signals, ice.stun.is_none() && ice.turn.is_empty()).await;
     let text = local_description(&webrtc)?;
     Ok((viewer, sdp::as_whip_offer(&sdp::announce_addresses(&text, &ice.announce))))
 }
 
+/// Which local description a session makes.
+#[derive(Clone, Copy)]
+pub(super) enum Local {
+    Offer,
+    Answer,
+}
+
+/// Makes the local description (`create-offer` or `create-answer`) and applies it.
+pub(super) async fn describe_locally(webrtc: &gst::Element, kind: Local, step: &Step) -> Result<(), ViewerError> {
+    let (action, field, creating, applying) = match kind {
+        Local::Offer => ("create-offer", "offer", "creating the offer (create-offer)", "applying the offer (set-local-description)"),
+        Local::Answer => ("create-answer", "answer", "creating the answer (create-answer)", "applying the answer (set-local-description)"),
+    };
+    step.enter(creating);
+    let reply = promise_reply(webrtc, action).await.map_err(ViewerError::Negotiation)?;
+    let description = reply
+        .get::<gst_webrtc::WebRTCSessionDescription>(field)
+        .map_err(|_| ViewerError::Negotiation(format!("webrtcbin produced no {field}")))?;
+    step.enter(applying);
+    promise(webrtc, "set-local-description", &description).await.map_err(ViewerError::Negotiation)
+}
+
 /// Completes an [`offer`] with the server's answer.
 pub(super) async fn accept(viewer: &Viewer, answer: &str) -> Result<(), ViewerError> {
+    apply_answer(&viewer.webrtc, answer).await
+}
+
+/// Applies the other side's SDP answer to an offerer.
+pub(super) async fn apply_answer(webrtc: &gst::Element, answer: &str) -> Result<(), ViewerError> {
     let parsed = gst_sdp::SDPMessage::parse_buffer(answer.as_bytes())
         .map_err(|_| ViewerError::Negotiation("the server's answer is not SDP".into()))?;
     let answer = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, parsed);
-    promise(&viewer.webrtc, "set-remote-description", &answer).await.map_err(ViewerError::Negotiation)
+    promise(webrtc, "set-remote-description", &answer).await.map_err(ViewerError::Negotiation)
 }
 
-fn local_description(webrtc: &gst::Element) -> Result<String, ViewerError> {
+pub(super) fn local_description(webrtc: &gst::Element) -> Result<String, ViewerError> {
     let local = webrtc
         .property::<Option<gst_webrtc::WebRTCSessionDescription>>("local-description")
         .ok_or_else(|| ViewerError::Negotiation("no local description after negotiation".into()))?;
@@ -322,7 +337,7 @@ async fn wait_for_gathering(webrtc: &gst::Element, signals: &mut mpsc::Unbounded
 }
 
 /// Emits a webrtcbin action that takes (argument, promise) and waits for the promise.
-pub(super) async fn promise(webrtc: &gst::Element, action: &str, arg: &gst_webrtc::WebRTCSessionDescription) -> Result<(), String> {
+async fn promise(webrtc: &gst::Element, action: &str, arg: &gst_webrtc::WebRTCSessionDescription) -> Result<(), String> {
     let (tx, rx) = oneshot::channel();
     let p = gst::Promise::with_change_func(move |reply| {
         let _ = tx.send(reply_error(reply));
@@ -336,7 +351,7 @@ pub(super) async fn promise(webrtc: &gst::Element, action: &str, arg: &gst_webrt
 }
 
 /// Emits an action that takes (options, promise) and returns the reply structure.
-pub(super) async fn promise_reply(webrtc: &gst::Element, action: &str) -> Result<gst::Structure, String> {
+async fn promise_reply(webrtc: &gst::Element, action: &str) -> Result<gst::Structure, String> {
     let (tx, rx) = oneshot::channel();
     let p = gst::Promise::with_change_func(move |reply| {
         let _ = tx.send(match reply {

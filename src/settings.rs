@@ -266,7 +266,10 @@ fn difference(old: &Config, new: &Config, already_gone: &[String]) -> Changed {
             .get("camera")
             .and_then(toml::Value::as_array)
             .and_then(|cams| cams.iter().find(|c| c.get("name").and_then(toml::Value::as_str) == Some(name)));
-        let written = ["source", "push"].map(|key| table.and_then(|c| c.get(key)).cloned());
+        // An empty push list written out (the settings page sends back what it was shown)
+        // is no change from none.
+        let written =
+            ["source", "push"].map(|key| table.and_then(|c| c.get(key)).cloned().filter(|v| v.as_array().is_none_or(|a| !a.is_empty())));
         (parsed, written)
     };
     let names = |config: &Config| config.cameras.iter().map(|c| c.name.clone()).collect::<Vec<_>>();

@@ -444,6 +444,7 @@ pub struct Camera {
     pub recording: Recording,
     /// WHIP servers (SFUs, cloud ingests) this camera's stream is published to
     /// (`[[camera.push]]`); none by default.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub push: Vec<Push>,
 }
 

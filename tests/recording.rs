@@ -309,7 +309,8 @@ fn a_killed_daemon_leaves_a_playable_partial_segment_and_recording_continues() {
     std::fs::write(
         &config,
         format!(
-            "[http]\nlisten = \"127.0.0.1:{port}\"\n[auth]\nadmin_password_hash = \"{}\"\n[storage]\nmin_free = \"64MB\"\npath = \"{}\"\n\
+            "[http]\nlisten = \"127.0.0.1:{port}\"\n[rtsp]\nenabled = false\n[onvif]\nenabled = false\n\
+             [auth]\nadmin_password_hash = \"{}\"\n[storage]\nmin_free = \"64MB\"\npath = \"{}\"\n\
              [[camera]]\nname = \"cam\"\nsource = \"test\"\nwidth = 640\nheight = 360\nbitrate_kbps = 1000\n\
              [camera.recording]\nsegment = \"30s\"\n",
             common::owner_password_hash(),
@@ -381,7 +382,16 @@ fn a_killed_daemon_leaves_a_playable_partial_segment_and_recording_continues() {
     let written = (killed_at - seg_start).num_milliseconds() as f64 / 1000.0;
     assert!(decoded_to >= written - 2.0, "partial segment decodes to {decoded_to:.2} s of {written:.2} s");
 
-    let (mut child, _lines) = start();
+    let (child, _lines) = start();
+    // Killed however the test ends: a daemon left behind holds its ports for the next tests.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(child);
     // A token from `lookout token` on the device, as a script would get one.
     let issued = Command::new(env!("CARGO_BIN_EXE_lookout"))
         .args(["--config".as_ref(), config.as_os_str(), "token".as_ref(), "--grant".as_ref(), "playback".as_ref()])
@@ -412,8 +422,8 @@ fn a_killed_daemon_leaves_a_playable_partial_segment_and_recording_continues() {
     assert_eq!(listed["partial"], true, "{listed}");
     let end = chrono::DateTime::parse_from_rfc3339(listed["end"].as_str().unwrap()).unwrap();
     assert!((killed_at.signed_duration_since(end)).num_milliseconds() < 2500, "index says it ends at {end}, killed at {killed_at}");
-    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
-    child.wait().unwrap();
+    Command::new("kill").arg("-TERM").arg(child.0.id().to_string()).status().unwrap();
+    child.0.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -88,8 +88,34 @@ function addCamera(cam) {
   return card;
 }
 
+/** Stops a removed camera's player and takes its card off the page. */
+function dropCamera(name) {
+  const card = cards.get(name);
+  if (!card) return;
+  card.player.stop();
+  card.el.remove();
+  cards.delete(name);
+}
+
+/** Cards for cameras added since the page loaded, none for those removed or renamed away. */
+let syncing = null;
+function syncCameras() {
+  syncing = syncing || fetch("/api/cameras", { cache: "no-store" })
+    .then((r) => (r.ok ? r.json() : Promise.reject(new Error(r.status))))
+    .then((cameras) => {
+      const names = new Set(cameras.map((c) => c.name));
+      [...cards.keys()].filter((n) => !names.has(n)).forEach(dropCamera);
+      cameras.filter((c) => !cards.has(c.name)).forEach(addCamera);
+      refreshSoon();
+    })
+    .catch(() => {})
+    .finally(() => { syncing = null; });
+}
+
 /** Shows the state `/api/state` (or an events snapshot) describes. */
 function applyState(state) {
+  const names = new Set(state.cameras.map((c) => c.name));
+  if (names.size !== cards.size || [...names].some((n) => !cards.has(n))) syncCameras();
   for (const cam of state.cameras) {
     const card = cards.get(cam.name);
     if (!card) continue;
@@ -148,6 +174,7 @@ function listen() {
     if (msg.run) eventRun = msg.run;
     if (msg.type === "snapshot") applyState(msg.state);
     else if (msg.type.startsWith("health_warning")) refreshHealth();
+    else if (msg.type === "settings_changed" && (msg.added.length || msg.removed.length)) syncCameras();
     else if (msg.camera || msg.type.startsWith("webhook_")) refreshSoon();
   };
   // Closed (device restarting, network lost, session over): refresh says which, then retry.

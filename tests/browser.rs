@@ -397,6 +397,83 @@ async fn chromium_changes_a_cameras_rate_in_the_settings_panel_and_it_takes_effe
     daemon.stop().await;
 }
 
+/// Waits until the daemon's cameras are `names` (in any order) and each is online.
+async fn wait_cameras_online(daemon: &Daemon, names: &[&str]) {
+    let deadline = Instant::now() + HANG;
+    loop {
+        let state = daemon.get_json("/api/state").await;
+        let cams = state["cameras"].as_array().cloned().unwrap_or_default();
+        let mut online: Vec<&str> = cams.iter().filter(|c| c["online"] == true).filter_map(|c| c["name"].as_str()).collect();
+        online.sort_unstable();
+        let mut wanted = names.to_vec();
+        wanted.sort_unstable();
+        if online == wanted && cams.len() == names.len() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "cameras {names:?} not all online: {state}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_adds_renames_and_removes_a_camera_in_the_settings_panel_and_the_live_view_follows() {
+    let text = "[storage]\nmin_free = \"64MB\"\n[led]\nbackend = \"none\"\n\
+                [[camera]]\nname = \"cam\"\nsource = \"test\"\nwidth = 320\nheight = 240\nfps = 15\n";
+    let config = lookout::config::Config::from_toml(text, std::path::Path::new("lookout.toml")).unwrap();
+    let daemon = Daemon::start(config).await;
+    wait_cameras_online(&daemon, &["cam"]).await;
+    let driver = Driver::chromium().await;
+    driver.login(&daemon.base, "admin", OWNER_PASSWORD).await;
+    wait_string(&driver, "return document.getElementById('settings').hidden ? '' : 'shown'").await;
+    let open_panel = "const d = document.getElementById('settings'); d.open = true; d.dispatchEvent(new Event('toggle')); return true";
+    driver.eval(open_panel).await;
+
+    // Add: the form's camera starts, and the live view gets a card that plays it.
+    wait_string(&driver, "return document.querySelector('form.add-camera') ? 'form' : ''").await;
+    driver
+        .eval(
+            "const f = document.querySelector('form.add-camera'); f.elements.name.value = 'yard'; \
+             f.elements.source.value = 'test'; f.elements.size.value = '320x240'; f.elements.fps.value = '10'; \
+             f.requestSubmit(); return true",
+        )
+        .await;
+    let note =
+        wait_string(&driver, "const n = document.querySelector('form.add-camera .note'); return n && !n.hidden ? n.textContent : ''").await;
+    assert!(note.contains("yard added"), "{note}");
+    wait_cameras_online(&daemon, &["cam", "yard"]).await;
+    let frames = driver.wait_above("return (window.lookoutFrames().yard || 0)", 10, HANG).await;
+    assert!(frames > 10, "the added camera's card decoded {frames} frames");
+
+    // Rename: the card follows the new name; the old card goes.
+    wait_string(&driver, "return document.querySelector('form.camera-setting[data-camera=yard]') ? 'form' : ''").await;
+    driver
+        .eval(
+            "const f = document.querySelector('form.camera-setting[data-camera=yard]'); f.elements.rename.value = 'porch'; \
+             [...f.querySelectorAll('button')].find((b) => b.textContent === 'Rename').click(); return true",
+        )
+        .await;
+    wait_cameras_online(&daemon, &["cam", "porch"]).await;
+    let frames = driver.wait_above("return (window.lookoutFrames().porch || 0)", 10, HANG).await;
+    assert!(frames > 10, "the renamed camera's card decoded {frames} frames");
+    wait_string(&driver, "return document.querySelector('section.camera[data-camera=yard]') ? '' : 'gone'").await;
+
+    // Remove (the page asks first): its card goes, the other camera plays on.
+    wait_string(&driver, "return document.querySelector('form.camera-setting[data-camera=porch]') ? 'form' : ''").await;
+    let before = driver.eval("return window.lookoutFrames().cam").await.as_u64().unwrap_or(0);
+    driver
+        .eval(
+            "window.confirm = () => true; const f = document.querySelector('form.camera-setting[data-camera=porch]'); \
+             f.querySelector('button.remove').click(); return true",
+        )
+        .await;
+    wait_cameras_online(&daemon, &["cam"]).await;
+    wait_string(&driver, "return document.querySelector('section.camera[data-camera=porch]') ? '' : 'gone'").await;
+    let after = driver.wait_above("return window.lookoutFrames().cam", before + 10, HANG).await;
+    assert!(after > before + 10, "the other camera's card stopped: {before} then {after} frames");
+    driver.quit().await;
+    daemon.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_on_the_setup_hotspot_finds_the_wifi_panel_open_and_joins_a_network_from_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -78,6 +78,16 @@ function addCamera(cam) {
   card.player = webrtcHasH264() || !window.MediaSource
     ? new WhepPlayer(cam.whep, video, onState)
     : new MsePlayer(cam.name, video, onState);
+  // Live latency and the recording dot from the session's data channel (WHEP only).
+  card.player.onInfo = (info) => {
+    if (typeof info.latencyMs === "number" && isFinite(info.latencyMs)) {
+      el.querySelector(".latency").textContent = Math.max(0, Math.round(info.latencyMs)) + " ms";
+    }
+    if (typeof info.recording === "boolean" && card.camera && card.camera.recording !== info.recording) {
+      card.camera.recording = info.recording;
+      updateInfo(card, card.camera);
+    }
+  };
   cards.set(cam.name, card);
   el.querySelector(".rec-switch").addEventListener("click", (e) => {
     const action = e.target.dataset.action;

@@ -16,6 +16,8 @@ class LivePlayer {
     this.stopped = true;
     this.lastFrames = 0;
     this.lastProgress = Date.now();
+    /** What the stream tells besides pictures ({ latencyMs } or { recording }); the page sets it. */
+    this.onInfo = () => {};
   }
 
   start() {

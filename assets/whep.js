@@ -20,6 +20,7 @@ class WhepPlayer extends LivePlayer {
     const pc = new RTCPeerConnection({ iceServers: await this.iceServers() });
     this.pc = pc;
     pc.addTransceiver("video", { direction: "recvonly" });
+    this.followChannel(pc, pc.createDataChannel("lookout"));
     pc.ontrack = (e) => {
       this.video.srcObject = e.streams[0] || new MediaStream([e.track]);
       this.video.play().catch(() => {});
@@ -53,6 +54,57 @@ class WhepPlayer extends LivePlayer {
     } catch (err) {
       if (pc === this.pc) this.retry(err.message);
     }
+  }
+
+  /**
+   * The session's data channel: the camera's state and events (the recording dot), and stats
+   * with the capture time of the newest frame by the device's clock. With the device's clock
+   * aligned by ping/pong and the RTP timestamp of the frame on screen, that gives the
+   * glass-to-glass latency, reported through `onInfo({ latencyMs })` (and `{ recording }`).
+   */
+  followChannel(pc, channel) {
+    let offset = null, bestRtt = Infinity, frame = null, pings = null;
+    const ping = () => channel.readyState === "open" && channel.send(JSON.stringify({ type: "ping", id: "clock", t: Date.now() }));
+    channel.onopen = () => { ping(); pings = setInterval(ping, 5000); };
+    channel.onclose = () => clearInterval(pings);
+    channel.onmessage = (e) => {
+      if (typeof e.data !== "string" || pc !== this.pc) return;
+      let m;
+      try { m = JSON.parse(e.data); } catch (_) { return; }
+      if (m.type === "pong" && typeof m.t === "number") {
+        const rtt = Date.now() - m.t;
+        // The exchange with the shortest round trip says the most about the clocks.
+        if (rtt <= bestRtt * 1.5) { bestRtt = Math.min(bestRtt, rtt); offset = m.now_ms - (m.t + rtt / 2); }
+      } else if (m.type === "stats") {
+        if (m.frame) frame = { rtp: m.frame.rtp_timestamp, at: m.frame.captured_at_ms, reportedAt: m.now_ms };
+        this.onInfo({ recording: m.recording });
+        if (offset !== null && frame && !this.video.requestVideoFrameCallback) {
+          // No frame callback: the newest frame's age when reported, plus half the round trip.
+          this.onInfo({ latencyMs: frame.reportedAt - frame.at + bestRtt / 2 });
+        }
+      } else if (m.type === "state" && m.camera) {
+        this.onInfo({ recording: m.camera.recording });
+      } else if (/^recording_(started|paused|stopped)$/.test(m.type)) {
+        this.onInfo({ recording: m.type === "recording_started" });
+      }
+    };
+    if (!this.video.requestVideoFrameCallback) return;
+    let shown = 0;
+    const onFrame = (_now, meta) => {
+      if (pc !== this.pc) return;
+      if (offset !== null && frame && typeof meta.rtpTimestamp === "number" && Date.now() - shown > 500) {
+        // The frame on screen was captured `(its RTP time - the reported one's) / 90 kHz`
+        // after the reported frame (RTP timestamps wrap at 2^32).
+        const captured = frame.at + ((meta.rtpTimestamp - frame.rtp) | 0) / 90;
+        this.onInfo({ latencyMs: Date.now() + offset - captured });
+        shown = Date.now();
+      } else if (offset !== null && frame && typeof meta.rtpTimestamp !== "number" && Date.now() - shown > 500) {
+        this.onInfo({ latencyMs: frame.reportedAt - frame.at + bestRtt / 2 });
+        shown = Date.now();
+      }
+      this.video.requestVideoFrameCallback(onFrame);
+    };
+    this.video.requestVideoFrameCallback(onFrame);
   }
 
   /** ICE servers the endpoint advertises in Link headers (none on a LAN). */

@@ -36,6 +36,14 @@ async fn chromium_plays_the_live_view_and_a_recording() {
     // The page follows the device over /api/events (no polling): it has heard events.
     let heard = driver.wait_above("return window.lookoutEventSeq", 0, HANG).await;
     assert!(heard > 0, "the page heard no event");
+    // Live latency, from the session's data channel (the newest frame's capture time, the
+    // device's clock aligned by ping/pong, and the RTP timestamp of the frame on screen).
+    let latency = wait_string(&driver, "const t = document.querySelector('.latency').textContent; return t.endsWith(' ms') ? t : ''").await;
+    let ms: u64 = latency.trim_end_matches(" ms").parse().unwrap_or_else(|_| panic!("latency shown as {latency}"));
+    println!("the page shows a latency of {latency}");
+    // That it is this stream's latency (same machine, same clock; ~40 ms here), not a speed
+    // assertion: seconds would mean a frame mapped to the wrong capture time.
+    assert!(ms < 3_000, "a latency of {latency} means the frame's capture time or the clocks are wrong");
 
     // The recordings panel draws what was recorded and plays it when clicked.
     let deadline = Instant::now() + HANG;

@@ -65,18 +65,27 @@ impl Drop for StopOnDrop {
 /// Sets a pipeline to NULL, then every element inside it that is still running. An element
 /// can outlive its pipeline's stop: webrtcbin's own thread adds RTX/FEC bins and raises them to
 /// the parent's state while a viewer that hung up mid-negotiation is torn down; disposing such
-/// a bin in PLAYING is a GStreamer CRITICAL (and leaks its threads and sockets).
+/// a bin in PLAYING is a GStreamer CRITICAL (and leaks its threads and sockets). A webrtcbin
+/// still gathering ICE candidates is kept alive until it is done (see `webrtc::linger`).
 pub fn stop(pipeline: &gst::Pipeline) {
     let _ = pipeline.set_state(gst::State::Null);
     let mut stragglers = Vec::new();
+    let mut gathering = Vec::new();
     let mut elements = pipeline.iterate_recurse();
     loop {
         match elements.next() {
-            Ok(Some(e)) if e.current_state() != gst::State::Null => stragglers.push(e),
-            Ok(Some(_)) => {}
+            Ok(Some(e)) => {
+                if webrtc::linger::gathering(&e) {
+                    gathering.push(e.clone());
+                }
+                if e.current_state() != gst::State::Null {
+                    stragglers.push(e);
+                }
+            }
             Ok(None) => break,
             Err(gst::IteratorError::Resync) => {
                 stragglers.clear();
+                gathering.clear();
                 elements.resync();
             }
             Err(gst::IteratorError::Error) => break,
@@ -86,6 +95,7 @@ pub fn stop(pipeline: &gst::Pipeline) {
         tracing::debug!(pipeline = %pipeline.name(), element = %e.name(), "stopping an element left running");
         let _ = e.set_state(gst::State::Null);
     }
+    gathering.into_iter().for_each(webrtc::linger::hold_until_gathered);
 }
 
 /// One clock and base time shared by every pipeline, so buffers handed from a camera

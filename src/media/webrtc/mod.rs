@@ -5,6 +5,7 @@
 //! `session::run`) and removes itself when it ends, publishing `ViewerLeft` with the reason.
 
 pub mod channel;
+pub mod linger;
 pub mod probe;
 pub mod push;
 pub mod sdp;

@@ -262,6 +262,8 @@ async function main() {
 
 /** For tests and curious owners: which player each camera uses. */
 window.lookoutPlayers = () => Object.fromEntries([...cards].map(([name, c]) => [name, c.player instanceof MsePlayer ? "mse" : "whep"]));
+/** For benchmarks and curious owners: each camera's last start-up times (ms from its POST). */
+window.lookoutTimings = () => Object.fromEntries([...cards].map(([name, c]) => [name, c.player.timing]));
 /** For tests and curious owners: decoded frame counts per camera. */
 window.lookoutFrames = () => Object.fromEntries([...cards].map(([name, c]) => [name, c.player.framesDecoded()]));
 window.addEventListener("pagehide", () => cards.forEach((c) => c.player.stop()));

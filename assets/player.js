@@ -18,6 +18,8 @@ class LivePlayer {
     this.lastProgress = Date.now();
     /** What the stream tells besides pictures ({ latencyMs } or { recording }); the page sets it. */
     this.onInfo = () => {};
+    /** The last connection's start-up times in ms, where the player measures them. */
+    this.timing = null;
   }
 
   start() {

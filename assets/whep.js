@@ -40,6 +40,7 @@ class WhepPlayer extends LivePlayer {
     try {
       await pc.setLocalDescription(await pc.createOffer());
       await this.gathered(pc, 2000);
+      this.timeFirstFrame(pc, performance.now());
       const res = await fetch(this.endpoint, {
         method: "POST",
         headers: { "Content-Type": "application/sdp" },
@@ -49,10 +50,28 @@ class WhepPlayer extends LivePlayer {
         const body = await res.json().catch(() => ({}));
         throw new Error(body.error || res.status + " " + res.statusText);
       }
+      this.timing.answerMs = performance.now() - this.timing.postedAt;
       this.session = new URL(res.headers.get("Location"), this.endpoint).href;
       await pc.setRemoteDescription({ type: "answer", sdp: await res.text() });
     } catch (err) {
       if (pc === this.pc) this.retry(err.message);
+    }
+  }
+
+  /**
+   * How long this connection took from its POST: to the answer and to the first frame on
+   * screen (`timing`, which the page's benchmarks read).
+   */
+  timeFirstFrame(pc, postedAt) {
+    this.timing = { postedAt, answerMs: null, firstFrameMs: null };
+    const timing = this.timing;
+    const shown = (when) => {
+      if (pc === this.pc && timing.firstFrameMs === null) timing.firstFrameMs = when - postedAt;
+    };
+    if (this.video.requestVideoFrameCallback) {
+      this.video.requestVideoFrameCallback((now, meta) => shown(meta.presentationTime || now));
+    } else {
+      this.video.addEventListener("loadeddata", () => shown(performance.now()), { once: true });
     }
   }
 

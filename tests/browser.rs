@@ -25,6 +25,10 @@ async fn chromium_plays_the_live_view_and_a_recording() {
 
     let frames = driver.wait_above(LIVE_FRAMES, 30, HANG).await;
     assert_eq!(driver.eval("return window.lookoutPlayers().cam").await, "whep");
+    // The page times its join (what scripts/bench/first-frame reads): answer, then a frame.
+    let timing = driver.eval("return window.lookoutTimings().cam").await;
+    let (answer, first) = (timing["answerMs"].as_f64(), timing["firstFrameMs"].as_f64());
+    assert!(answer.is_some_and(|a| a > 0.0) && first.is_some_and(|f| f >= answer.unwrap()), "join timing: {timing}");
     let health = driver.eval("return document.getElementById('device-health').textContent").await;
     assert!(health.as_str().is_some_and(|h| h.contains("load")), "health shown on the page: {health}");
     let overlay = driver.eval("return document.querySelector('.overlay').dataset.state").await;
@@ -130,6 +134,10 @@ async fn chromium_over_https_logs_in_and_plays_the_live_view_and_plain_http_lead
     let frames = driver.wait_above(LIVE_FRAMES, 30, HANG).await;
     assert!(frames > 30, "Chromium decoded {frames} frames over HTTPS");
     assert_eq!(driver.eval("return window.lookoutPlayers().cam").await, "whep");
+    // The page times its join (what scripts/bench/first-frame reads): answer, then a frame.
+    let timing = driver.eval("return window.lookoutTimings().cam").await;
+    let (answer, first) = (timing["answerMs"].as_f64(), timing["firstFrameMs"].as_f64());
+    assert!(answer.is_some_and(|a| a > 0.0) && first.is_some_and(|f| f >= answer.unwrap()), "join timing: {timing}");
     assert_eq!(driver.eval("return location.protocol").await, "https:");
     driver.quit().await;
     daemon.stop().await;

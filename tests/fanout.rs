@@ -74,7 +74,7 @@ fn a_stuck_consumer_drops_its_own_frames_and_stalls_nobody() {
     gst::init().unwrap();
     let (camera, appsink) = h264_camera(30);
     let fanout = Fanout::new("cam");
-    let taps = fanout.set_producer(&appsink);
+    let taps = fanout.set_producer(&appsink, true);
     let (stuck_pipe, stuck_src, _) = consumer("stuck", true);
     let (good_pipe, good_src, good) = consumer("good", false);
     let stuck = fanout.attach(&stuck_src);
@@ -122,7 +122,7 @@ fn keyframe_requests_from_outputs_reach_the_encoder_rate_limited() {
         gst::PadProbeReturn::Ok
     });
     let fanout = Fanout::new("cam");
-    fanout.set_producer(&appsink);
+    fanout.set_producer(&appsink, true);
     camera.set_state(gst::State::Playing).unwrap();
     let (viewer_pipe, viewer_src, received) = consumer("viewer", false);
     let _viewer = fanout.attach(&viewer_src);
@@ -170,7 +170,7 @@ fn a_healthy_output_joining_a_running_camera_drops_nothing() {
     // (usually the one already in the encoder) are skipped by design, not dropped.
     let (camera, appsink) = h264_camera(30 * 300);
     let fanout = Fanout::new("cam");
-    let taps = fanout.set_producer(&appsink);
+    let taps = fanout.set_producer(&appsink, true);
     camera.set_state(gst::State::Playing).unwrap();
     assert!(wait_until(|| taps.frames.load(Ordering::SeqCst) >= 10), "camera running");
     let (viewer_pipe, viewer_src, received) = consumer("viewer", false);

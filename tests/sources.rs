@@ -19,7 +19,14 @@ struct RtspCamera {
 }
 
 impl RtspCamera {
+    /// A keyframe every second, one pipeline shared by every client.
     fn start() -> RtspCamera {
+        RtspCamera::start_with("key-int-max=30", true)
+    }
+
+    /// `x264` takes extra x264enc properties; `shared`: one pipeline for every client (else
+    /// each client's own, which starts with a keyframe).
+    fn start_with(x264: &str, shared: bool) -> RtspCamera {
         gst::init().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let context = glib::MainContext::new();
@@ -28,11 +35,11 @@ impl RtspCamera {
         server.set_address("127.0.0.1");
         server.set_service(&port.to_string());
         let factory = gst_rtsp_server::RTSPMediaFactory::new();
-        factory.set_launch(
+        factory.set_launch(&format!(
             "( videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 \
-               ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! rtph264pay name=pay0 pt=96 )",
-        );
-        factory.set_shared(true);
+               ! x264enc tune=zerolatency speed-preset=ultrafast {x264} ! rtph264pay name=pay0 pt=96 )"
+        ));
+        factory.set_shared(shared);
         server.mount_points().unwrap().add_factory("/cam", factory);
         let l = main_loop.clone();
         std::thread::spawn(move || {
@@ -59,6 +66,37 @@ async fn an_rtsp_camera_is_passed_through_to_viewers() {
     assert!(!state.to_string().contains("secret"), "credentials leaked into the API: {state}");
     let viewer = WhepViewer::connect(&daemon.url("/whep/ipcam")).await.expect("session created");
     assert!(viewer.wait_frames(30, Duration::from_secs(15)).await, "got {}", viewer.frames());
+    assert_eq!(viewer.size(), Some((320, 240)));
+    daemon.stop().await;
+}
+
+/// A camera whose next keyframe is a minute away (the first comes when the daemon connects).
+fn camera_with_a_minute_long_gop() -> RtspCamera {
+    RtspCamera::start_with("key-int-max=1800 bitrate=200", false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_of_a_camera_passed_through_starts_from_its_current_gop_not_its_next_keyframe() {
+    // Without fast start a viewer who joins mid-GOP waits for the next keyframe: nothing yet.
+    let rtsp = camera_with_a_minute_long_gop();
+    let mut config = config_with(vec![Camera { source: SourceSpec::Rtsp(rtsp.url.clone()), ..test_camera("ipcam") }]);
+    config.webrtc.fast_start = false;
+    let daemon = Daemon::start(config).await;
+    daemon.wait_state("ipcam", Duration::from_secs(20), |c| c["online"] == true).await.expect("RTSP camera online");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let viewer = WhepViewer::connect(&daemon.url("/whep/ipcam")).await.expect("session created");
+    assert!(!viewer.wait_frames(1, Duration::from_secs(6)).await, "a frame came without fast start: the test proves nothing");
+    daemon.stop().await;
+
+    // With it (the default) the same join starts from the cached GOP, and the frames decode.
+    let rtsp = camera_with_a_minute_long_gop();
+    let config = config_with(vec![Camera { source: SourceSpec::Rtsp(rtsp.url.clone()), ..test_camera("ipcam") }]);
+    assert!(config.webrtc.fast_start, "on by default");
+    let daemon = Daemon::start(config).await;
+    daemon.wait_state("ipcam", Duration::from_secs(20), |c| c["online"] == true).await.expect("RTSP camera online");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let viewer = WhepViewer::connect(&daemon.url("/whep/ipcam")).await.expect("session created");
+    assert!(viewer.wait_frames(30, Duration::from_secs(30)).await, "got {} frames", viewer.frames());
     assert_eq!(viewer.size(), Some((320, 240)));
     daemon.stop().await;
 }

@@ -327,6 +327,10 @@ pub struct WebRtc {
     /// session is ended.
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
+    /// A viewer of a camera passed through (which cannot be asked for a keyframe) starts from
+    /// the camera's current GOP, sent at once, instead of waiting up to a GOP for the next
+    /// keyframe.
+    pub fast_start: bool,
 }
 
 impl Default for WebRtc {
@@ -343,6 +347,7 @@ impl Default for WebRtc {
             // Browsers send RTCP receiver reports about every second; 20 s leaves margin for
             // a congested Wi-Fi link and still ends a vanished viewer within 30 s.
             session_timeout: Duration::from_secs(20),
+            fast_start: true,
         }
     }
 }

@@ -78,7 +78,15 @@ pub struct Fanout {
     /// Frames dropped by outputs already detached, for the lifetime total.
     retired_drops: AtomicU64,
     gop: Arc<Mutex<FrameCache>>,
+    /// Whether the current producer makes a keyframe when asked (it encodes) or passes a
+    /// camera's own H.264 through, whose next keyframe may be seconds away.
+    encodes: std::sync::atomic::AtomicBool,
 }
+
+/// Spacing of a fast start's cached frames: one tick of RTP's 90 kHz video clock (rounded up),
+/// so each keeps a timestamp of its own while the whole GOP takes under a millisecond of
+/// stream time and the player's clock is set by the newest of them.
+const FAST_START_SPACING: gst::ClockTime = gst::ClockTime::from_useconds(12);
 
 /// The current GOP as the camera pipeline's own buffers (references, not copies).
 type FrameCache = GopCache<gst::Buffer, Format>;
@@ -102,13 +110,16 @@ impl Fanout {
             limiter: Arc::new(Mutex::new(KeyframeLimiter::default())),
             retired_drops: AtomicU64::new(0),
             gop: Arc::new(Mutex::new(GopCache::new(gop::MAX_BYTES))),
+            encodes: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
     /// Wraps a camera pipeline's appsink: installs the frame taps and the keyframe limiter,
-    /// and moves every consumer onto it. Returns the counters of the new pipeline.
-    pub fn set_producer(&self, appsink: &gst_app::AppSink) -> Arc<Taps> {
+    /// and moves every consumer onto it. `encodes`: the pipeline makes a keyframe when asked
+    /// (false for a camera's H.264 passed through). Returns the counters of the new pipeline.
+    pub fn set_producer(&self, appsink: &gst_app::AppSink, encodes: bool) -> Arc<Taps> {
         let taps = Arc::new(Taps::default());
+        self.encodes.store(encodes, Ordering::Relaxed);
         self.gop.lock().expect("gop lock never poisoned").clear();
         install_probes(appsink, taps.clone(), self.limiter.clone(), self.gop.clone());
         let producer = StreamProducer::with(appsink, gst_utils::streamproducer::ProducerSettings { sync: false });
@@ -144,6 +155,20 @@ impl Fanout {
     /// would otherwise lose. The GOP's frames are pushed first; those of them that were still
     /// on their way to the outputs when it attached arrive again and are dropped.
     pub fn attach_from_gop(&self, appsrc: &gst_app::AppSrc) -> ConsumerId {
+        self.attach_with_gop(appsrc, false)
+    }
+
+    /// Attaches a live viewer so that it sees a picture at once. A camera Lookout encodes is
+    /// asked for a keyframe, as [`Fanout::attach`] does. A camera passed through starts from
+    /// its current GOP, as [`Fanout::attach_from_gop`] does, but with the cached frames'
+    /// times squeezed to [`FAST_START_SPACING`] apart and ending at the newest one's: the
+    /// player decodes them as one burst and shows the newest picture, and its clock, set by
+    /// those times, is that of a viewer who joined on a keyframe, so no delay stays behind.
+    pub fn attach_fast(&self, appsrc: &gst_app::AppSrc) -> ConsumerId {
+        if self.encodes.load(Ordering::Relaxed) { self.attach(appsrc) } else { self.attach_with_gop(appsrc, true) }
+    }
+
+    fn attach_with_gop(&self, appsrc: &gst_app::AppSrc, squeeze: bool) -> ConsumerId {
         // While the cache is locked no frame can enter it, and a frame reaches the outputs only
         // after it entered the cache: every frame is either in the snapshot or arrives live.
         let cache = self.gop.lock().expect("gop lock never poisoned");
@@ -152,9 +177,18 @@ impl Fanout {
             drop(cache);
             return self.attach(appsrc);
         };
-        for frame in &gop.frames {
+        let newest = gop.frames.last().and_then(|f| f.pts());
+        let count = gop.frames.len() as u64;
+        for (i, frame) in gop.frames.iter().enumerate() {
             // Copies (sharing memory), so that the originals, if they arrive live, are told apart.
-            let sample = gst::Sample::builder().buffer(&frame.copy()).caps(&gop.format.caps).segment(&gop.format.segment).build();
+            let mut copy = frame.copy();
+            if let (true, Some(newest)) = (squeeze, newest) {
+                let at = newest.saturating_sub(FAST_START_SPACING * (count - 1 - i as u64));
+                let b = copy.make_mut();
+                b.set_pts(at);
+                b.set_dts(gst::ClockTime::NONE);
+            }
+            let sample = gst::Sample::builder().buffer(&copy).caps(&gop.format.caps).segment(&gop.format.segment).build();
             if appsrc.push_sample(&sample).is_err() {
                 break;
             }
@@ -303,7 +337,7 @@ mod tests {
         gst::init().unwrap();
         let appsink = gst_app::AppSink::builder().build();
         assert!(appsink.property::<bool>("sync"), "appsink syncs by default");
-        Fanout::new("cam").set_producer(&appsink);
+        Fanout::new("cam").set_producer(&appsink, true);
         assert!(!appsink.property::<bool>("sync"));
     }
 
@@ -353,7 +387,7 @@ mod tests {
         gst::init().unwrap();
         let fanout = Fanout::new("cam");
         let (camera, feed, _, appsink) = chain("camera");
-        fanout.set_producer(&appsink);
+        fanout.set_producer(&appsink, true);
         camera.set_state(gst::State::Playing).unwrap();
         for (ms, key) in [(0, true), (40, false), (80, true), (120, false), (160, false)] {
             feed.push_buffer(frame(ms, key)).unwrap();
@@ -386,6 +420,76 @@ mod tests {
     }
 
     #[test]
+    fn a_viewer_of_a_camera_passed_through_starts_from_the_gop_squeezed_and_one_of_an_encoded_camera_waits() {
+        gst::init().unwrap();
+        let fanout = Fanout::new("cam");
+        let (camera, feed, _, appsink) = chain("camera-fast");
+        fanout.set_producer(&appsink, false);
+        camera.set_state(gst::State::Playing).unwrap();
+        for (ms, key) in [(0, true), (40, false), (80, false), (120, false)] {
+            feed.push_buffer(frame(ms, key)).unwrap();
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while fanout.current_gop().is_none_or(|g| g.frames.len() < 4) {
+            assert!(Instant::now() < deadline, "the GOP was cached");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let (output, src, _, sink) = chain("viewer-fast");
+        let times = Arc::new(Mutex::new(Vec::new()));
+        let got = times.clone();
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |s| {
+                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    got.lock().unwrap().push(sample.buffer().and_then(|b| b.pts()).map_or(u64::MAX, |t| t.useconds()));
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        StreamProducer::configure_consumer(&src);
+        output.set_state(gst::State::Playing).unwrap();
+        let id = fanout.attach_fast(&src);
+        feed.push_buffer(frame(160, false)).unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while times.lock().unwrap().len() < 5 {
+            assert!(Instant::now() < deadline, "frames arrived: {:?}", times.lock().unwrap());
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let spacing = FAST_START_SPACING.useconds();
+        assert_eq!(
+            *times.lock().unwrap(),
+            [120_000 - 3 * spacing, 120_000 - 2 * spacing, 120_000 - spacing, 120_000, 160_000],
+            "the whole GOP at once, ending at the newest frame's time, then live frames as they were"
+        );
+        fanout.detach(id);
+
+        // An encoded camera is asked for a keyframe instead: nothing before it.
+        let encoded = Fanout::new("encoded");
+        let (camera2, feed, _, appsink) = chain("camera-encoded");
+        encoded.set_producer(&appsink, true);
+        camera2.set_state(gst::State::Playing).unwrap();
+        for (ms, key) in [(0, true), (40, false)] {
+            feed.push_buffer(frame(ms, key)).unwrap();
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while encoded.current_gop().is_none_or(|g| g.frames.len() < 2) {
+            assert!(Instant::now() < deadline, "the GOP was cached");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let (plain, src, seen, _) = chain("viewer-encoded");
+        StreamProducer::configure_consumer(&src);
+        plain.set_state(gst::State::Playing).unwrap();
+        let _id = encoded.attach_fast(&src);
+        feed.push_buffer(frame(80, false)).unwrap();
+        feed.push_buffer(frame(120, true)).unwrap();
+        assert_eq!(wait_for(&seen, 1), [120]);
+        for p in [&camera, &output, &camera2, &plain] {
+            p.set_state(gst::State::Null).unwrap();
+        }
+    }
+
+    #[test]
     fn cached_frames_that_also_arrive_live_are_passed_over_once() {
         gst::init().unwrap();
         let (output, src, seen, _) = chain("repeats");
@@ -408,7 +512,7 @@ mod tests {
         gst::init().unwrap();
         let fanout = Fanout::new("cam");
         let (_camera, _feed, _, appsink) = chain("camera-limits");
-        fanout.set_producer(&appsink);
+        fanout.set_producer(&appsink, true);
         let (_output, src, _, _) = chain("recorder-like");
         let four_s = gst::ClockTime::from_seconds(4);
         StreamProducer::configure_consumer_with(

@@ -182,7 +182,7 @@ impl Supervisor {
         };
         tracing::info!(camera = %cam.name, source = %built.source, encoder = built.encoder.encoder.name(),
             reason = %built.encoder.reason, "starting camera");
-        let taps = fanout.set_producer(&built.appsink);
+        let taps = fanout.set_producer(&built.appsink, built.encoder.encoder != Encoder::Passthrough);
         let running = StopOnDrop::new(&built.pipeline);
         // Starting opens the source, which can block for good (a FIFO without a writer, a
         // hung driver): off the async threads, and given up on at stop.

@@ -162,11 +162,12 @@ struct Tuning {
     ice: IceSettings,
     limit: usize,
     timeout: Duration,
+    fast_start: bool,
 }
 
 impl Tuning {
     fn from_config(w: &WebRtc) -> Tuning {
-        Tuning { ice: IceSettings::from_config(w), limit: w.max_viewers, timeout: w.session_timeout }
+        Tuning { ice: IceSettings::from_config(w), limit: w.max_viewers, timeout: w.session_timeout, fast_start: w.fast_start }
     }
 }
 
@@ -266,7 +267,7 @@ impl ViewerSet {
         let set = self.clone();
         let session = id.clone();
         self.tasks.spawn(async move {
-            let (reason, dropped) = session::run(viewer, set.fanout.clone(), tuning.timeout, stop_rx).await;
+            let (reason, dropped) = session::run(viewer, set.fanout.clone(), tuning.timeout, tuning.fast_start, stop_rx).await;
             let viewers = {
                 let mut sessions = set.sessions.lock().expect("sessions lock never poisoned");
                 sessions.remove(&session);

@@ -69,10 +69,10 @@ impl Offering {
             }
             pushes.insert(id.clone(), stop_tx);
         }
-        let timeout = set.tuning().timeout;
+        let tuning = set.tuning();
         let (task_set, task_id) = (set.clone(), id.clone());
         set.tasks.spawn(async move {
-            let (reason, _) = session::run(viewer, task_set.fanout.clone(), timeout, stop_rx).await;
+            let (reason, _) = session::run(viewer, task_set.fanout.clone(), tuning.timeout, tuning.fast_start, stop_rx).await;
             task_set.pushes.lock().expect("pushes lock never poisoned").remove(&task_id);
             let _ = ended_tx.send(reason);
         });

@@ -379,11 +379,13 @@ pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(8);
 /// Why a session ended.
 pub(super) type EndReason = String;
 
-/// Watches a viewer until it ends; returns why and how many frames it dropped.
+/// Watches a viewer until it ends; returns why and how many frames it dropped. With
+/// `fast_start` a viewer of a camera passed through starts from its current GOP.
 pub(super) async fn run(
     mut viewer: Viewer,
     fanout: Arc<Fanout>,
     timeout: Duration,
+    fast_start: bool,
     mut stop: oneshot::Receiver<EndReason>,
 ) -> (EndReason, u64) {
     let started = Instant::now();
@@ -400,7 +402,7 @@ pub(super) async fn run(
             s = viewer.signals.recv() => match s {
                 Some(Signal::Connection(Pc::Connected)) => {
                     if consumer.is_none() {
-                        consumer = Some(fanout.attach(&viewer.appsrc));
+                        consumer = Some(if fast_start { fanout.attach_fast(&viewer.appsrc) } else { fanout.attach(&viewer.appsrc) });
                         last_heard = Instant::now();
                         tracing::debug!(pipeline = %viewer.pipeline.name(), after = ?started.elapsed(), "viewer connected");
                     }

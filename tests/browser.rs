@@ -389,8 +389,9 @@ async fn chromium_sets_up_the_owner_plays_and_logs_out_and_a_foreign_page_cannot
     daemon.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chromium_changes_a_cameras_rate_in_the_settings_panel_and_it_takes_effect() {
+/// A daemon whose settings the page may change (a config from text, one test camera `cam`
+/// online), and Chromium logged in as the owner with the settings panel open.
+async fn owner_in_the_settings_panel() -> (Daemon, Driver) {
     let text = "[storage]\nmin_free = \"64MB\"\n[led]\nbackend = \"none\"\n\
                 [[camera]]\nname = \"cam\"\nsource = \"test\"\nwidth = 320\nheight = 240\nfps = 15\n";
     let config = lookout::config::Config::from_toml(text, std::path::Path::new("lookout.toml")).unwrap();
@@ -400,6 +401,12 @@ async fn chromium_changes_a_cameras_rate_in_the_settings_panel_and_it_takes_effe
     driver.login(&daemon.base, "admin", OWNER_PASSWORD).await;
     wait_string(&driver, "return document.getElementById('settings').hidden ? '' : 'shown'").await;
     driver.eval("const d = document.getElementById('settings'); d.open = true; d.dispatchEvent(new Event('toggle')); return true").await;
+    (daemon, driver)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_changes_a_cameras_rate_in_the_settings_panel_and_it_takes_effect() {
+    let (daemon, driver) = owner_in_the_settings_panel().await;
     wait_string(&driver, "return document.querySelector('form.camera-setting[data-camera=cam]') ? 'form' : ''").await;
     driver
         .eval("const f = document.querySelector('form.camera-setting[data-camera=cam]'); f.elements.fps.value = '10'; f.requestSubmit(); return true")
@@ -433,16 +440,7 @@ async fn wait_cameras_online(daemon: &Daemon, names: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_adds_renames_and_removes_a_camera_in_the_settings_panel_and_the_live_view_follows() {
-    let text = "[storage]\nmin_free = \"64MB\"\n[led]\nbackend = \"none\"\n\
-                [[camera]]\nname = \"cam\"\nsource = \"test\"\nwidth = 320\nheight = 240\nfps = 15\n";
-    let config = lookout::config::Config::from_toml(text, std::path::Path::new("lookout.toml")).unwrap();
-    let daemon = Daemon::start(config).await;
-    wait_cameras_online(&daemon, &["cam"]).await;
-    let driver = Driver::chromium().await;
-    driver.login(&daemon.base, "admin", OWNER_PASSWORD).await;
-    wait_string(&driver, "return document.getElementById('settings').hidden ? '' : 'shown'").await;
-    let open_panel = "const d = document.getElementById('settings'); d.open = true; d.dispatchEvent(new Event('toggle')); return true";
-    driver.eval(open_panel).await;
+    let (daemon, driver) = owner_in_the_settings_panel().await;
 
     // Add: the form's camera starts, and the live view gets a card that plays it.
     wait_string(&driver, "return document.querySelector('form.add-camera') ? 'form' : ''").await;

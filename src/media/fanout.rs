@@ -393,6 +393,15 @@ mod tests {
         seen.lock().unwrap().clone()
     }
 
+    /// Waits until the fan-out has cached a GOP of at least `frames` frames.
+    fn wait_for_gop(fanout: &Fanout, frames: usize) {
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while fanout.current_gop().is_none_or(|g| g.frames.len() < frames) {
+            assert!(Instant::now() < deadline, "the GOP was cached");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     #[test]
     fn an_output_attached_from_the_gop_gets_the_frames_since_the_keyframe_then_live_ones() {
         gst::init().unwrap();
@@ -403,11 +412,7 @@ mod tests {
         for (ms, key) in [(0, true), (40, false), (80, true), (120, false), (160, false)] {
             feed.push_buffer(frame(ms, key)).unwrap();
         }
-        let deadline = Instant::now() + std::time::Duration::from_secs(30);
-        while fanout.current_gop().is_none_or(|g| g.frames.len() < 3) {
-            assert!(Instant::now() < deadline, "the GOP was cached");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        wait_for_gop(&fanout, 3);
 
         let (output, src, seen, _) = chain("output");
         StreamProducer::configure_consumer(&src);
@@ -440,11 +445,7 @@ mod tests {
         for (ms, key) in [(0, true), (40, false), (80, false), (120, false)] {
             feed.push_buffer(frame(ms, key)).unwrap();
         }
-        let deadline = Instant::now() + std::time::Duration::from_secs(30);
-        while fanout.current_gop().is_none_or(|g| g.frames.len() < 4) {
-            assert!(Instant::now() < deadline, "the GOP was cached");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        wait_for_gop(&fanout, 4);
         let (output, src, _, sink) = chain("viewer-fast");
         let times = Arc::new(Mutex::new(Vec::new()));
         let got = times.clone();
@@ -485,11 +486,7 @@ mod tests {
         big.get_mut().unwrap().set_pts(gst::ClockTime::ZERO);
         feed.push_buffer(big).unwrap();
         feed.push_buffer(frame(40, false)).unwrap();
-        let deadline = Instant::now() + std::time::Duration::from_secs(30);
-        while encoded.current_gop().is_none_or(|g| g.frames.len() < 2) {
-            assert!(Instant::now() < deadline, "the GOP was cached");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        wait_for_gop(&encoded, 2);
         let (plain, src, seen, _) = chain("viewer-encoded");
         StreamProducer::configure_consumer(&src);
         plain.set_state(gst::State::Playing).unwrap();

@@ -3,7 +3,8 @@
 //!
 //! glib callbacks only send [`Signal`]s into a channel; the session task owns all decisions.
 //! The viewer is attached to the camera's fan-out only once its connection (ICE + DTLS) is up,
-//! so the keyframe requested on attach is the first thing it receives.
+//! so what starts its picture (the camera's current GOP with fast start, or the keyframe
+//! requested on attach) is the first thing it receives.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

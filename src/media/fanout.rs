@@ -387,26 +387,29 @@ mod tests {
         seen.lock().unwrap().clone()
     }
 
-    /// Waits until the fan-out has cached a GOP of at least `frames` frames.
-    fn wait_for_gop(fanout: &Fanout, frames: usize) {
+    /// A fan-out over a playing camera that was fed `frames` (PTS in ms, keyframe), once it
+    /// has cached the GOP they end with; returns it, the camera pipeline and its feed.
+    fn camera_with_gop(name: &str, encodes: bool, frames: &[(u64, bool)]) -> (Fanout, gst::Pipeline, gst_app::AppSrc) {
+        let fanout = Fanout::new(name);
+        let (camera, feed, _, appsink) = chain(name);
+        fanout.set_producer(&appsink, encodes);
+        camera.set_state(gst::State::Playing).unwrap();
+        for &(ms, key) in frames {
+            feed.push_buffer(frame(ms, key)).unwrap();
+        }
+        let gop = frames.len() - frames.iter().rposition(|&(_, key)| key).expect("a keyframe among the frames");
         let deadline = Instant::now() + std::time::Duration::from_secs(30);
-        while fanout.current_gop().is_none_or(|g| g.frames.len() < frames) {
+        while fanout.current_gop().is_none_or(|g| g.frames.len() < gop) {
             assert!(Instant::now() < deadline, "the GOP was cached");
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+        (fanout, camera, feed)
     }
 
     #[test]
     fn an_output_attached_from_the_gop_gets_the_frames_since_the_keyframe_then_live_ones() {
         gst::init().unwrap();
-        let fanout = Fanout::new("cam");
-        let (camera, feed, _, appsink) = chain("camera");
-        fanout.set_producer(&appsink, true);
-        camera.set_state(gst::State::Playing).unwrap();
-        for (ms, key) in [(0, true), (40, false), (80, true), (120, false), (160, false)] {
-            feed.push_buffer(frame(ms, key)).unwrap();
-        }
-        wait_for_gop(&fanout, 3);
+        let (fanout, camera, feed) = camera_with_gop("camera", true, &[(0, true), (40, false), (80, true), (120, false), (160, false)]);
 
         let (output, src, seen, _) = chain("output");
         StreamProducer::configure_consumer(&src);
@@ -432,14 +435,7 @@ mod tests {
     #[test]
     fn a_viewer_of_a_camera_passed_through_starts_from_the_gop_squeezed_and_one_of_an_encoded_camera_waits() {
         gst::init().unwrap();
-        let fanout = Fanout::new("cam");
-        let (camera, feed, _, appsink) = chain("camera-fast");
-        fanout.set_producer(&appsink, false);
-        camera.set_state(gst::State::Playing).unwrap();
-        for (ms, key) in [(0, true), (40, false), (80, false), (120, false)] {
-            feed.push_buffer(frame(ms, key)).unwrap();
-        }
-        wait_for_gop(&fanout, 4);
+        let (fanout, camera, feed) = camera_with_gop("camera-fast", false, &[(0, true), (40, false), (80, false), (120, false)]);
         let (output, src, _, sink) = chain("viewer-fast");
         let times = Arc::new(Mutex::new(Vec::new()));
         let got = times.clone();
@@ -471,14 +467,7 @@ mod tests {
         fanout.detach(id);
 
         // An encoded camera is asked for a keyframe instead: nothing before it.
-        let encoded = Fanout::new("encoded");
-        let (camera2, feed, _, appsink) = chain("camera-encoded");
-        encoded.set_producer(&appsink, true);
-        camera2.set_state(gst::State::Playing).unwrap();
-        for (ms, key) in [(0, true), (40, false)] {
-            feed.push_buffer(frame(ms, key)).unwrap();
-        }
-        wait_for_gop(&encoded, 2);
+        let (encoded, camera2, feed) = camera_with_gop("camera-encoded", true, &[(0, true), (40, false)]);
         let (plain, src, seen, _) = chain("viewer-encoded");
         StreamProducer::configure_consumer(&src);
         plain.set_state(gst::State::Playing).unwrap();

@@ -2,6 +2,9 @@
 //!
 //! `whep_viewer URL joins N`      joins N times in a row, prints each time-to-first-frame (ms)
 //! `whep_viewer URL hold N SECS`  holds N viewers for SECS seconds, prints frames each decoded
+//! `whep_viewer URL churn N`      N joins in a row that each take one frame and leave, every
+//!                                10th without a DELETE (a tab closed); prints the count done
+//!                                after each, for the churn benchmark to read memory against
 
 #[path = "../tests/common/whep.rs"]
 mod whep;
@@ -13,7 +16,7 @@ use whep::WhepViewer;
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: whep_viewer URL (joins N | hold N SECS)";
+    let usage = "usage: whep_viewer URL (joins N | hold N SECS | churn N)";
     let (url, mode) = (args.get(1).expect(usage), args.get(2).map(String::as_str));
     let n: usize = args.get(3).and_then(|s| s.parse().ok()).expect(usage);
     match mode {
@@ -40,6 +43,20 @@ async fn main() {
             println!("{}", frames.join(" "));
             for v in viewers {
                 v.delete().await;
+            }
+        }
+        Some("churn") => {
+            for i in 1..=n {
+                let viewer = WhepViewer::connect(url).await.unwrap_or_else(|r| panic!("join {i} refused: {} {}", r.status, r.body));
+                if !viewer.wait_frames(1, Duration::from_secs(10)).await {
+                    panic!("join {i}: no frame within 10 s");
+                }
+                if i % 10 == 0 {
+                    viewer.vanish();
+                } else {
+                    viewer.delete().await;
+                }
+                println!("{i}");
             }
         }
         _ => panic!("{usage}"),

@@ -67,6 +67,35 @@ fn same_bytes(a: &Path, pa: &Partition, b: &Path, pb: &Partition) -> bool {
     true
 }
 
+/// Copies `len` bytes of `from` (from where it stands) to the new file `to`, leaving the
+/// runs of zeros as holes. An image is mostly empty space, and CI machines' disks can be
+/// small: a plain copy of the card and of its grown data partition wrote gigabytes of zeros.
+fn copy_sparse(mut from: impl Read, len: u64, to: &Path) {
+    use std::io::Write;
+    let mut out = std::fs::File::create(to).unwrap_or_else(|e| panic!("creating {}: {e}", to.display()));
+    let mut block = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        from.read_exact(&mut block[..n]).unwrap_or_else(|e| panic!("reading for {}: {e}", to.display()));
+        if block[..n].iter().all(|&b| b == 0) {
+            out.seek(SeekFrom::Current(n as i64)).unwrap();
+        } else {
+            out.write_all(&block[..n]).unwrap_or_else(|e| panic!("writing {}: {e}", to.display()));
+        }
+        left -= n as u64;
+    }
+    out.set_len(len).unwrap();
+}
+
+/// A copy of the built image to boot (the built one stays as it was, for comparing).
+fn copy_image(images: &Path, to: &Path) {
+    let image = images.join(IMAGE);
+    let file = std::fs::File::open(&image).unwrap_or_else(|e| panic!("the image {} (scripts/build-image): {e}", image.display()));
+    let len = file.metadata().unwrap().len();
+    copy_sparse(file, len, to);
+}
+
 fn free_port(udp: bool) -> u16 {
     if udp {
         std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -271,7 +300,7 @@ async fn the_image_boots_into_a_working_appliance_and_keeps_its_recordings_acros
     ));
     let work = tempfile::tempdir().unwrap();
     let disk = work.path().join("card.img");
-    std::fs::copy(images.join(IMAGE), &disk).expect("the image exists (scripts/build-image)");
+    copy_image(&images, &disk);
     let original = partitions(&images.join(IMAGE));
     assert_eq!(original.len(), 3, "boot, root, data");
     // A bigger card than the image: the data partition must grow into it on first boot.
@@ -404,8 +433,7 @@ async fn the_image_boots_into_a_working_appliance_and_keeps_its_recordings_acros
     {
         let mut card = std::fs::File::open(&disk).unwrap();
         card.seek(SeekFrom::Start(after[2].start)).unwrap();
-        let mut out = std::fs::File::create(&data).unwrap();
-        std::io::copy(&mut card.take(after[2].size), &mut out).unwrap();
+        copy_sparse(card, after[2].size, &data);
     }
     // The device was switched off, not shut down: replay the copy's journal first, as the
     // next boot's mount would (debugfs reads only what is already in place).
@@ -480,7 +508,7 @@ fn the_image_on_wifi_opens_its_setup_hotspot_is_set_up_from_a_phone_and_rejoins_
     ));
     let work = tempfile::tempdir().unwrap();
     let disk = work.path().join("card.img");
-    std::fs::copy(images.join(IMAGE), &disk).expect("the image exists (scripts/build-image)");
+    copy_image(&images, &disk);
     let boot = partitions(&disk).remove(0);
     // A card flashed with no network and no owner password, and no cable: only the radio.
     // The hotspot opens 5 s after start-up instead of 30, to keep the test short; plain HTTP,

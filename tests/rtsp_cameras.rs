@@ -287,7 +287,11 @@ async fn record_a_drifting_clock(percent: i64) {
         assert!((d - SEGMENT.as_secs_f64()).abs() <= SEGMENT.as_secs_f64() * 0.03 + 0.2, "{seg}: {d:.2} s in a {SEGMENT:?} segment");
     }
     let end = time(&segs[6]["end"]).with_timezone(&chrono::Utc);
-    assert!(end <= now, "the recording is not ahead of the wall clock: ends {end}, now {now}");
+    // Within a frame: the correction follows the camera's clock from its frames' arrival, so
+    // a segment's end may lead by part of a frame (56 ms once, on a loaded machine); the
+    // uncorrected defect led by 100-300 ms.
+    let frame = chrono::Duration::milliseconds(1000 / i64::from(kind.fps));
+    assert!(end <= now + frame, "the recording is not ahead of the wall clock by a frame or more: ends {end}, now {now}");
     let behind = (now - end).as_seconds_f64();
     assert!(behind < SEGMENT.as_secs_f64(), "nor far behind it: ends {end}, now {now}");
     let listing = daemon.get_json("/api/cameras/ipcam/recordings").await;

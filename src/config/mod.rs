@@ -327,9 +327,9 @@ pub struct WebRtc {
     /// session is ended.
     #[serde(with = "humantime_serde")]
     pub session_timeout: Duration,
-    /// A viewer of a camera passed through (which cannot be asked for a keyframe) starts from
-    /// the camera's current GOP, sent at once, instead of waiting up to a GOP for the next
-    /// keyframe.
+    /// A viewer starts from the camera's current GOP, sent at once: a camera passed through
+    /// (which cannot be asked for a keyframe) instead of waiting up to a GOP for the next one,
+    /// a camera Lookout encodes from the keyframe asked for when the offer arrived.
     pub fast_start: bool,
 }
 

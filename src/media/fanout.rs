@@ -88,6 +88,11 @@ pub struct Fanout {
 /// stream time and the player's clock is set by the newest of them.
 const FAST_START_SPACING: gst::ClockTime = gst::ClockTime::from_useconds(12);
 
+/// Most frames of an encoded camera's GOP that a viewer starts from (a quarter second at
+/// 30 fps): so young a GOP began with the keyframe asked for when the viewer's offer arrived,
+/// or by another viewer moments before. An older one is not worth its burst.
+const YOUNG_GOP_FRAMES: usize = 8;
+
 /// The current GOP as the camera pipeline's own buffers (references, not copies).
 type FrameCache = GopCache<gst::Buffer, Format>;
 
@@ -155,30 +160,49 @@ impl Fanout {
     /// would otherwise lose. The GOP's frames are pushed first; those of them that were still
     /// on their way to the outputs when it attached arrive again and are dropped.
     pub fn attach_from_gop(&self, appsrc: &gst_app::AppSrc) -> ConsumerId {
-        self.attach_with_gop(appsrc, false)
+        self.attach_with_gop(appsrc, false, usize::MAX)
     }
 
-    /// Attaches a live viewer so that it sees a picture at once. A camera Lookout encodes is
-    /// asked for a keyframe, as [`Fanout::attach`] does. A camera passed through cannot be
-    /// asked, and its next keyframe may be seconds away: its viewer starts from the current
-    /// GOP, as [`Fanout::attach_from_gop`] does, but with the cached frames' times squeezed to
-    /// [`FAST_START_SPACING`] apart and ending at the newest one's. The player decodes them as
-    /// one burst and shows the newest picture, and its clock, set by those times, is that of a
-    /// viewer who joined on a keyframe, so no delay stays behind.
+    /// A viewer's offer arrived: a camera Lookout encodes is asked for a keyframe now (through
+    /// the limiter), while the viewer's connection is still being set up, so that by the time
+    /// it connects the keyframe is already in the cached GOP for [`Fanout::attach_fast`] to
+    /// start it from. Nothing for a camera passed through, which cannot be asked.
+    pub fn expect_viewer(&self) {
+        if !self.encodes.load(Ordering::Relaxed) {
+            return;
+        }
+        let producer = self.producer.lock().expect("fanout lock never poisoned").clone();
+        if let Some(pad) = producer.and_then(|p| p.appsink().static_pad("sink")) {
+            // Through the pad, as a consumer's own request goes: the limiter's probe sees it.
+            pad.push_event(gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build());
+        }
+    }
+
+    /// Attaches a live viewer so that it sees a picture at once: it starts from the camera's
+    /// current GOP, with the cached frames' times squeezed to [`FAST_START_SPACING`] apart and
+    /// ending at the newest one's. The player decodes them as one burst and shows the newest
+    /// picture, and its clock, set by those times, is that of a viewer who joined on a
+    /// keyframe, so no delay stays behind.
     ///
-    /// Encoded cameras are not started this way: a burst of a whole GOP overran the viewer's
-    /// 500 ms queue on the emulated image (the drops then waited for a keyframe anyway), and
-    /// on a PC it gained only ~30 ms over asking for a keyframe (docs/PERFORMANCE.md).
+    /// A camera passed through cannot be asked for a keyframe and its GOP may last seconds, so
+    /// its viewer takes the whole GOP. A camera Lookout encodes was asked for a keyframe when
+    /// the offer arrived ([`Fanout::expect_viewer`]): its viewer starts from the GOP only while
+    /// it is at most [`YOUNG_GOP_FRAMES`] long, and otherwise asks for a keyframe as
+    /// [`Fanout::attach`] does. A whole GOP's burst overran the viewer's 500 ms queue on the
+    /// emulated image (docs/PERFORMANCE.md).
     pub fn attach_fast(&self, appsrc: &gst_app::AppSrc) -> ConsumerId {
-        if self.encodes.load(Ordering::Relaxed) { self.attach(appsrc) } else { self.attach_with_gop(appsrc, true) }
+        let most = if self.encodes.load(Ordering::Relaxed) { YOUNG_GOP_FRAMES } else { usize::MAX };
+        self.attach_with_gop(appsrc, true, most)
     }
 
-    fn attach_with_gop(&self, appsrc: &gst_app::AppSrc, squeeze: bool) -> ConsumerId {
+    /// Starts `appsrc` from the cached GOP if there is a fresh one of at most `most` frames;
+    /// otherwise from the next keyframe, asked for.
+    fn attach_with_gop(&self, appsrc: &gst_app::AppSrc, squeeze: bool, most: usize) -> ConsumerId {
         // While the cache is locked no frame can enter it, and a frame reaches the outputs only
         // after it entered the cache: every frame is either in the snapshot or arrives live.
         let cache = self.gop.lock().expect("gop lock never poisoned");
-        let Some(gop) = cache.current(Instant::now()).filter(|_| self.producer.lock().expect("fanout lock never poisoned").is_some())
-        else {
+        let producing = self.producer.lock().expect("fanout lock never poisoned").is_some();
+        let Some(gop) = cache.current(Instant::now()).filter(|g| producing && g.frames.len() <= most) else {
             drop(cache);
             return self.attach(appsrc);
         };
@@ -433,7 +457,7 @@ mod tests {
     }
 
     #[test]
-    fn a_viewer_of_a_camera_passed_through_starts_from_the_gop_squeezed_and_one_of_an_encoded_camera_waits() {
+    fn a_viewer_starts_from_the_whole_gop_of_a_camera_passed_through_and_from_an_encoded_cameras_only_while_young() {
         gst::init().unwrap();
         let (fanout, camera, feed) = camera_with_gop("camera-fast", false, &[(0, true), (40, false), (80, false), (120, false)]);
         let (output, src, _, sink) = chain("viewer-fast");
@@ -466,17 +490,41 @@ mod tests {
         );
         fanout.detach(id);
 
-        // An encoded camera is asked for a keyframe instead: nothing before it.
+        // An encoded camera's young GOP (the keyframe asked for when the offer came) is a start
+        // too; an older one is not, and that viewer waits for the keyframe it asks for.
         let (encoded, camera2, feed) = camera_with_gop("camera-encoded", true, &[(0, true), (40, false)]);
-        let (plain, src, seen, _) = chain("viewer-encoded");
+        let (young, src, seen, _) = chain("viewer-young");
         StreamProducer::configure_consumer(&src);
-        plain.set_state(gst::State::Playing).unwrap();
+        young.set_state(gst::State::Playing).unwrap();
         let _id = encoded.attach_fast(&src);
         feed.push_buffer(frame(80, false)).unwrap();
-        feed.push_buffer(frame(120, true)).unwrap();
-        assert_eq!(wait_for(&seen, 1), [120]);
-        for p in [&camera, &output, &camera2, &plain] {
+        assert_eq!(wait_for(&seen, 3), [39, 40, 80], "the young GOP squeezed (ms), then live");
+        for ms in (120..=120 + 40 * YOUNG_GOP_FRAMES as u64).step_by(40) {
+            feed.push_buffer(frame(ms, false)).unwrap();
+        }
+        while encoded.current_gop().is_none_or(|g| g.frames.len() <= YOUNG_GOP_FRAMES) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let (old, src, seen, _) = chain("viewer-old");
+        StreamProducer::configure_consumer(&src);
+        old.set_state(gst::State::Playing).unwrap();
+        let _id = encoded.attach_fast(&src);
+        feed.push_buffer(frame(1000, false)).unwrap();
+        feed.push_buffer(frame(1040, true)).unwrap();
+        assert_eq!(wait_for(&seen, 1), [1040]);
+        for p in [&camera, &output, &camera2, &young, &old] {
             p.set_state(gst::State::Null).unwrap();
+        }
+    }
+
+    #[test]
+    fn an_expected_viewer_asks_an_encoded_camera_for_a_keyframe_and_a_camera_passed_through_for_nothing() {
+        gst::init().unwrap();
+        for (name, encodes, asked) in [("expect-encoded", true, 1), ("expect-passed", false, 0)] {
+            let (fanout, camera, _feed) = camera_with_gop(name, encodes, &[(0, true)]);
+            fanout.expect_viewer();
+            assert_eq!(fanout.keyframe_requests(), (asked, 0), "{name}");
+            camera.set_state(gst::State::Null).unwrap();
         }
     }
 

@@ -237,6 +237,11 @@ impl ViewerSet {
             tracing::warn!(camera = %self.camera, "{e}");
             return Err(e);
         }
+        if tuning.fast_start {
+            // The keyframe is made while the connection is set up, so it is waiting when
+            // the viewer connects (an encoded camera; nothing for one passed through).
+            self.fanout.expect_viewer();
+        }
         let step = session::Step::default();
         let negotiated =
             tokio::time::timeout(NEGOTIATE_TIMEOUT, session::negotiate(short, parsed, &h264, &tuning.ice, &self.clock, &step, on_channel))

@@ -204,8 +204,10 @@ impl Fanout {
         let producing = self.producer.lock().expect("fanout lock never poisoned").is_some();
         let Some(gop) = cache.current(Instant::now()).filter(|g| producing && g.frames.len() <= most) else {
             drop(cache);
+            tracing::debug!(camera = %self.name, "output starts at the next keyframe");
             return self.attach(appsrc);
         };
+        tracing::debug!(camera = %self.name, frames = gop.frames.len(), "output starts from the cached GOP");
         let newest = gop.frames.last().and_then(|f| f.pts());
         let count = gop.frames.len() as u64;
         for (i, frame) in gop.frames.iter().enumerate() {

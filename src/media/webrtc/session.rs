@@ -25,9 +25,6 @@ use super::{IceSettings, ViewerError};
 /// Waiting longer for ICE candidates gains nothing on a LAN; a STUN server that answers
 /// at all answers within this, and an unreachable one must not delay the viewer.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(3);
-/// Host candidates are emitted in one burst (measured: all within 0.1 ms of each other);
-/// 20 ms of silence after the first means the burst is over.
-const HOST_CANDIDATES_QUIET: Duration = Duration::from_millis(20);
 
 /// The negotiation step under way, so a timeout can say what it was waiting for.
 #[derive(Debug, Default)]
@@ -50,8 +47,6 @@ impl Step {
 pub(super) enum Signal {
     Connection(Pc),
     GatheringDone,
-    /// A local ICE candidate was gathered.
-    Candidate,
     /// RTCP arrived from the viewer: it is still there.
     Rtcp,
     /// The viewer sent RTCP BYE: it is leaving.
@@ -144,8 +139,9 @@ pub(super) async fn negotiate(
     let t1 = t0.elapsed();
     step.enter("gathering ICE candidates");
     wait_for_gathering(&webrtc, &mut viewer.signals, ice.stun.is_none() && ice.turn.is_empty()).await;
-    tracing::debug!(negotiate = ?t1, gather = ?(t0.elapsed() - t1), "answer ready");
     let text = local_description(&webrtc)?;
+    let candidates = text.matches("a=candidate:").count();
+    tracing::debug!(negotiate = ?t1, gather = ?(t0.elapsed() - t1), candidates, "answer ready");
     Ok((viewer, sdp::announce_addresses(&text, &ice.announce)))
 }
 
@@ -278,11 +274,6 @@ fn watch_signals(webrtc: &gst::Element, tx: mpsc::UnboundedSender<Signal>) {
         let _ = t.send(Signal::Connection(w.property::<Pc>("connection-state")));
     });
     let t = tx.clone();
-    webrtc.connect("on-ice-candidate", false, move |_| {
-        let _ = t.send(Signal::Candidate);
-        None
-    });
-    let t = tx.clone();
     webrtc.connect_notify(Some("ice-gathering-state"), move |w, _| {
         if w.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state") == gst_webrtc::WebRTCICEGatheringState::Complete {
             let _ = t.send(Signal::GatheringDone);
@@ -304,37 +295,48 @@ fn watch_signals(webrtc: &gst::Element, tx: mpsc::UnboundedSender<Signal>) {
 }
 
 /// Waits until the answer can list our candidates. With only host candidates possible (no
-/// STUN or TURN configured) they all arrive together right after set-local-description, while
-/// webrtcbin reports gathering "complete" only ~200 ms later; waiting for that would add
-/// 200 ms to every viewer's start, so a short quiet period after the first candidate is used.
+/// STUN or TURN configured) they are all known once set-local-description is done: webrtcbin
+/// gathers them inside that operation, on its operations thread, and adds them to the local
+/// description in one operation it queues there. Gathering is reported "complete" only ~200 ms
+/// later, which would add that to every viewer's start (as a quiet period of 20 ms after the
+/// first candidate, used before, added 20 ms); instead an operation queued behind that one
+/// marks the moment they are all in.
 async fn wait_for_gathering(webrtc: &gst::Element, signals: &mut mpsc::UnboundedReceiver<Signal>, host_only: bool) {
     if webrtc.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state") == gst_webrtc::WebRTCICEGatheringState::Complete {
         return;
     }
+    if host_only {
+        if tokio::time::timeout(GATHER_TIMEOUT, queued_operations_done(webrtc)).await.is_err() {
+            tracing::debug!("webrtcbin's operations still running after {GATHER_TIMEOUT:?}; answering with what we have");
+        }
+        return;
+    }
     let deadline = tokio::time::sleep(GATHER_TIMEOUT);
     tokio::pin!(deadline);
-    let mut quiet: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     loop {
-        let quiet_over = async {
-            match quiet.as_mut() {
-                Some(q) => q.as_mut().await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = &mut deadline => {
                 tracing::debug!("ICE gathering still running after {GATHER_TIMEOUT:?}; answering with what we have");
                 return;
             }
-            _ = quiet_over => return,
             s = signals.recv() => match s {
-                Some(Signal::Candidate) if host_only => quiet = Some(Box::pin(tokio::time::sleep(HOST_CANDIDATES_QUIET))),
                 Some(Signal::GatheringDone) | None => return,
                 // Other signals cannot matter before the answer is sent.
                 Some(_) => {}
             },
         }
     }
+}
+
+/// Returns once every operation queued on webrtcbin's operations thread so far has run: a
+/// get-stats, answered by an operation of its own, is queued behind them.
+async fn queued_operations_done(webrtc: &gst::Element) {
+    let (tx, rx) = oneshot::channel();
+    let p = gst::Promise::with_change_func(move |_| {
+        let _ = tx.send(());
+    });
+    webrtc.emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &p]);
+    let _ = rx.await;
 }
 
 /// Emits a webrtcbin action that takes (argument, promise) and waits for the promise.
@@ -434,4 +436,27 @@ pub(super) async fn run(
     // Stopping joins webrtcbin's threads: not on the async runtime.
     let _ = tokio::task::spawn_blocking(move || drop(viewer)).await;
     (reason, dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gst_webrtc::WebRTCICEGatheringState as Gathering;
+
+    #[tokio::test]
+    async fn a_description_made_without_stun_or_turn_lists_every_host_candidate_gathered() {
+        gst::init().unwrap();
+        let ice = IceSettings { tcp: true, ..IceSettings::default() };
+        let (viewer, _) = offer("host-only", &ice, &crate::media::MediaClock::new(), &Step::default()).await.expect("an offer");
+        let listed = local_description(&viewer.webrtc).unwrap().matches("a=candidate:").count();
+        // webrtcbin says gathering is complete ~200 ms later; nothing may have come since.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while viewer.webrtc.property::<Gathering>("ice-gathering-state") != Gathering::Complete {
+            assert!(Instant::now() < deadline, "gathering completes");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let gathered = local_description(&viewer.webrtc).unwrap().matches("a=candidate:").count();
+        assert!(listed > 0 && listed == gathered, "{listed} of {gathered} candidates listed");
+        tokio::task::spawn_blocking(move || drop(viewer)).await.unwrap();
+    }
 }

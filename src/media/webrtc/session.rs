@@ -298,7 +298,7 @@ fn watch_signals(webrtc: &gst::Element, tx: mpsc::UnboundedSender<Signal>) {
 /// STUN or TURN configured) they are all known once set-local-description is done: webrtcbin
 /// gathers them inside that operation, on its operations thread, and adds them to the local
 /// description in one operation it queues there. Gathering is reported "complete" only ~200 ms
-/// later, which would add that to every viewer's start (as a quiet period of 20 ms after the
+/// later, which would add that to every viewer's start (a quiet period of 20 ms after the
 /// first candidate, used before, added 20 ms); instead an operation queued behind that one
 /// marks the moment they are all in.
 async fn wait_for_gathering(webrtc: &gst::Element, signals: &mut mpsc::UnboundedReceiver<Signal>, host_only: bool) {
@@ -329,13 +329,17 @@ async fn wait_for_gathering(webrtc: &gst::Element, signals: &mut mpsc::Unbounded
 }
 
 /// Returns once every operation queued on webrtcbin's operations thread so far has run: a
-/// get-stats, answered by an operation of its own, is queued behind them.
+/// create-answer queued behind them is refused by its own operation at once (no offer is
+/// pending any more), which is all it is for. A get-stats did the same but named its
+/// structures after the session's SSRCs, ports and transports, and GLib interns such names
+/// for good: hundreds of bytes kept per join (heaptrack, `scripts/bench/churn`). With
+/// GStreamer's own log at WARN, webrtcbin logs the refusal.
 async fn queued_operations_done(webrtc: &gst::Element) {
     let (tx, rx) = oneshot::channel();
     let p = gst::Promise::with_change_func(move |_| {
         let _ = tx.send(());
     });
-    webrtc.emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &p]);
+    webrtc.emit_by_name::<()>("create-answer", &[&None::<gst::Structure>, &p]);
     let _ = rx.await;
 }
 

@@ -394,6 +394,14 @@ mod tests {
         (pipeline, src, seen, sink)
     }
 
+    /// A playing output pipeline whose appsrc is configured as outputs configure theirs.
+    fn playing_output(name: &str) -> (gst::Pipeline, gst_app::AppSrc, Arc<Mutex<Vec<u64>>>) {
+        let (pipeline, src, seen, _) = chain(name);
+        StreamProducer::configure_consumer(&src);
+        pipeline.set_state(gst::State::Playing).unwrap();
+        (pipeline, src, seen)
+    }
+
     fn frame(ms: u64, keyframe: bool) -> gst::Buffer {
         let mut b = gst::Buffer::from_slice(vec![0u8; 100]);
         let m = b.get_mut().unwrap();
@@ -437,18 +445,14 @@ mod tests {
         gst::init().unwrap();
         let (fanout, camera, feed) = camera_with_gop("camera", true, &[(0, true), (40, false), (80, true), (120, false), (160, false)]);
 
-        let (output, src, seen, _) = chain("output");
-        StreamProducer::configure_consumer(&src);
-        output.set_state(gst::State::Playing).unwrap();
+        let (output, src, seen) = playing_output("output");
         let id = fanout.attach_from_gop(&src);
         feed.push_buffer(frame(200, false)).unwrap();
         assert_eq!(wait_for(&seen, 4), [80, 120, 160, 200], "from the current keyframe on, at once, and no frame twice");
         fanout.detach(id);
 
         // A plain attach waits for the next keyframe instead.
-        let (plain, src, seen, _) = chain("plain");
-        StreamProducer::configure_consumer(&src);
-        plain.set_state(gst::State::Playing).unwrap();
+        let (plain, src, seen) = playing_output("plain");
         let _id = fanout.attach(&src);
         feed.push_buffer(frame(240, false)).unwrap();
         feed.push_buffer(frame(280, true)).unwrap();
@@ -495,21 +499,19 @@ mod tests {
         // An encoded camera's young GOP (the keyframe asked for when the offer came) is a start
         // too; an older one is not, and that viewer waits for the keyframe it asks for.
         let (encoded, camera2, feed) = camera_with_gop("camera-encoded", true, &[(0, true), (40, false)]);
-        let (young, src, seen, _) = chain("viewer-young");
-        StreamProducer::configure_consumer(&src);
-        young.set_state(gst::State::Playing).unwrap();
+        let (young, src, seen) = playing_output("viewer-young");
         let _id = encoded.attach_fast(&src);
         feed.push_buffer(frame(80, false)).unwrap();
         assert_eq!(wait_for(&seen, 3), [39, 40, 80], "the young GOP squeezed (ms), then live");
         for ms in (120..=120 + 40 * YOUNG_GOP_FRAMES as u64).step_by(40) {
             feed.push_buffer(frame(ms, false)).unwrap();
         }
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
         while encoded.current_gop().is_none_or(|g| g.frames.len() <= YOUNG_GOP_FRAMES) {
+            assert!(Instant::now() < deadline, "the GOP grew old");
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        let (old, src, seen, _) = chain("viewer-old");
-        StreamProducer::configure_consumer(&src);
-        old.set_state(gst::State::Playing).unwrap();
+        let (old, src, seen) = playing_output("viewer-old");
         let _id = encoded.attach_fast(&src);
         feed.push_buffer(frame(1000, false)).unwrap();
         feed.push_buffer(frame(1040, true)).unwrap();
@@ -533,9 +535,7 @@ mod tests {
     #[test]
     fn cached_frames_that_also_arrive_live_are_passed_over_once() {
         gst::init().unwrap();
-        let (output, src, seen, _) = chain("repeats");
-        StreamProducer::configure_consumer(&src);
-        output.set_state(gst::State::Playing).unwrap();
+        let (output, src, seen) = playing_output("repeats");
         let originals = vec![frame(0, true), frame(40, false)];
         for o in &originals {
             src.push_buffer(o.copy()).unwrap();
